@@ -1,0 +1,173 @@
+"""Dataclass schemas for every config group, registered in Hydra's ConfigStore.
+
+The primary config (`configs/train.yaml`) lists `config_schema` first in its defaults, so every
+value a YAML file or a command-line override sets is checked against these types: a typo'd key
+(`trainer.max_step=...`), a wrong type (`trainer.max_steps=abc`) or an unknown choice
+(`model.activation=relu6`) fails at composition, before any data is read.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+class Dataset(str, Enum):
+    mnist = "mnist"
+    fashion_mnist = "fashion_mnist"
+    cifar10 = "cifar10"
+    cifar100 = "cifar100"
+    imagenet_subset = "imagenet_subset"
+    synthetic = "synthetic"
+
+
+class Preprocess(str, Enum):
+    none = "none"  # pixels scaled to [0, 1]
+    standardize = "standardize"  # per channel, with the training split's mean and std
+    binarize = "binarize"  # Sec. 4.1 says "binary" MNIST inputs: pixel > threshold -> 1
+
+
+class Activation(str, Enum):
+    sigmoid = "sigmoid"
+    relu = "relu"
+    tanh = "tanh"
+
+
+class Placement(str, Enum):
+    none = "none"  # no BN (the paper's baselines)
+    before = "before"  # z = g(BN(Wu)), the paper's choice (Sec. 3.2)
+    after = "after"  # z = BN(g(Wu)), the alternative the seeds discuss
+
+
+class BNImpl(str, Enum):
+    torch = "torch"  # nn.BatchNorm1d/2d
+    paper = "paper"  # bnrepro.bn.BatchNorm: Algorithm 1 with the paper's backward pass
+
+
+class Population(str, Enum):
+    ema = "ema"  # running averages kept during training (bn.momentum)
+    average = "average"  # Algorithm 2: recomputed after training over bn.population_batches
+
+
+@dataclass
+class SyntheticOptions:
+    """A learnable stand-in for smoke runs: class-dependent Gaussian blobs in image shape."""
+
+    shape: List[int] = field(default_factory=lambda: [1, 28, 28])
+    num_classes: int = 10
+    train_size: int = 2000
+    test_size: int = 500
+    noise: float = 1.0
+
+
+@dataclass
+class ImageNetOptions:
+    """Deterministic class subset of an ImageFolder tree (ROOT/imagenet/{train,val}/<wnid>/)."""
+
+    classes: Optional[List[str]] = None  # explicit class ids (wnids); wins over num_classes
+    num_classes: Optional[int] = 100  # else: this many, evenly spaced over the sorted class ids
+    images_per_class: Optional[int] = None  # training images per class (first N, sorted); None = all
+    image_size: int = 224
+    resize_size: int = 256  # validation: resize to this, then one center crop of image_size
+    num_workers: int = 4
+
+
+@dataclass
+class DataConfig:
+    name: Dataset = MISSING
+    # Where the files are looked for first. BNREPRO_DATA overrides the default; relative paths are
+    # taken from the directory the command was started in, never from the run directory.
+    root: str = "${oc.env:BNREPRO_DATA,data}"
+    download: bool = False  # torchvision's download, when nothing is found locally
+    verify_checksums: bool = True  # torchvision's md5 checks (CIFAR); tests with tiny files turn it off
+    preprocess: Preprocess = Preprocess.none
+    binarize_threshold: float = 0.5
+    synthetic: SyntheticOptions = field(default_factory=SyntheticOptions)
+    imagenet: ImageNetOptions = field(default_factory=ImageNetOptions)
+
+
+@dataclass
+class BNConfig:
+    impl: BNImpl = BNImpl.torch
+    placement: Placement = Placement.none
+    eps: float = 1e-5
+    # The one statement of the momentum convention, used everywhere in this suite: PyTorch's.
+    # running = (1 - momentum) * running + momentum * batch_stat, so momentum weights the NEW
+    # batch (Keras's 0.99 weights the OLD value: Keras 0.99 == ours 0.01). momentum=null gives
+    # the cumulative average over all batches seen, which is what Algorithm 2 asks for.
+    momentum: Optional[float] = 0.1
+    population: Population = Population.ema
+    population_batches: int = 100
+
+
+@dataclass
+class ModelConfig:
+    name: str = "mlp"
+    depth: int = 3  # hidden layers
+    width: int = 100
+    activation: Activation = Activation.sigmoid
+    init_std: Optional[float] = None  # Gaussian weight std; null keeps torch's default init
+
+
+@dataclass
+class OptimConfig:
+    name: str = "sgd"
+    lr: float = MISSING
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    nesterov: bool = False
+
+
+@dataclass
+class TrainerConfig:
+    max_steps: int = 50_000
+    batch_size: int = 60
+    eval_every: int = 500  # test accuracy on the held-out split every this many steps
+    eval_batch_size: int = 10_000
+    log_every: int = 100  # train loss is averaged on the device and read back this often
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    progress: str = "auto"  # auto (bar on a terminal, lines otherwise, quiet under CI) | bar | lines | none
+    threads: Optional[int] = None  # torch.set_num_threads; null keeps torch's default
+    deterministic: bool = False
+
+
+@dataclass
+class ProbeConfig:
+    """Figure 1(b, c): percentiles of each hidden nonlinearity's input over training."""
+
+    every: int = 200  # steps between probes; 0 turns probing off
+    batch_size: int = 500  # the fixed probe batch: the first examples of the held-out split
+    percentiles: List[float] = field(default_factory=lambda: [15.0, 50.0, 85.0])
+    unit: Optional[int] = None  # the "typical" unit; null = the median unit at the first probe
+    # train: BN normalizes with the probe batch's statistics, as the training network does (the
+    # paper plots the training network); eval: BN uses its population statistics.
+    mode: str = "train"
+    histogram_every: int = 0  # a TensorBoard histogram of each layer every N probes; 0 = never
+
+
+@dataclass
+class Config:
+    data: DataConfig = MISSING
+    model: ModelConfig = MISSING
+    optim: OptimConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    bn: BNConfig = field(default_factory=BNConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    variant: str = MISSING  # set by the chosen configs/variant/*.yaml
+    experiment: Optional[str] = None  # set by the chosen configs/experiment/*.yaml
+    seed: int = 0
+
+
+def register() -> None:
+    ConfigStore.instance().store(name="config_schema", node=Config)
+
+
+register()
+
+
+def choice(option) -> str:
+    """A config choice as a plain string: Hydra hands enums over as Enum members, users as str."""
+    return str(getattr(option, "value", option))

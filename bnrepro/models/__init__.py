@@ -1,0 +1,35 @@
+"""Model zoo: `build_model(cfg, input_shape, num_classes)` picks a network by `cfg.model.name`."""
+from __future__ import annotations
+
+import math
+
+from omegaconf import DictConfig
+from torch import nn
+
+from bnrepro.config import choice
+from bnrepro.errors import BnreproError
+from bnrepro.models.mlp import MLP
+
+MODELS = ("mlp",)
+
+
+def build_model(cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """The network of `cfg.model`, with BN as `cfg.bn` says (impl, placement, eps, momentum)."""
+    name = cfg.model.name
+    if name == "mlp":
+        return MLP(
+            in_features=math.prod(input_shape),
+            num_classes=num_classes,
+            depth=cfg.model.depth,
+            width=cfg.model.width,
+            activation=choice(cfg.model.activation),
+            placement=choice(cfg.bn.placement),
+            bn_impl=choice(cfg.bn.impl),
+            bn_eps=cfg.bn.eps,
+            bn_momentum=cfg.bn.momentum,
+            init_std=cfg.model.init_std,
+        )
+    raise BnreproError(
+        f"Unknown model.name={name!r}. Choose one of: {', '.join(MODELS)} "
+        "(e.g. `model=mlp` on the command line)."
+    )

@@ -1,0 +1,62 @@
+"""Reading what runs wrote: plots and tables use only these functions and never train.
+
+A sweep directory is any directory tree containing run directories; a run directory is one
+with a metrics.csv. Runs still in progress (no summary.json yet) are read as far as they got.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from bnrepro.tracking import METRICS_FILE
+
+RUN_KEYS = ("variant", "seed", "experiment")
+
+
+def find_runs(sweep_dir: str | Path) -> list[Path]:
+    root = Path(sweep_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a directory: pass the sweep (or run) directory.")
+    return sorted(p.parent for p in root.rglob(METRICS_FILE))
+
+
+def run_info(run_dir: Path, sweep_dir: Path) -> dict[str, object]:
+    """Who a run is (from its resolved config) and how it ended (from its summary, if any)."""
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").exists() else {}
+    summary_path = run_dir / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    info = {"run": str(run_dir.relative_to(sweep_dir)) if run_dir != sweep_dir else run_dir.name}
+    info.update({k: cfg.get(k) for k in RUN_KEYS})
+    info["data"] = (cfg.get("data") or {}).get("name")
+    info["status"] = summary.get("status", "running")
+    return info
+
+
+def load_runs(sweep_dir: str | Path) -> pd.DataFrame:
+    """One row per run: run, variant, seed, experiment, data, status."""
+    root = Path(sweep_dir)
+    return pd.DataFrame([run_info(d, root) for d in find_runs(root)])
+
+
+def load_metrics(sweep_dir: str | Path) -> pd.DataFrame:
+    """Every run's metrics in long form (step, split, name, value) plus the run columns."""
+    root = Path(sweep_dir)
+    frames = []
+    for run_dir in find_runs(root):
+        frame = pd.read_csv(run_dir / METRICS_FILE)
+        for key, value in run_info(run_dir, root).items():
+            frame[key] = value
+        frames.append(frame)
+    if not frames:
+        raise FileNotFoundError(f"No runs (no {METRICS_FILE}) under {root}.")
+    return pd.concat(frames, ignore_index=True)
+
+
+def curve(metrics: pd.DataFrame, split: str, name: str) -> pd.DataFrame:
+    """Mean, std and count over seeds of one metric, per variant and step."""
+    rows = metrics[(metrics.split == split) & (metrics.name == name)]
+    return (rows.groupby(["variant", "step"])["value"].agg(["mean", "std", "count"])
+            .reset_index().fillna({"std": 0.0}))

@@ -1,0 +1,136 @@
+"""One run, end to end: set up, train, and leave a complete record in the run directory.
+
+A run directory holds: config.yaml (resolved), provenance.json, metrics.csv, TensorBoard
+events, and summary.json (status completed | diverged | failed, final and best metrics, wall
+time, steps/s). Hydra adds its own .hydra/ with the unresolved config and the overrides.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+from omegaconf import DictConfig, OmegaConf
+
+from bnrepro.config import choice
+from bnrepro.data import build_data
+from bnrepro.errors import BnreproError
+from bnrepro.models import build_model
+from bnrepro.tracking import RunLogger, flatten, write_json_atomic
+from bnrepro.train import fit
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BnreproError(f"trainer.device={name} was asked for, but torch sees no CUDA device. "
+                           "Use trainer.device=cpu (or auto).")
+    return device
+
+
+def git_state() -> dict[str, object]:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
+
+    try:
+        return {"git_sha": git("rev-parse", "HEAD") or None, "git_dirty": bool(git("status", "--porcelain"))}
+    except (OSError, subprocess.SubprocessError):
+        return {"git_sha": None, "git_dirty": None}
+
+
+def provenance(cfg: DictConfig, device: torch.device) -> dict[str, object]:
+    return {
+        **git_state(),
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "seed": cfg.seed,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "cuda": torch.version.cuda,
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "host": platform.node(),
+    }
+
+
+def run(cfg: DictConfig, out_dir: str | os.PathLike) -> dict[str, object]:
+    """Train `cfg` into `out_dir` and return the summary that was written to summary.json.
+
+    A BnreproError (bad data, bad device...) is recorded as status `failed` and re-raised.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    summary: dict[str, object] = {
+        "variant": cfg.variant, "experiment": cfg.experiment, "seed": cfg.seed,
+        "data": choice(cfg.data.name), "model": cfg.model.name, "status": "running",
+    }
+    try:
+        OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+        if cfg.trainer.threads:
+            torch.set_num_threads(cfg.trainer.threads)
+        seed_everything(cfg.seed, cfg.trainer.deterministic)
+        device = resolve_device(cfg.trainer.device)
+        write_json_atomic(out / "provenance.json", provenance(cfg, device))
+        data = build_data(cfg.data, batch_size=cfg.trainer.batch_size,
+                          eval_batch_size=cfg.trainer.eval_batch_size, device=device)
+        model = build_model(cfg, data.input_shape, data.num_classes).to(device)
+        hparam_dict = flatten(OmegaConf.to_container(cfg, resolve=True))
+        name = f"{cfg.variant} seed={cfg.seed}"
+        with RunLogger(out, hparam_dict, cfg.trainer.max_steps, cfg.trainer.progress, name) as log:
+            train_start = time.perf_counter()
+            result = fit(model, data, cfg, log)
+            train_time = time.perf_counter() - train_start
+        summary.update(
+            status=result.status, steps=result.steps, final=result.final,
+            best_accuracy=result.best_accuracy, best_step=result.best_step,
+            train_time_s=round(train_time, 3), steps_per_s=round(result.steps / train_time, 1),
+            data_source=data.source, drift=result.drift,
+        )
+    except BnreproError as err:
+        summary.update(status="failed", error=str(err))
+        raise
+    finally:
+        summary["wall_time_s"] = round(time.perf_counter() - start, 3)
+        write_json_atomic(out / "summary.json", summary)
+    return summary
+
+
+def main(cfg: DictConfig, out_dir: str) -> None:
+    """The Hydra runner's body: a user error is one paragraph on stderr and exit status 2.
+
+    Inside a multirun the error is raised instead, so Hydra records the job as failed and the
+    sweep's other jobs still run.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    try:
+        run(cfg, out_dir)
+    except BnreproError as err:
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise
+        print(f"Error: {err}", file=sys.stderr)
+        sys.exit(2)

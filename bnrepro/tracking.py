@@ -1,0 +1,134 @@
+"""Where a run's numbers go: a tidy metrics file, TensorBoard, and the terminal.
+
+Every number is logged once, through `RunLogger.log`, and lands in three places:
+- `metrics.csv`, long form (step, split, name, value), appended and flushed as the run goes so
+  plots can read a sweep that is still running;
+- TensorBoard scalars tagged `split/name` (e.g. `test/accuracy`), in the run directory itself,
+  so `tensorboard --logdir SWEEP_DIR` names each run by its directory (its overrides);
+- the progress display: a tqdm bar on a terminal, a few plain lines otherwise, nothing under CI.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams
+
+METRICS_FILE = "metrics.csv"
+METRICS_COLUMNS = ("step", "split", "name", "value")
+# The HParams table shows the latest value of these scalar tags for each run.
+HPARAM_METRICS = ("test/accuracy", "test/loss", "train/loss", "test/best_accuracy")
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON so that a crash leaves either the old file or the new one, never half of one."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True, default=str)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def flatten(cfg: Mapping, prefix: str = "") -> dict[str, Any]:
+    """{"optim": {"lr": 0.1}} -> {"optim.lr": 0.1}, with values TensorBoard's HParams accepts."""
+    out: dict[str, Any] = {}
+    for key, value in cfg.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, name + "."))
+        elif isinstance(value, (bool, int, float, str)):
+            out[name] = value
+        else:  # None, lists, enums
+            out[name] = str(getattr(value, "value", value))
+    return out
+
+
+def progress_mode(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    if os.environ.get("CI"):
+        return "none"
+    return "bar" if sys.stderr.isatty() else "lines"
+
+
+class RunLogger:
+    """Logs one run's scalars to metrics.csv, TensorBoard and the progress display."""
+
+    def __init__(self, out_dir: Path, hparam_dict: dict[str, Any], max_steps: int, progress: str = "auto",
+                 name: str | None = None):
+        self.out_dir = Path(out_dir)
+        self.name = name or self.out_dir.name
+        self.max_steps = max_steps
+        self.mode = progress_mode(progress)
+        self.latest: dict[str, float] = {}
+        self._start = time.perf_counter()
+        self._last_line = 0
+        resume = (self.out_dir / METRICS_FILE).exists()
+        self._file = open(self.out_dir / METRICS_FILE, "a", newline="")
+        self._csv = csv.writer(self._file)
+        if not resume:
+            self._csv.writerow(METRICS_COLUMNS)
+        self.tb = SummaryWriter(log_dir=str(self.out_dir))
+        # add_hparams() would open a second, timestamp-named sub-run; writing its three
+        # summaries into this run's own writer keeps one run per directory.
+        for summary in hparams(hparam_dict, {tag: 0.0 for tag in HPARAM_METRICS}):
+            self.tb.file_writer.add_summary(summary)
+        self._bar = None
+        if self.mode == "bar":
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=max_steps, desc=self.name, unit="step", dynamic_ncols=True, leave=True)
+
+    def log(self, step: int, split: str, metrics: Mapping[str, float]) -> None:
+        for name, value in metrics.items():
+            value = float(value)
+            self._csv.writerow((step, split, name, value))
+            self.tb.add_scalar(f"{split}/{name}", value, step)
+            self.latest[f"{split}/{name}"] = value
+        self._file.flush()
+
+    def charts(self, title: str, charts: dict[str, list[str]]) -> None:
+        """A custom-scalars layout: each chart draws the listed scalar tags on one set of axes."""
+        self.tb.add_custom_scalars({title: {name: ["Multiline", tags] for name, tags in charts.items()}})
+
+    def histograms(self, step: int, split: str, values: Mapping[str, Any]) -> None:
+        for name, tensor in values.items():
+            self.tb.add_histogram(f"{split}/{name}", tensor, step)
+
+    def progress(self, step: int) -> None:
+        """Called at each logging point; cheap, never syncs the device."""
+        elapsed = time.perf_counter() - self._start
+        rate = step / elapsed if elapsed > 0 else 0.0
+        loss = self.latest.get("train/loss", float("nan"))
+        acc = self.latest.get("test/accuracy", float("nan"))
+        if self._bar is not None:
+            self._bar.update(step - self._bar.n)
+            self._bar.set_postfix_str(f"{rate:,.0f} steps/s  loss {loss:.4f}  test acc {acc:.4f}", refresh=False)
+        elif self.mode == "lines" and (step - self._last_line >= max(1, self.max_steps // 10) or step == self.max_steps):
+            self._last_line = step
+            print(
+                f"[{self.name}] step {step:>7,}/{self.max_steps:,}  {rate:,.0f} steps/s  "
+                f"loss {loss:.4f}  test acc {acc:.4f}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        self.tb.close()
+        self._file.close()
+
+    def __enter__(self) -> "RunLogger":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,133 @@
+"""The training loop: SGD on cross-entropy, test accuracy every `eval_every` steps.
+
+The hot path never reads a value back from the device: the train loss is summed on the device
+and read once per `log_every` steps, which is also where divergence is detected (a NaN or
+infinite loss poisons the sum). Evaluation reads back two numbers per pass.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from itertools import islice
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from torch import nn
+
+from bnrepro.bn import recompute_population_stats
+from bnrepro.config import choice
+from bnrepro.data import DataBundle
+from bnrepro.probes import ActivationProbe
+from bnrepro.tracking import RunLogger
+
+
+@dataclass
+class FitResult:
+    status: str  # completed | diverged
+    steps: int
+    final: dict[str, float] = field(default_factory=dict)
+    best_accuracy: float = float("nan")
+    best_step: int = 0
+    drift: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def build_optimizer(model: nn.Module, cfg: DictConfig) -> torch.optim.Optimizer:
+    if cfg.name != "sgd":
+        raise ValueError(f"optim.name must be 'sgd', got {cfg.name!r}")
+    return torch.optim.SGD(
+        model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+        weight_decay=cfg.weight_decay, nesterov=cfg.nesterov,
+    )
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: DataBundle) -> dict[str, float]:
+    """Loss and accuracy on the held-out split, with the network in inference mode (Algorithm 2)."""
+    was_training = model.training
+    model.eval()
+    loss_sum = correct = 0
+    count = 0
+    for x, y in data.test_batches():
+        logits = model(x)
+        loss_sum = loss_sum + F.cross_entropy(logits, y, reduction="sum")
+        correct = correct + (logits.argmax(1) == y).sum()
+        count += y.numel()
+    model.train(was_training)
+    return {"loss": float(loss_sum) / count, "accuracy": float(correct) / count}
+
+
+def make_probe(model: nn.Module, data: DataBundle, cfg: DictConfig, log: RunLogger) -> ActivationProbe | None:
+    """The Figure 1 probe on the first `cfg.batch_size` held-out examples, or None when off."""
+    if cfg.every <= 0:
+        return None
+    x, _ = next(iter(data.test_batches()))
+    probe = ActivationProbe(model, x[: cfg.batch_size], cfg.percentiles, cfg.unit, cfg.mode)
+    log.charts("activation percentiles", probe.charts())
+    return probe
+
+
+def fit(model: nn.Module, data: DataBundle, cfg: DictConfig, log: RunLogger) -> FitResult:
+    tcfg = cfg.trainer
+    device = next(model.parameters()).device
+    optimizer = build_optimizer(model, cfg.optim)
+    batches = data.train_batches(cfg.seed)
+    # Algorithm 2 proper: before each evaluation, population statistics are recomputed over
+    # fixed-size training batches drawn from their own stream, so training's order is untouched.
+    population = choice(cfg.bn.population) == "average" and choice(cfg.bn.placement) != "none"
+    population_batches = data.train_batches(cfg.seed + 1) if population else None
+
+    def evaluate_and_log(step: int) -> dict[str, float]:
+        if population:
+            recompute_population_stats(model, islice(population_batches, cfg.bn.population_batches),
+                                       cfg.bn.population_batches)
+        metrics = evaluate(model, data)
+        log.log(step, "test", metrics)
+        return metrics
+
+    probe = make_probe(model, data, cfg.probe, log)
+
+    def probe_and_log(step: int) -> None:
+        log.log(step, "probe", probe(step))
+        if cfg.probe.histogram_every and (len(probe.history) - 1) % cfg.probe.histogram_every == 0:
+            log.histograms(step, "probe", probe.last_inputs)
+
+    if probe:
+        probe_and_log(0)
+    result = FitResult(status="completed", steps=0)
+    loss_sum = torch.zeros((), device=device)
+    window = 0
+    model.train()
+    for step in range(1, tcfg.max_steps + 1):
+        x, y = next(batches)
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach()
+        window += 1
+        result.steps = step
+        last = step == tcfg.max_steps
+        if step % tcfg.log_every == 0 or last:
+            train_loss = float(loss_sum) / window
+            loss_sum.zero_()
+            window = 0
+            if not math.isfinite(train_loss):
+                log.log(step, "train", {"loss": train_loss, "diverged": 1.0})
+                result.status = "diverged"
+                break
+            log.log(step, "train", {"loss": train_loss, "lr": optimizer.param_groups[0]["lr"],
+                                    "epoch": batches.epoch})
+        if step % tcfg.eval_every == 0 or last:
+            metrics = evaluate_and_log(step)
+            if metrics["accuracy"] > result.best_accuracy or math.isnan(result.best_accuracy):
+                result.best_accuracy, result.best_step = metrics["accuracy"], step
+            log.log(step, "test", {"best_accuracy": result.best_accuracy})
+        if probe and step % cfg.probe.every == 0:
+            probe_and_log(step)
+        if step % tcfg.log_every == 0 or last:
+            log.progress(step)
+    if probe:
+        result.drift = probe.drift()
+    result.final = {k: v for k, v in log.latest.items() if k in ("train/loss", "test/loss", "test/accuracy")}
+    return result

@@ -1,0 +1,21 @@
+"""The suite's one runner: `python experiments/train.py [overrides]`, or `-m` for a sweep.
+
+    python experiments/train.py experiment=fig1_mnist variant=bn seed=0
+    python experiments/train.py -m experiment=fig1_mnist variant=baseline,bn seed=0,1,2,3,4
+
+Everything a run writes goes to Hydra's output directory (see configs/train.yaml).
+"""
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+import bnrepro.run
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="train")
+def main(cfg: DictConfig) -> None:
+    bnrepro.run.main(cfg, HydraConfig.get().runtime.output_dir)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+EXPERIMENTS = sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml"))
+
+# Tiny, fast, file-free defaults for runs composed from the real configs.
+SMOKE = ["data=synthetic", "trainer.max_steps=20", "trainer.eval_every=10", "trainer.log_every=5",
+         "trainer.batch_size=32", "trainer.progress=none", "trainer.device=cpu"]
+
+
+@pytest.fixture
+def make_cfg():
+    """Compose the real configs/train.yaml with overrides, as the runner would."""
+
+    def _make(*overrides: str):
+        with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+            return compose(config_name="train", overrides=list(overrides))
+
+    return _make
+
+
+@pytest.fixture(autouse=True)
+def _quiet_and_isolated(monkeypatch, tmp_path):
+    monkeypatch.setenv("CI", os.environ.get("CI", "1"))  # no progress bars in test logs
+    monkeypatch.delenv("BNREPRO_DATA", raising=False)

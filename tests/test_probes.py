@@ -1,0 +1,81 @@
+"""Figure 1's probes: percentiles as numpy computes them, a stable typical unit, no side effects."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from bnrepro.models.mlp import MLP
+from bnrepro.probes import ActivationProbe, percentiles, typical_unit
+
+
+@pytest.mark.parametrize("q", [(15, 50, 85), (1, 99), (50,)])
+def test_percentiles_equal_numpy(q):
+    values = torch.randn(1001, generator=torch.Generator().manual_seed(0)) ** 3
+    np.testing.assert_allclose(percentiles(values, q).numpy(), np.percentile(values.numpy(), q), rtol=1e-5, atol=1e-6)
+
+
+def test_percentiles_on_known_values():
+    assert percentiles(torch.arange(101.0), (15, 50, 85)).tolist() == pytest.approx([15.0, 50.0, 85.0])
+
+
+def test_typical_unit_is_the_median_unit():
+    x = torch.randn(200, 5) * 0.01 + torch.tensor([4.0, -3.0, 0.5, 10.0, -8.0])
+    assert typical_unit(x) == 2
+    conv = x[:, :, None, None].expand(200, 5, 3, 3)
+    assert typical_unit(conv) == 2
+
+
+def _probe(seed, placement="before", **kw):
+    torch.manual_seed(seed)
+    model = MLP(20, 4, depth=3, width=16, placement=placement)
+    batch = torch.randn(64, 20, generator=torch.Generator().manual_seed(99))
+    return model, ActivationProbe(model, batch, **kw)
+
+
+def test_typical_unit_is_stable_across_runs_and_probes():
+    _, a = _probe(seed=0)
+    _, b = _probe(seed=0)
+    a(0), b(0)
+    assert a.units == b.units and set(a.units) == {"layer1", "layer2", "layer3"}
+    first = dict(a.units)
+    a.model.hidden[0].linear.weight.data.mul_(3)  # training moves the weights; the unit stays
+    a(1)
+    assert a.units == first
+    _, fixed = _probe(seed=0, unit=5)
+    fixed(0)
+    assert set(fixed.units.values()) == {5}
+
+
+def test_probe_records_the_nonlinearity_input_and_leaves_the_model_alone():
+    model, probe = _probe(seed=1)
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    record = probe(0)
+    assert not model.training
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    # layer3's input to the sigmoid, computed by hand in train mode (batch statistics)
+    twin = copy.deepcopy(model).train()
+    with torch.no_grad():
+        h = twin.hidden[1](twin.hidden[0](probe.batch))
+        block = twin.hidden[2]
+        pre = torch.nn.functional.batch_norm(block.linear(h), None, None, block.bn.weight, block.bn.bias, training=True)
+    unit = probe.units["layer3"]
+    expected = np.percentile(pre[:, unit].numpy(), [15, 50, 85])
+    got = [record[f"layer3/unit_p{q}"] for q in (15, 50, 85)]
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert len(record) == 3 * 2 * 3  # layers x (unit, all) x percentiles
+
+
+def test_drift_is_larger_when_the_distribution_moves():
+    model, probe = _probe(seed=2, placement="none")
+    probe(0)
+    for step in range(1, 4):
+        model.hidden[2].linear.bias.data += 1.0  # shift layer 3's inputs by 1 each time
+        probe(step)
+    drift = probe.drift()
+    assert drift["layer3/unit"]["median_shift"] == pytest.approx(3.0, abs=1e-4)
+    assert drift["layer3/unit"]["movement"] == pytest.approx(3.0, abs=1e-4)
+    assert drift["layer1/unit"]["movement"] == pytest.approx(0.0, abs=1e-6)
+    assert drift["layer1/unit"]["spread_ratio"] == pytest.approx(1.0)

@@ -1,0 +1,116 @@
+"""The runner end to end: real configs, tiny overrides, outputs in tmp_path."""
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from hydra.errors import ConfigCompositionException, MissingConfigException
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from bnrepro.run import run
+from tests.conftest import EXPERIMENTS, REPO, SMOKE
+
+
+def test_run_writes_complete_record(make_cfg, tmp_path):
+    cfg = make_cfg(*SMOKE, "variant=bn", "seed=3")
+    summary = run(cfg, tmp_path)
+
+    assert summary["status"] == "completed" and summary["steps"] == 20
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "completed"
+    metrics = pd.read_csv(tmp_path / "metrics.csv")
+    assert list(metrics.columns) == ["step", "split", "name", "value"]
+    acc = metrics[(metrics.split == "test") & (metrics.name == "accuracy")]
+    assert acc.step.tolist() == [10, 20]
+    assert set(metrics[metrics.split == "train"].name) >= {"loss", "lr"}
+    prov = json.loads((tmp_path / "provenance.json").read_text())
+    assert prov["seed"] == 3 and prov["torch"] and "git_sha" in prov and prov["device"] == "cpu"
+    assert "placement: before" in (tmp_path / "config.yaml").read_text()
+
+    events = EventAccumulator(str(tmp_path)).Reload()
+    assert {"train/loss", "test/accuracy"} <= set(events.Tags()["scalars"])
+    assert [e.step for e in events.Scalars("test/accuracy")] == [10, 20]
+    # HParams are written into the run's own directory: no timestamp-named sub-run.
+    assert "hparams" in events.PluginTagToContent("hparams") or events.PluginTagToContent("hparams")
+    assert not [p for p in tmp_path.iterdir() if p.is_dir()]
+
+
+def test_bn_variant_learns_synthetic_data(make_cfg, tmp_path):
+    summary = run(make_cfg(*SMOKE, "variant=bn", "trainer.max_steps=200", "trainer.eval_every=200"), tmp_path)
+    assert summary["final"]["test/accuracy"] > 0.5  # 10 classes: chance is 0.1
+
+
+def test_same_seed_same_metrics(make_cfg, tmp_path):
+    a = run(make_cfg(*SMOKE, "seed=1"), tmp_path / "a")
+    b = run(make_cfg(*SMOKE, "seed=1"), tmp_path / "b")
+    c = run(make_cfg(*SMOKE, "seed=2"), tmp_path / "c")
+    assert a["final"] == b["final"]
+    assert a["final"] != c["final"]
+
+
+@pytest.mark.parametrize("variant, bn_modules", [("baseline", 0), ("bn", 3)])
+def test_variants_set_bn_placement(make_cfg, variant, bn_modules):
+    from bnrepro.bn import is_batchnorm
+    from bnrepro.models import build_model
+
+    cfg = make_cfg(*SMOKE, f"variant={variant}")
+    model = build_model(cfg, (1, 28, 28), 10)
+    assert sum(is_batchnorm(m) for m in model.modules()) == bn_modules
+    assert cfg.variant == variant
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+@pytest.mark.parametrize("variant", ["baseline", "bn"])
+def test_every_experiment_composes_and_runs(make_cfg, tmp_path, experiment, variant):
+    cfg = make_cfg(f"experiment={experiment}", f"variant={variant}", *SMOKE)
+    assert cfg.experiment == experiment
+    assert run(cfg, tmp_path)["status"] == "completed"
+
+
+def test_experiment_keeps_command_line_overrides(make_cfg):
+    cfg = make_cfg("experiment=fig1_mnist", "data=fashion_mnist", "optim.lr=0.01")
+    assert cfg.data.name.value == "fashion_mnist" and cfg.optim.lr == 0.01
+    assert cfg.trainer.batch_size == 60 and cfg.model.depth == 3
+
+
+def test_paper_bn_impl_runs(make_cfg, tmp_path):
+    assert run(make_cfg(*SMOKE, "bn.impl=paper", "bn.population=average", "bn.population_batches=3"),
+               tmp_path)["status"] == "completed"
+
+
+@pytest.mark.parametrize("override, error", [
+    ("trainer.max_step=10", ConfigCompositionException),   # typo'd key
+    ("trainer.max_steps=ten", ConfigCompositionException),  # wrong type
+    ("model.activation=relu6", ConfigCompositionException),  # unknown choice
+    ("variant=bn_x99", MissingConfigException),             # unknown variant
+    ("data=svhn", MissingConfigException),                  # unknown data set
+])
+def test_bad_config_fails_at_composition(make_cfg, override, error):
+    with pytest.raises(error):
+        make_cfg(override)
+
+
+def test_diverging_run_is_recorded_and_exits_zero(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "experiments/train.py", *SMOKE, "variant=baseline", "model.activation=relu", "optim.lr=1e10",
+         f"hydra.run.dir={out}"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((out / "summary.json").read_text())["status"] == "diverged"
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert ((metrics.name == "diverged") & (metrics.value == 1)).any()
+
+
+def test_missing_data_is_one_clear_error_without_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "experiments/train.py"), "data=mnist", "data.root=/nonexistent",
+         "data.download=false", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert "MNIST" in proc.stderr and "/nonexistent" in proc.stderr and "data.download=true" in proc.stderr
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "failed"
+    assert not (tmp_path / "outputs").exists()  # nothing in the working directory
