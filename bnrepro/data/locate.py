@@ -1,0 +1,177 @@
+"""Finding a data set's files: `data.root`, then a system copy, then torchvision's download.
+
+Every data set is read by its torchvision class from torchvision's own layout under one root
+directory. This module finds (or makes, by extracting .gz files) such a root, or raises a
+`DataNotFoundError` whose one paragraph names every place looked and how to fix it.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import tempfile
+import zlib
+from http.client import HTTPException
+from pathlib import Path
+
+from omegaconf import DictConfig
+from torchvision.datasets import CIFAR10, CIFAR100, MNIST, FashionMNIST
+from torchvision.datasets.utils import extract_archive
+
+from bnrepro.errors import DataCorruptError, DataNotFoundError
+
+TORCHVISION = {"mnist": MNIST, "fashion_mnist": FashionMNIST, "cifar10": CIFAR10, "cifar100": CIFAR100}
+TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10",
+          "cifar100": "CIFAR-100", "imagenet_subset": "The ImageNet subset"}
+
+# Directories where a distribution package installs a data set as the four IDX .gz files, flat
+# (the very files torchvision downloads). Tests monkeypatch this.
+SYSTEM_COPIES = {"fashion_mnist": ["/usr/share/datasets/fashion-mnist"]}
+APT_PACKAGES = {"fashion_mnist": "dataset-fashion-mnist"}
+# Where .gz files are extracted when data.root is not writable (e.g. a read-only shared root).
+CACHE_DIR = "~/.cache/bnrepro"
+
+
+def data_root(cfg: DictConfig) -> Path:
+    """`data.root` as an absolute path; a relative one is taken from the current directory."""
+    return Path(str(cfg.root)).expanduser().absolute()
+
+
+def data_dir(cls: type, root: Path) -> Path:
+    """The directory under `root` that torchvision's `cls` reads its files from."""
+    if issubclass(cls, MNIST):
+        return root / cls.__name__ / "raw"
+    return root / cls.base_folder
+
+
+def expected_files(cls: type) -> dict[str, str | None]:
+    """File name -> the md5 torchvision lists for it (None for MNIST's: its md5s are of the .gz)."""
+    if issubclass(cls, MNIST):
+        return {name.removesuffix(".gz"): None for name, _ in cls.resources}
+    return {**dict(cls.train_list + cls.test_list), cls.meta["filename"]: cls.meta["md5"]}
+
+
+def corrupt(name: str, path: Path, problem: str) -> DataCorruptError:
+    """The error for one bad file: which, what is wrong, and how to get a good copy."""
+    package = APT_PACKAGES.get(name)
+    if package and any(Path(path).is_relative_to(d) for d in SYSTEM_COPIES.get(name, [])):
+        fix = f"It belongs to a system copy: reinstall it with `sudo apt-get install --reinstall {package}`."
+    else:
+        fix = ("Delete it and fetch it again: rerun with data.download=true where the network allows, "
+               "or copy a good file into place (a file extracted from a .gz or a system copy is "
+               "extracted again on the next run).")
+    return DataCorruptError(f"{TITLES[name]} file {path} {problem}. {fix}")
+
+
+def locate(name: str, cfg: DictConfig) -> Path:
+    """The root to hand to torchvision's class for `name`, whose files are all present."""
+    cls = TORCHVISION[name]
+    root = data_root(cfg)
+    files = expected_files(cls)
+    missing = _missing(cls, root, files)
+    if not missing:
+        return root
+    looked = [f"data.root: {data_dir(cls, root)} (missing {', '.join(missing)}"
+              + (", and no .gz copies of them)" if issubclass(cls, MNIST) else ")")]
+    if issubclass(cls, MNIST):
+        # .gz files beside the raw ones (a user copy, or a download that stopped before extracting).
+        extracted = _extract(name, data_dir(cls, root), root)
+        if extracted:
+            return extracted
+        for copy in map(Path, SYSTEM_COPIES.get(name, [])):
+            extracted = _extract(name, copy, root)
+            if extracted:
+                return extracted
+            looked.append(f"the system copy {copy}" + (" (not there)" if not copy.is_dir()
+                                                          else " (no complete set of .gz files)"))
+    if cfg.download:
+        failure = _download(cls, root)
+        if not _missing(cls, root, files):
+            return root
+        looked.append(f"torchvision's download into {root} (failed: {failure or 'files still missing'})")
+    else:
+        looked.append("torchvision's download (disabled: data.download=false)")
+    raise DataNotFoundError(_not_found(name, cls, looked))
+
+
+def locate_imagenet(cfg: DictConfig) -> Path:
+    """ROOT/imagenet, which must hold train/ and val/ ImageFolder trees (nothing downloads them)."""
+    top = data_root(cfg) / "imagenet"
+    missing = [str(top / split) for split in ("train", "val") if not (top / split).is_dir()]
+    if missing:
+        raise DataNotFoundError(
+            f"The ImageNet subset (imagenet_subset) was not found: looked for {' and '.join(missing)} "
+            f"(data.root: {top.parent}). ImageNet's licence rules out torchvision's download, so "
+            "data.download does not apply. To fix it: put the images in torchvision's ImageFolder "
+            "layout, DIR/imagenet/train/<wnid>/*.JPEG and DIR/imagenet/val/<wnid>/*.JPEG, with the "
+            "validation images sorted into the same <wnid> class folders (the official validation "
+            "archive is flat; torchvision.datasets.imagenet.parse_val_archive sorts it with the "
+            "devkit's labels), then point data.root=DIR (or the BNREPRO_DATA environment variable) "
+            "at that directory."
+        )
+    return top
+
+
+def _missing(cls: type, root: Path, files: dict[str, str | None]) -> list[str]:
+    return [f for f in files if not (data_dir(cls, root) / f).is_file()]
+
+
+def _extract(name: str, gz_dir: Path, root: Path) -> Path | None:
+    """Extract the IDX files from gz_dir/*.gz into root's torchvision layout (or the cache's, if
+    root is not writable); the root used, or None if gz_dir lacks some .gz file."""
+    cls = TORCHVISION[name]
+    files = expected_files(cls)
+    if not all((gz_dir / f"{f}.gz").is_file() for f in files):
+        return None
+    target = root if _writable(data_dir(cls, root)) else Path(CACHE_DIR).expanduser()
+    raw = data_dir(cls, target)
+    raw.mkdir(parents=True, exist_ok=True)
+    for f in _missing(cls, target, files):
+        _extract_atomic(name, gz_dir / f"{f}.gz", raw / f)
+    return target
+
+
+def _extract_atomic(name: str, source: Path, dest: Path) -> None:
+    # Extracted under a temporary name in the same directory and renamed when complete, so an
+    # interrupted run never leaves a truncated file that the next run would take for a good one.
+    tmp = tempfile.mkdtemp(prefix=".extracting-", dir=dest.parent)
+    try:
+        os.replace(extract_archive(str(source), tmp), dest)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as err:
+        raise corrupt(name, source, f"is not a complete gzip file ({err})") from err
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _writable(directory: Path) -> bool:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(directory, os.W_OK)
+
+
+def _download(cls: type, root: Path) -> str | None:
+    """torchvision's download into root; None, or the one-line reason it failed."""
+    try:
+        cls(str(root), train=True, download=True)
+    except (OSError, RuntimeError, HTTPException) as err:
+        # torchvision's MNIST error lists every mirror tried; the last line is the last reason.
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        return f"{type(err).__name__}: {lines[-1] if lines else 'no message'}"
+    return None
+
+
+def _not_found(name: str, cls: type, looked: list[str]) -> str:
+    layout = data_dir(cls, Path("DIR"))
+    fixes = []
+    if name in APT_PACKAGES:
+        fixes.append(f"install the system copy with `sudo apt-get install {APT_PACKAGES[name]}` (Debian/Ubuntu)")
+    fixes += [
+        "rerun with data.download=true where the network allows",
+        "point data.root=DIR (or the BNREPRO_DATA environment variable) at a directory holding "
+        + ", ".join(str(layout / f) for f in expected_files(cls))
+        + (" (or the same files with .gz appended)" if issubclass(cls, MNIST) else ""),
+    ]
+    return (f"{TITLES[name]} ({name}) was not found. Looked in: {'; '.join(looked)}. "
+            f"To fix it: {'; or '.join(fixes)}.")

@@ -1,0 +1,200 @@
+"""Data sets held whole on the device: MNIST, Fashion-MNIST, CIFAR-10/100 and `synthetic`.
+
+They are small enough to live in (GPU) memory, so there is no per-sample DataLoader: an epoch
+gathers the training split once in its shuffled order, and each step is then a view of it,
+with no indexing kernel and no host sync.
+"""
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from torch import Tensor
+from torchvision.datasets import CIFAR10
+from torchvision.datasets.mnist import read_image_file, read_label_file
+from torchvision.datasets.utils import check_integrity
+
+from bnrepro.config import choice
+from bnrepro.data.locate import TORCHVISION, corrupt, data_dir, expected_files, locate
+
+Batch = tuple[Tensor, Tensor]
+
+# The synthetic data set is part of an experiment's definition, so its seed is fixed: the run
+# seed changes the initialization and the batch order, never the data.
+SYNTHETIC_SEED = 20150211
+# What torchvision's readers raise on a truncated file or a wrong magic number / header.
+_READ_ERRORS = (AssertionError, RuntimeError, ValueError, TypeError, KeyError, EOFError, pickle.UnpicklingError)
+
+
+@dataclass(frozen=True)
+class Splits:
+    x_train: Tensor  # float32 (N, C, H, W) on the device
+    y_train: Tensor  # int64 (N,)
+    x_test: Tensor
+    y_test: Tensor
+    num_classes: int
+    source: str
+
+
+def load(cfg: DictConfig, device: torch.device) -> Splits:
+    name = choice(cfg.name)
+    splits = synthetic(cfg.synthetic) if name == "synthetic" else _read_torchvision(name, cfg, device)
+    x_train, x_test = preprocess(splits.x_train.to(device), splits.x_test.to(device), cfg)
+    return replace(splits, x_train=x_train, y_train=splits.y_train.to(device),
+                   x_test=x_test, y_test=splits.y_test.to(device))
+
+
+def preprocess(x_train: Tensor, x_test: Tensor, cfg: DictConfig) -> tuple[Tensor, Tensor]:
+    kind = choice(cfg.preprocess)
+    if kind == "standardize":
+        # The training split's statistics for both splits: the test split must not leak into them.
+        mean = x_train.mean(dim=(0, 2, 3), keepdim=True)
+        std = x_train.std(dim=(0, 2, 3), keepdim=True)
+        return (x_train - mean) / std, (x_test - mean) / std
+    if kind == "binarize":
+        return (x_train > cfg.binarize_threshold).float(), (x_test > cfg.binarize_threshold).float()
+    return x_train, x_test
+
+
+def synthetic(opts: DictConfig) -> Splits:
+    """Fixed random class-mean images plus Gaussian noise, squashed into [0, 1] like pixels."""
+    g = torch.Generator().manual_seed(SYNTHETIC_SEED)
+    shape = tuple(opts.shape)
+    means = torch.randn(opts.num_classes, *shape, generator=g)
+
+    def draw(n: int) -> tuple[Tensor, Tensor]:
+        y = torch.randint(opts.num_classes, (n,), generator=g)
+        return torch.sigmoid(means[y] + opts.noise * torch.randn(n, *shape, generator=g)), y
+
+    return Splits(*draw(opts.train_size), *draw(opts.test_size), opts.num_classes, "synthetic")
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The generator of epoch `epoch`'s order: a pure function of (seed, epoch), so that a position
+    (epoch, index) resumes exactly, with no generator state to save."""
+    # SeedSequence mixes the pair, so neighbouring (seed, epoch) pairs give unrelated streams;
+    # % 2**64 admits negative seeds.
+    mixed = np.random.SeedSequence([seed % 2**64, epoch]).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(mixed))
+
+
+class EpochBatches:
+    """Infinite iterator of full training batches, reshuffled each epoch.
+
+    The last incomplete batch of an epoch is dropped (BN needs full batches). `epoch` is the
+    epoch of the latest batch, `index` how many of that epoch's batches have been drawn;
+    `state_dict()` holds just these two, and `load_state_dict` continues with the next batch.
+    Subclasses say how to turn the epoch's remaining indices into batches.
+    """
+
+    def __init__(self, size: int, batch_size: int, seed: int):
+        self.size, self.batch_size, self.seed = size, batch_size, seed
+        self.per_epoch = size // batch_size
+        self.epoch, self.index = 0, 0
+        self._batches: Iterator[Batch] | None = None
+
+    def __iter__(self) -> EpochBatches:
+        return self
+
+    def __next__(self) -> Batch:
+        if self.index == self.per_epoch:
+            self.epoch, self.index, self._batches = self.epoch + 1, 0, None
+        if self._batches is None:
+            # Drawn on the CPU, so that a seed gives the same order on every device.
+            order = torch.randperm(self.size, generator=epoch_generator(self.seed, self.epoch))
+            self._batches = self._epoch_batches(order[self.index * self.batch_size:self.per_epoch * self.batch_size])
+        batch = next(self._batches)
+        self.index += 1
+        return batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "index": self.index}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self.index, self._batches = int(state["epoch"]), int(state["index"]), None
+
+    def _epoch_batches(self, indices: Tensor) -> Iterator[Batch]:
+        raise NotImplementedError
+
+
+class TensorBatches(EpochBatches):
+    def __init__(self, x: Tensor, y: Tensor, batch_size: int, seed: int):
+        super().__init__(len(y), batch_size, seed)
+        self.x, self.y = x, y
+
+    def _epoch_batches(self, indices: Tensor) -> Iterator[Batch]:
+        # One gather for the whole epoch; its batches are then views.
+        indices = indices.to(self.x.device)
+        return zip(self.x[indices].split(self.batch_size), self.y[indices].split(self.batch_size))
+
+
+def chunks(x: Tensor, y: Tensor, size: int) -> Iterator[Batch]:
+    """One pass over a held-out split in order, the last chunk possibly smaller."""
+    return zip(x.split(size), y.split(size))
+
+
+def _read_torchvision(name: str, cfg: DictConfig, device: torch.device) -> Splits:
+    cls = TORCHVISION[name]
+    root = locate(name, cfg)
+    directory = data_dir(cls, root)
+    if cfg.verify_checksums:
+        for file, md5 in expected_files(cls).items():
+            if md5 and not check_integrity(str(directory / file), md5):
+                raise corrupt(name, directory / file, f"does not match torchvision's md5 {md5} (truncated or altered)")
+    train, test = (_open(name, _unchecked(cls), root, split) for split in (True, False))
+    return Splits(*_tensors(name, train, directory, device), *_tensors(name, test, directory, device),
+                  len(train.classes), str(directory))
+
+
+def _unchecked(cls: type) -> type:
+    # torchvision re-hashes every CIFAR file on each load and cannot tell a missing file from a
+    # corrupt one; the checks above do both, file by file (or are skipped for tiny test files).
+    if not issubclass(cls, CIFAR10):
+        return cls
+    return type(cls.__name__, (cls,), {
+        "train_list": [[f, None] for f, _ in cls.train_list],
+        "test_list": [[f, None] for f, _ in cls.test_list],
+        "meta": {**cls.meta, "md5": None},
+    })
+
+
+def _open(name: str, cls: type, root: Path, train: bool):
+    try:
+        return cls(str(root), train=train)
+    except _READ_ERRORS as err:
+        raise _culprit(name, cls, root, err) from err
+
+
+def _culprit(name: str, cls: type, root: Path, err: Exception) -> Exception:
+    """The error naming the first file that fails to read on its own (torchvision's does not)."""
+    def read(path: Path) -> object:
+        if not issubclass(cls, CIFAR10):
+            return (read_image_file if "images" in path.name else read_label_file)(str(path))
+        with open(path, "rb") as f:
+            return pickle.load(f, encoding="latin1")
+
+    for file in expected_files(cls):
+        path = data_dir(cls, root) / file
+        try:
+            read(path)
+        except _READ_ERRORS as file_err:
+            problem = f"{type(file_err).__name__}: {file_err}"
+            return corrupt(name, path, f"is truncated or not in the expected format ({problem})")
+    return corrupt(name, data_dir(cls, root), f"holds files torchvision cannot read ({type(err).__name__}: {err})")
+
+
+def _tensors(name: str, dataset, directory: Path, device: torch.device) -> Batch:
+    x = torch.as_tensor(dataset.data)
+    # MNIST's images are (N, H, W); CIFAR's are (N, H, W, C).
+    x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+    y = torch.as_tensor(dataset.targets, dtype=torch.int64)
+    if len(x) != len(y):
+        split = "training" if dataset.train else "test"
+        raise corrupt(name, directory, f"holds {len(x)} {split} images but {len(y)} labels")
+    # Scaled on the device, so that what crosses to it is uint8: a quarter of the bytes.
+    return x.contiguous().to(device).float().div_(255), y
