@@ -6,8 +6,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-done
 DEMO_DIR := outputs/demo
 DEMO_STEPS ?= 6000
+FIG1_SWEEP := outputs/results/fig1_fashion_mnist
 
-.PHONY: setup demo test lock clean
+.PHONY: setup demo test fig1 figures lock clean
 
 setup: $(STAMP)
 
@@ -24,11 +25,27 @@ demo: setup
 	$(PY) experiments/train.py -m experiment=fig1_mnist data=fashion_mnist data.download=true \
 		variant=baseline,bn trainer.max_steps=$(DEMO_STEPS) trainer.eval_every=250 \
 		hydra.sweep.dir=$(DEMO_DIR)
-	$(PY) scripts/plot_accuracy.py $(DEMO_DIR) --out $(DEMO_DIR)/test_accuracy.png
-	@echo "Demo done: runs in $(DEMO_DIR)/, plot $(DEMO_DIR)/test_accuracy.png; tensorboard --logdir $(DEMO_DIR)"
+	$(PY) scripts/plot_fig1.py $(DEMO_DIR) --out $(DEMO_DIR)
+	@echo "Demo done: runs in $(DEMO_DIR)/, test accuracy and percentiles in $(DEMO_DIR)/fig1.png;" \
+		"browse with: .venv/bin/tensorboard --logdir $(DEMO_DIR)"
 
 test: setup
 	$(PY) -m pytest -q
+
+# The sweep behind results/fig1_fashion_mnist: Figure 1 on Fashion-MNIST, 2 variants x 5 seeds x
+# 50k steps, the two variants side by side with one torch thread each (~11 min on 2 cores).
+fig1: setup
+	bash scripts/get_fashion_mnist.sh
+	for v in baseline bn; do \
+		$(PY) experiments/train.py -m experiment=fig1_mnist data=fashion_mnist data.download=true \
+			variant=$$v seed=0,1,2,3,4 trainer.threads=1 hydra.sweep.dir=$(FIG1_SWEEP) & \
+	done; wait
+
+# Every figure and table in results/, from the sweeps above (plots read metrics, never train).
+figures: setup
+	@test -d $(FIG1_SWEEP) || { echo "$(FIG1_SWEEP) is missing: run 'make fig1' first"; exit 1; }
+	$(PY) scripts/plot_fig1.py $(FIG1_SWEEP) --out results/fig1_fashion_mnist
+	$(PY) scripts/report_fig1.py $(FIG1_SWEEP) --out results/fig1_fashion_mnist/report.md
 
 # Re-pin constraints.txt from the current environment (after changing pyproject.toml).
 lock: setup

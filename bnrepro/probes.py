@@ -8,7 +8,7 @@ running statistics are saved and restored around the probe, so probing never cha
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -93,31 +93,39 @@ class ActivationProbe:
                 for name in self.points for kind in ("unit", "all")}
 
     def drift(self) -> dict[str, dict[str, float]]:
-        """The paper's "the distribution changes significantly in mean and variance" as numbers.
+        """`drift_statistics` of this run's probes so far."""
+        keys = self.history[0][1].keys() if self.history else ()
+        return drift_statistics({k: [record[k] for _, record in self.history] for k in keys})
 
-        Per layer and kind (unit / all), from the first probe on:
-        movement        total distance travelled by the percentiles, sum over probes of |change|,
-                        averaged over the percentiles (input units);
-        rel_movement    movement divided by the first probe's spread, so layers of different
-                        scale (BN's outputs vs raw Wu) compare;
-        median_shift    last median minus first median;
-        spread_ratio    last spread / first spread, spread = highest minus lowest percentile.
-        """
-        if len(self.history) < 2:
-            return {}
-        keys = self.history[0][1].keys()
-        series = {k: torch.tensor([record[k] for _, record in self.history]) for k in keys}
-        lo, mid, hi = min(self.q), sorted(self.q)[len(self.q) // 2], max(self.q)
-        out: dict[str, dict[str, float]] = {}
-        for name in self.points:
-            for kind in ("unit", "all"):
-                p = {q: series[f"{name}/{kind}_p{q:g}"] for q in self.q}
-                spread = p[hi] - p[lo]
-                movement = sum((v.diff().abs().sum() for v in p.values())) / len(p)
-                out[f"{name}/{kind}"] = {
-                    "movement": float(movement),
-                    "rel_movement": float(movement / spread[0]),
-                    "median_shift": float(p[mid][-1] - p[mid][0]),
-                    "spread_ratio": float(spread[-1] / spread[0]),
-                }
-        return out
+
+def drift_statistics(series: Mapping[str, Sequence[float]]) -> dict[str, dict[str, float]]:
+    """The paper's "the distribution changes significantly in mean and variance" as numbers.
+
+    `series` maps probe names ("layer3/unit_p15", ...) to their values over the probes, in step
+    order. Per layer and kind ("layer3/unit", "layer3/all"), from the first probe on:
+    movement        total distance travelled by the percentiles, sum over probes of |change|,
+                    averaged over the percentiles (in input units);
+    rel_movement    movement divided by the first probe's spread, so that layers of different
+                    scale (BN's outputs vs raw Wu) compare;
+    median_shift    last median minus first median;
+    spread_ratio    last spread / first spread, spread = highest minus lowest percentile.
+    """
+    groups: dict[str, dict[float, Tensor]] = {}
+    for key, values in series.items():
+        prefix, _, q = key.rpartition("_p")
+        groups.setdefault(prefix, {})[float(q)] = torch.as_tensor(values, dtype=torch.float64)
+    out: dict[str, dict[str, float]] = {}
+    for prefix, p in groups.items():
+        qs = sorted(p)
+        if len(p[qs[0]]) < 2:
+            continue
+        spread = p[qs[-1]] - p[qs[0]]
+        median = p[qs[len(qs) // 2]]
+        movement = sum(v.diff().abs().sum() for v in p.values()) / len(p)
+        out[prefix] = {
+            "movement": float(movement),
+            "rel_movement": float(movement / spread[0]),
+            "median_shift": float(median[-1] - median[0]),
+            "spread_ratio": float(spread[-1] / spread[0]),
+        }
+    return out

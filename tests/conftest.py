@@ -10,7 +10,8 @@ EXPERIMENTS = sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml"))
 
 # Tiny, fast, file-free defaults for runs composed from the real configs.
 SMOKE = ["data=synthetic", "trainer.max_steps=20", "trainer.eval_every=10", "trainer.log_every=5",
-         "trainer.batch_size=32", "trainer.progress=none", "trainer.device=cpu"]
+         "trainer.batch_size=32", "trainer.progress=none", "trainer.device=cpu", "probe.every=5",
+         "probe.batch_size=64"]
 
 
 @pytest.fixture

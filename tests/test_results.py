@@ -43,14 +43,49 @@ def test_unfinished_run_is_read_as_running(sweep, tmp_path):
     assert runs.loc["seed=1,variant=bn", "status"] == "running"
 
 
-def test_plot_script_writes_the_figure(sweep, tmp_path):
-    out = tmp_path / "fig" / "acc.png"
-    proc = subprocess.run([sys.executable, str(REPO / "scripts/plot_accuracy.py"), str(sweep), "--out", str(out)],
+def script(name, *args):
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / name), *map(str, args)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_plot_accuracy_writes_the_figure(sweep, tmp_path):
+    out = tmp_path / "fig" / "acc.png"
+    script("plot_accuracy.py", sweep, "--out", out)
     assert out.stat().st_size > 10_000 and out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_plot_fig1_writes_png_and_pdf(sweep, tmp_path):
+    script("plot_fig1.py", sweep, "--out", tmp_path / "fig1")
+    assert (tmp_path / "fig1" / "fig1.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "fig1" / "fig1.pdf").read_bytes()[:4] == b"%PDF"
+
+
+def test_fig1_report_has_accuracy_and_drift_per_variant(sweep, tmp_path):
+    out = tmp_path / "report.md"
+    script("report_fig1.py", sweep, "--out", out)
+    text = out.read_text()
+    assert "| Without BN | 2 |" in text and "| With BN | 2 |" in text
+    assert "last hidden layer `layer3`" in text
+    assert text.count("±") >= 2 * 4 + 2 * 6  # every cell is a mean ± std over the two seeds
 
 
 def test_summary_names_the_run(sweep):
     summary = json.loads((sweep / "seed=1,variant=bn" / "summary.json").read_text())
     assert summary["variant"] == "bn" and summary["seed"] == 1 and summary["data"] == "synthetic"
+
+
+def test_scripts_handle_diverged_and_running_runs(sweep, tmp_path, make_cfg):
+    import shutil
+
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep, copy)
+    (copy / "seed=1,variant=bn" / "summary.json").unlink()  # still running
+    diverged = run(make_cfg(*SMOKE, "variant=baseline", "seed=2", "model.activation=relu", "optim.lr=1e10"),
+                   copy / "seed=2,variant=baseline")
+    assert diverged["status"] == "diverged"
+    script("plot_fig1.py", copy, "--out", tmp_path)
+    assert (tmp_path / "fig1.png").exists()
+    text = script("report_fig1.py", copy)
+    assert "1 diverged" in text and "1 running" in text
