@@ -13,12 +13,8 @@ import argparse
 import re
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from bnrepro.results import curve, load_metrics  # noqa: E402
+from bnrepro.plots import mean_band, plt, save
+from bnrepro.results import curve, load_metrics
 
 LABELS = {"baseline": "Without BN", "bn": "With BN"}
 
@@ -34,8 +30,7 @@ def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
     probes = metrics[metrics.split == "probe"]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), layout="constrained")
     for variant, rows in acc.groupby("variant"):
-        axes[0].plot(rows.step, rows["mean"], label=f"{LABELS.get(variant, variant)} (n={int(rows['count'].max())})")
-        axes[0].fill_between(rows.step, rows["mean"] - rows["std"], rows["mean"] + rows["std"], alpha=0.25)
+        mean_band(axes[0], rows, f"{LABELS.get(variant, variant)} (n={int(rows['count'].max())})")
     axes[0].set(title="(a) test accuracy", xlabel="training steps", ylabel="accuracy")
     axes[0].legend()
     if not probes.empty:
@@ -47,20 +42,14 @@ def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
                 rows = curve(probes[probes.variant == variant], "probe", name)
                 if rows.empty:
                     continue
-                ax.plot(rows.step, rows["mean"], label=name.split("_")[-1].replace("p", "") + "th pct")
-                ax.fill_between(rows.step, rows["mean"] - rows["std"], rows["mean"] + rows["std"], alpha=0.2)
+                mean_band(ax, rows, name.split("_")[-1].replace("p", "") + "th pct", alpha=0.2)
             ax.legend(fontsize=8)
         lims = [ax.get_ylim() for ax in axes[1:]]
         for ax in axes[1:]:  # same scale, as in the paper, so the drift is comparable by eye
             ax.set_ylim(min(lo for lo, _ in lims), max(hi for _, hi in lims))
     for ax in axes:
         ax.grid(alpha=0.3)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / "fig1.png", out_dir / "fig1.pdf"]
-    for path in paths:
-        fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return paths
+    return save(fig, out_dir / "fig1.png", out_dir / "fig1.pdf")
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ from tests.conftest import EXPERIMENTS, REPO, SMOKE
 
 
 def test_run_writes_complete_record(make_cfg, tmp_path):
-    cfg = make_cfg(*SMOKE, "variant=bn", "seed=3")
+    cfg = make_cfg(*SMOKE, "variant=bn", "seed=3", "probe.histogram_every=2")
     summary = run(cfg, tmp_path)
 
     assert summary["status"] == "completed" and summary["steps"] == 20
@@ -31,8 +31,16 @@ def test_run_writes_complete_record(make_cfg, tmp_path):
     assert {"train/loss", "test/accuracy"} <= set(events.Tags()["scalars"])
     assert [e.step for e in events.Scalars("test/accuracy")] == [10, 20]
     # HParams are written into the run's own directory: no timestamp-named sub-run.
-    assert "hparams" in events.PluginTagToContent("hparams") or events.PluginTagToContent("hparams")
+    assert "_hparams_/experiment" in events.PluginTagToContent("hparams")
+    assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
     assert not [p for p in tmp_path.iterdir() if p.is_dir()]
+    # Figure 1's probes: scalars, one custom-scalars chart per layer, histograms when asked.
+    assert "probe/layer3/unit_p85" in events.Tags()["scalars"]
+    assert events.PluginTagToContent("custom_scalars")
+    assert "probe/layer1" in events.Tags()["histograms"]
+    probes = metrics[metrics.split == "probe"]
+    assert sorted(probes.step.unique()) == [0, 5, 10, 15, 20]
+    assert set(summary["drift"]) == {f"layer{i}/{k}" for i in (1, 2, 3) for k in ("unit", "all")}
 
 
 def test_bn_variant_learns_synthetic_data(make_cfg, tmp_path):
@@ -114,3 +122,15 @@ def test_missing_data_is_one_clear_error_without_traceback(tmp_path):
     assert "MNIST" in proc.stderr and "/nonexistent" in proc.stderr and "data.download=true" in proc.stderr
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "failed"
     assert not (tmp_path / "outputs").exists()  # nothing in the working directory
+
+
+def test_fig1_experiment_on_mnist_files(make_cfg, tmp_path):
+    """The Figure 1 experiment as the paper ran it, on tiny MNIST files in torchvision's layout."""
+    from tests.datafiles import write_mnist
+
+    write_mnist(tmp_path / "data" / "MNIST" / "raw", n_train=300, n_test=100)
+    smoke = [o for o in SMOKE if not o.startswith("data=")]
+    cfg = make_cfg("experiment=fig1_mnist", "variant=bn", f"data.root={tmp_path / 'data'}", *smoke)
+    summary = run(cfg, tmp_path / "run")
+    assert summary["status"] == "completed" and summary["data"] == "mnist"
+    assert summary["data_source"] == str(tmp_path / "data" / "MNIST" / "raw")
