@@ -49,12 +49,14 @@ class BNImpl(str, Enum):
 
 class Population(str, Enum):
     ema = "ema"  # running averages kept during training (bn.momentum)
-    average = "average"  # Algorithm 2: recomputed after training over bn.population_batches
+    # Algorithm 2: before every evaluation, recomputed as the average over bn.population_batches
+    # training batches (own stream, training order untouched) with the m/(m-1) correction.
+    average = "average"
 
 
 @dataclass
 class SyntheticOptions:
-    """A learnable stand-in for smoke runs: class-dependent Gaussian blobs in image shape."""
+    """A learnable stand-in for smoke runs: fixed random class-mean images plus Gaussian noise."""
 
     shape: List[int] = field(default_factory=lambda: [1, 28, 28])
     num_classes: int = 10

@@ -58,6 +58,16 @@ def git_state() -> dict[str, object]:
         return {"git_sha": None, "git_dirty": None}
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def provenance(cfg: DictConfig, device: torch.device) -> dict[str, object]:
     return {
         **git_state(),
@@ -68,7 +78,7 @@ def provenance(cfg: DictConfig, device: torch.device) -> dict[str, object]:
         "torchvision": torchvision.__version__,
         "cuda": torch.version.cuda,
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "host": platform.node(),
