@@ -6,6 +6,7 @@ time, steps/s). Hydra adds its own .hydra/ with the unresolved config and the ov
 """
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import random
@@ -48,7 +49,10 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+@functools.cache
 def git_state() -> dict[str, object]:
+    """The checkout's SHA and dirty flag, read once per process: a sweep's jobs all run the code
+    imported when it started, whatever is edited while it runs."""
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
 

@@ -71,6 +71,7 @@ def report(sweep_dir: Path) -> str:
     provs = [json.loads((d / "provenance.json").read_text()) for d in runs_dirs]
     prov = provs[0]
     commands = sorted({p["command"] for p in provs})
+    shas = sorted({f"{str(p['git_sha'])[:10]}{' (dirty)' if p['git_dirty'] else ''}" for p in provs})
     wall = sum(s.get("wall_time_s", 0) for s in summaries)
     lines = [
         f"# Figure 1 reproduced: {metrics.data.iloc[0]}",
@@ -78,7 +79,7 @@ def report(sweep_dir: Path) -> str:
         f"Sweep: `{sweep_dir}`; {len(runs)} runs ({', '.join(f'{n} {s}' for s, n in runs.status.value_counts().items())}).",
         "Commands:", "", *(f"    {c}" for c in commands), "",
         f"Machine: {prov['device_name']} ({prov['device']}, {prov['cpu_count']} CPUs, {prov['torch_threads']} torch threads), "
-        f"torch {prov['torch']}, git {str(prov['git_sha'])[:10]}{' (dirty)' if prov['git_dirty'] else ''}.",
+        f"torch {prov['torch']}, git {', '.join(shas)}.",
         f"Wall time: {wall / 60:.1f} min summed over runs.",
         "",
         "## Test accuracy (Figure 1a)",
