@@ -107,11 +107,17 @@ class BNConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = "mlp"
-    depth: int = 3  # hidden layers
-    width: int = 100
+    name: str = "mlp"  # mlp | bn_inception | inception_small
     activation: Activation = Activation.sigmoid
     init_std: Optional[float] = None  # Gaussian weight std; null keeps torch's default init
+    # mlp
+    depth: int = 3  # hidden layers
+    width: int = 100
+    # convolutional models (Sec. 4.2)
+    width_mult: float = 1.0  # every layer's channel count scaled by this (rounded, at least 1)
+    small_input: bool = False  # bn_inception: a stem for 28-64 px inputs instead of 224 px
+    dropout: float = 0.0  # before the classifier (GoogLeNet: 0.4; Sec. 4.2.1 removes it)
+    lrn: bool = False  # local response normalization in the stem (Sec. 4.2.1 removes it)
 
 
 @dataclass

@@ -1,37 +1,16 @@
 """The fully-connected network of Sec. 4.1 (Figure 1): hidden layers of sigmoid units."""
 from __future__ import annotations
 
-from collections import OrderedDict
-
 from torch import nn
 
-from bnrepro.bn import make_batchnorm
-
-ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh}
+from bnrepro.models.blocks import has_bias, norm_act
 
 
 def hidden_block(fan_in: int, width: int, activation: str, placement: str, **bn_kw) -> nn.Sequential:
-    """One hidden layer as a Sequential whose children are named `linear`, `bn`, `act`.
-
-    before: z = g(BN(Wu)), the paper's choice (Sec. 3.2). The linear bias is dropped because
-    BN subtracts the mean and its beta takes over the bias's role.
-    after:  z = BN(g(Wu + b)), the alternative the seeds discuss.
-    none:   z = g(Wu + b), the baseline.
-    The probes read the input of `act`, which is what Figure 1(b, c) plots.
-    """
-    if placement not in ("none", "before", "after"):
-        raise ValueError(f"bn.placement must be none, before or after, got {placement!r}")
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-    linear = nn.Linear(fan_in, width, bias=placement != "before")
-    act = ACTIVATIONS[activation]()
-    if placement == "none":
-        return nn.Sequential(OrderedDict(linear=linear, act=act))
-    bn = make_batchnorm(width, spatial=False, **bn_kw)
-    order = [("linear", linear), ("bn", bn), ("act", act)]
-    if placement == "after":
-        order = [order[0], order[2], order[1]]
-    return nn.Sequential(OrderedDict(order))
+    """One hidden layer, Sequential(linear, [bn,] act); the probes read the input of `act`,
+    which is what Figure 1(b, c) plots."""
+    linear = nn.Linear(fan_in, width, bias=has_bias(placement))
+    return norm_act(linear, "linear", width, activation, placement, spatial=False, **bn_kw)
 
 
 class MLP(nn.Module):
