@@ -78,6 +78,19 @@ class ImageNetOptions:
 
 
 @dataclass
+class AugmentOptions:
+    """Training-time augmentation of whole batches on the device (bnrepro/data/augment.py).
+
+    An experiment sets the base amounts; a variant scales the photometric one (Sec. 4.2.1:
+    "reduce the photometric distortions")."""
+
+    crop_padding: int = 0  # random crops of the original size from a zero-padded image; 0 = off
+    flip: bool = False  # random horizontal flips
+    jitter: float = 0.0  # photometric distortion: random brightness and contrast of +/- this much
+    jitter_scale: float = 1.0  # the variant's factor on `jitter`
+
+
+@dataclass
 class DataConfig:
     name: Dataset = MISSING
     # Where the files are looked for first. BNREPRO_DATA overrides the default; relative paths are
@@ -87,6 +100,10 @@ class DataConfig:
     verify_checksums: bool = True  # torchvision's md5 checks (CIFAR); tests with tiny files turn it off
     preprocess: Preprocess = Preprocess.none
     binarize_threshold: float = 0.5
+    pad_to: Optional[int] = None  # zero-pad images to this size (Fashion-MNIST 28 -> 32 for the Inceptions)
+    test_size: Optional[int] = None  # evaluate on this many held-out examples (a fixed prefix); null = all
+    reshuffle: bool = True  # a new order every epoch; false repeats the first (Sec. 4.2.1's shuffling knob)
+    augment: AugmentOptions = field(default_factory=AugmentOptions)
     synthetic: SyntheticOptions = field(default_factory=SyntheticOptions)
     imagenet: ImageNetOptions = field(default_factory=ImageNetOptions)
 
@@ -122,11 +139,21 @@ class ModelConfig:
 
 @dataclass
 class OptimConfig:
+    """SGD. An experiment sets the base values; a variant sets the *_scale / speedup factors
+    (Sec. 4.2.1: learning rate x5 or x30, weight decay / 5, learning-rate decay 6x faster)."""
+
     name: str = "sgd"
-    lr: float = MISSING
+    lr: float = MISSING  # the base learning rate of the data set / experiment
+    lr_scale: float = 1.0  # the variant's factor: lr = lr * lr_scale
     momentum: float = 0.0
-    weight_decay: float = 0.0
     nesterov: bool = False
+    weight_decay: float = 0.0
+    weight_decay_scale: float = 1.0  # the variant's factor on weight_decay
+    # The Inception recipe's step-wise exponential decay: lr * lr_decay ** floor(step / interval),
+    # interval = lr_decay_every / lr_decay_speedup. lr_decay_every=0 keeps the rate constant.
+    lr_decay: float = 1.0
+    lr_decay_every: int = 0
+    lr_decay_speedup: float = 1.0
 
 
 @dataclass
@@ -140,6 +167,11 @@ class TrainerConfig:
     progress: str = "auto"  # auto (bar on a terminal, lines otherwise, quiet under CI) | bar | lines | none
     threads: Optional[int] = None  # torch.set_num_threads; null keeps torch's default
     deterministic: bool = False
+    # GPU speed knobs, all off in the `faithful` preset (configs/trainer/faithful.yaml):
+    channels_last: bool = False  # NHWC memory format for conv models
+    amp: bool = False  # bf16 autocast on CUDA; BN's parameters and statistics stay float32
+    compile: bool = False  # torch.compile the model
+    cudnn_benchmark: bool = False
 
 
 @dataclass

@@ -111,6 +111,9 @@ def run(cfg: DictConfig, out_dir: str | os.PathLike) -> dict[str, object]:
         data = build_data(cfg.data, batch_size=cfg.trainer.batch_size,
                           eval_batch_size=cfg.trainer.eval_batch_size, device=device)
         model = build_model(cfg, data.input_shape, data.num_classes).to(device)
+        if cfg.trainer.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = cfg.trainer.cudnn_benchmark
         hparam_dict = flatten(OmegaConf.to_container(cfg, resolve=True))
         name = f"{cfg.variant} seed={cfg.seed}"
         with RunLogger(out, hparam_dict, cfg.trainer.max_steps, cfg.trainer.progress, name) as log:

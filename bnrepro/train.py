@@ -18,6 +18,7 @@ from torch import nn
 from bnrepro.bn import recompute_population_stats
 from bnrepro.config import choice
 from bnrepro.data import DataBundle
+from bnrepro.data.augment import BatchAugment
 from bnrepro.probes import ActivationProbe
 from bnrepro.tracking import RunLogger
 
@@ -32,24 +33,36 @@ class FitResult:
     drift: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
-def build_optimizer(model: nn.Module, cfg: DictConfig) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, cfg: DictConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """SGD with the variant's factors applied, and the step-wise exponential decay (stepped per step)."""
     if cfg.name != "sgd":
         raise ValueError(f"optim.name must be 'sgd', got {cfg.name!r}")
-    return torch.optim.SGD(
-        model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-        weight_decay=cfg.weight_decay, nesterov=cfg.nesterov,
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=cfg.lr * cfg.lr_scale, momentum=cfg.momentum,
+        weight_decay=cfg.weight_decay * cfg.weight_decay_scale, nesterov=cfg.nesterov,
     )
+    interval = cfg.lr_decay_every / cfg.lr_decay_speedup if cfg.lr_decay_every else 0
+    decay = cfg.lr_decay
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: decay ** (step // interval) if interval else 1.0)
+    return optimizer, schedule
+
+
+def autocast(enabled: bool, device: torch.device):
+    """bf16 autocast on CUDA when asked; BN layers keep float32 parameters and statistics."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: DataBundle) -> dict[str, float]:
+def evaluate(model: nn.Module, data: DataBundle, amp: bool = False) -> dict[str, float]:
     """Loss and accuracy on the held-out split, with the network in inference mode (Algorithm 2)."""
     was_training = model.training
     model.eval()
     loss_sum = correct = 0
     count = 0
     for x, y in data.test_batches():
-        logits = model(x)
+        with autocast(amp, x.device):
+            logits = model(x).float()
         loss_sum = loss_sum + F.cross_entropy(logits, y, reduction="sum")
         correct = correct + (logits.argmax(1) == y).sum()
         count += y.numel()
@@ -72,8 +85,12 @@ def fit(model: nn.Module, data: DataBundle, cfg: DictConfig, log: RunLogger) -> 
     max_steps, log_every, eval_every = cfg.trainer.max_steps, cfg.trainer.log_every, cfg.trainer.eval_every
     probe_every = cfg.probe.every
     device = next(model.parameters()).device
-    optimizer = build_optimizer(model, cfg.optim)
+    optimizer, schedule = build_optimizer(model, cfg.optim)
     batches = data.train_batches(cfg.seed)
+    augment = BatchAugment.from_config(cfg.data.augment, cfg.seed, device)
+    amp, channels_last = cfg.trainer.amp, cfg.trainer.channels_last
+    # The probe hooks the plain module; training and evaluation may run a compiled twin of it.
+    net = torch.compile(model) if cfg.trainer.compile else model
     # Algorithm 2 proper: before each evaluation, population statistics are recomputed over
     # fixed-size training batches drawn from their own stream, so training's order is untouched.
     population = choice(cfg.bn.population) == "average" and choice(cfg.bn.placement) != "none"
@@ -83,7 +100,7 @@ def fit(model: nn.Module, data: DataBundle, cfg: DictConfig, log: RunLogger) -> 
         if population:
             recompute_population_stats(model, islice(population_batches, cfg.bn.population_batches),
                                        cfg.bn.population_batches)
-        metrics = evaluate(model, data)
+        metrics = evaluate(net, data, amp)
         log.log(step, "test", metrics)
         return metrics
 
@@ -102,10 +119,16 @@ def fit(model: nn.Module, data: DataBundle, cfg: DictConfig, log: RunLogger) -> 
     model.train()
     for step in range(1, max_steps + 1):
         x, y = next(batches)
-        loss = F.cross_entropy(model(x), y)
+        if augment:
+            x = augment(x)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(amp, device):
+            loss = F.cross_entropy(net(x).float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        schedule.step()
         loss_sum += loss.detach()
         window += 1
         result.steps = step

@@ -256,8 +256,10 @@ def test_batch_larger_than_training_split_is_refused():
 
 def test_synthetic_is_fixed_and_learnable():
     # Plain strings, as a user's DictConfig may hold them, work like Hydra's enums.
-    cfg = OmegaConf.create({"name": "synthetic", "preprocess": "none", "synthetic": {
+    plain = OmegaConf.create(OmegaConf.to_yaml(OmegaConf.structured(DataConfig)))  # enums -> str
+    cfg = OmegaConf.merge(plain, {"name": "synthetic", "preprocess": "none", "synthetic": {
         "shape": [1, 8, 8], "num_classes": 5, "train_size": 500, "test_size": 200, "noise": 1.0}})
+    assert isinstance(cfg.name, str)
     a, b = build(cfg, batch_size=500, eval_batch_size=200), build(cfg, batch_size=500, eval_batch_size=200)
     assert (a.input_shape, a.num_classes, a.train_size, a.test_size, a.source) == ((1, 8, 8), 5, 500, 200, "synthetic")
     (x_test, y_test), (x_test_b, _) = next(a.test_batches()), next(b.test_batches())

@@ -44,7 +44,7 @@ def build_data(cfg: DictConfig, batch_size: int, eval_batch_size: int, device: t
         size, workers = cfg.imagenet.image_size, cfg.imagenet.num_workers
         bundle = DataBundle(
             name, (3, size, size), len(train.classes), len(train), len(val), source,
-            train_batches=partial(imagenet.LoaderBatches, train, batch_size, device, workers),
+            train_batches=partial(imagenet.LoaderBatches, train, batch_size, device, workers, reshuffle=cfg.reshuffle),
             test_batches=partial(imagenet.val_batches, val, eval_batch_size, device, workers),
         )
     else:
@@ -52,7 +52,8 @@ def build_data(cfg: DictConfig, batch_size: int, eval_batch_size: int, device: t
         bundle = DataBundle(
             name, tuple(splits.x_train.shape[1:]), splits.num_classes, len(splits.y_train),
             len(splits.y_test), splits.source,
-            train_batches=partial(tensors.TensorBatches, splits.x_train, splits.y_train, batch_size),
+            train_batches=partial(tensors.TensorBatches, splits.x_train, splits.y_train, batch_size,
+                                  reshuffle=cfg.reshuffle),
             test_batches=partial(tensors.chunks, splits.x_test, splits.y_test, eval_batch_size),
         )
     if bundle.train_size < batch_size:

@@ -96,8 +96,9 @@ class LoaderBatches(EpochBatches):
     resumed epoch differ from an unbroken run's.
     """
 
-    def __init__(self, dataset: Dataset, batch_size: int, device: torch.device, num_workers: int, seed: int):
-        super().__init__(len(dataset), batch_size, seed)
+    def __init__(self, dataset: Dataset, batch_size: int, device: torch.device, num_workers: int, seed: int,
+                 reshuffle: bool = True):
+        super().__init__(len(dataset), batch_size, seed, reshuffle)
         self.dataset, self.device, self.num_workers = dataset, device, num_workers
 
     def _epoch_batches(self, indices: torch.Tensor) -> Iterator[Batch]:

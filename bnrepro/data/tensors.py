@@ -45,8 +45,19 @@ def load(cfg: DictConfig, device: torch.device) -> Splits:
     name = choice(cfg.name)
     splits = synthetic(cfg.synthetic) if name == "synthetic" else _read_torchvision(name, cfg, device)
     x_train, x_test = preprocess(splits.x_train.to(device), splits.x_test.to(device), cfg)
+    if cfg.pad_to:  # e.g. 28 -> 32 px with a zero border, so 32 px networks take MNIST-family images
+        x_train, x_test = (pad_to(x, cfg.pad_to) for x in (x_train, x_test))
+    n_test = cfg.test_size or len(x_test)  # a fixed prefix of the held-out split, for cheap CPU-scale evals
     return replace(splits, x_train=x_train, y_train=splits.y_train.to(device),
-                   x_test=x_test, y_test=splits.y_test.to(device))
+                   x_test=x_test[:n_test], y_test=splits.y_test.to(device)[:n_test])
+
+
+def pad_to(x: Tensor, size: int) -> Tensor:
+    h, w = x.shape[-2:]
+    if size < max(h, w):
+        raise ValueError(f"data.pad_to={size} is smaller than the {h}x{w} images")
+    top, left = (size - h) // 2, (size - w) // 2
+    return torch.nn.functional.pad(x, (left, size - w - left, top, size - h - top))
 
 
 def preprocess(x_train: Tensor, x_test: Tensor, cfg: DictConfig) -> tuple[Tensor, Tensor]:
@@ -92,8 +103,11 @@ class EpochBatches:
     Subclasses say how to turn the epoch's remaining indices into batches.
     """
 
-    def __init__(self, size: int, batch_size: int, seed: int):
+    def __init__(self, size: int, batch_size: int, seed: int, reshuffle: bool = True):
         self.size, self.batch_size, self.seed = size, batch_size, seed
+        # reshuffle=False repeats epoch 0's order, so the same examples always share a batch:
+        # the "less thorough shuffling" that Sec. 4.2.1 improved on (within-shard shuffling).
+        self.reshuffle = reshuffle
         self.per_epoch = size // batch_size
         self.epoch, self.index = 0, 0
         self._batches: Iterator[Batch] | None = None
@@ -106,7 +120,7 @@ class EpochBatches:
             self.epoch, self.index, self._batches = self.epoch + 1, 0, None
         if self._batches is None:
             # Drawn on the CPU, so that a seed gives the same order on every device.
-            order = torch.randperm(self.size, generator=epoch_generator(self.seed, self.epoch))
+            order = torch.randperm(self.size, generator=epoch_generator(self.seed, self.epoch if self.reshuffle else 0))
             self._batches = self._epoch_batches(order[self.index * self.batch_size:self.per_epoch * self.batch_size])
         batch = next(self._batches)
         self.index += 1
@@ -123,8 +137,8 @@ class EpochBatches:
 
 
 class TensorBatches(EpochBatches):
-    def __init__(self, x: Tensor, y: Tensor, batch_size: int, seed: int):
-        super().__init__(len(y), batch_size, seed)
+    def __init__(self, x: Tensor, y: Tensor, batch_size: int, seed: int, reshuffle: bool = True):
+        super().__init__(len(y), batch_size, seed, reshuffle)
         self.x, self.y = x, y
 
     def _epoch_batches(self, indices: Tensor) -> Iterator[Batch]:

@@ -1,0 +1,51 @@
+"""Augmentation of whole training batches on the device: no per-image Python, no DataLoader.
+
+Random crops (of a zero-padded image, back to its size), horizontal flips, and photometric
+distortion (random brightness and contrast per image), each drawn per example from a generator
+seeded by the run, so a seed gives the same augmentations every time.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from torch import Tensor
+
+
+class BatchAugment:
+    def __init__(self, crop_padding: int = 0, flip: bool = False, jitter: float = 0.0, seed: int = 0,
+                 device: torch.device | str = "cpu"):
+        self.crop_padding, self.flip, self.jitter = crop_padding, flip, jitter
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, seed: int, device: torch.device) -> "BatchAugment | None":
+        """The augmentation `data.augment` asks for, or None when it asks for none."""
+        jitter = cfg.jitter * cfg.jitter_scale
+        if not (cfg.crop_padding or cfg.flip or jitter):
+            return None
+        return cls(cfg.crop_padding, cfg.flip, jitter, seed, device)
+
+    def _uniform(self, n: int, low: float, high: float, device) -> Tensor:
+        return torch.empty(n, device=device).uniform_(low, high, generator=self.generator)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        n, _, h, w = x.shape
+        if self.crop_padding:
+            p = self.crop_padding
+            padded = F.pad(x, (p, p, p, p))
+            top = torch.randint(0, 2 * p + 1, (n, 1, 1), device=x.device, generator=self.generator)
+            left = torch.randint(0, 2 * p + 1, (n, 1, 1), device=x.device, generator=self.generator)
+            rows = (top + torch.arange(h, device=x.device).view(1, h, 1)).expand(n, h, w)
+            cols = (left + torch.arange(w, device=x.device).view(1, 1, w)).expand(n, h, w)
+            batch = torch.arange(n, device=x.device).view(n, 1, 1).expand(n, h, w)
+            x = padded[batch, :, rows, cols].permute(0, 3, 1, 2)  # (n, h, w, C) -> (n, C, h, w)
+        if self.flip:
+            mirror = self._uniform(n, 0, 1, x.device).lt(0.5).view(n, 1, 1, 1)
+            x = torch.where(mirror, x.flip(3), x)
+        if self.jitter:
+            brightness = self._uniform(n, -self.jitter, self.jitter, x.device).view(n, 1, 1, 1)
+            contrast = self._uniform(n, 1 - self.jitter, 1 + self.jitter, x.device).view(n, 1, 1, 1)
+            mean = x.mean(dim=(1, 2, 3), keepdim=True)
+            x = (x - mean) * contrast + mean + brightness
+        return x.contiguous()
