@@ -96,3 +96,19 @@ def test_pad_to_centres_the_image():
     assert padded.shape == (2, 1, 32, 32) and padded.sum() == x.sum() and padded[0, 0, 2, 2] == 1
     with pytest.raises(ValueError, match="pad_to"):
         pad_to(x, 20)
+
+
+def test_fast_trainer_knobs_run_on_cpu(make_cfg, tmp_path):
+    """channels_last and amp are accepted everywhere (amp is a no-op off CUDA); compile is GPU-checked."""
+    from bnrepro.run import run
+    from tests.conftest import SMOKE
+
+    cfg = make_cfg(*SMOKE, "trainer=fast", "trainer.compile=false", "model=inception_small", "model.width_mult=0.125",
+                   "data.synthetic.shape=[3,32,32]", "trainer.max_steps=4", "trainer.eval_every=2", "probe.every=2")
+    assert cfg.trainer.channels_last and cfg.trainer.amp and cfg.trainer.cudnn_benchmark
+    assert run(cfg, tmp_path)["status"] == "completed"
+
+
+def test_faithful_is_the_default_trainer(make_cfg):
+    t = make_cfg().trainer
+    assert not (t.channels_last or t.amp or t.compile or t.cudnn_benchmark)

@@ -67,12 +67,44 @@ def test_variants_set_bn_placement(make_cfg, variant, bn_modules):
     assert cfg.variant == variant
 
 
+def tiny_data(experiment: str, root) -> list[str]:
+    """Overrides that point an experiment at tiny files in its real format under `root`."""
+    from tests.datafiles import write_cifar, write_imagenet_tree, write_mnist
+
+    if experiment == "fig1_mnist":
+        write_mnist(root / "MNIST" / "raw", n_train=100, n_test=40)
+        return [f"data.root={root}"]
+    if experiment == "fig2_fashion_mnist":
+        write_mnist(root / "FashionMNIST" / "raw", n_train=100, n_test=40)
+        return [f"data.root={root}", "model.width_mult=0.125"]
+    if experiment == "fig2_cifar10":
+        write_cifar(root, n_train=100, n_test=40)
+        return [f"data.root={root}", "data.verify_checksums=false", "model.width_mult=0.125"]
+    if experiment == "fig2_imagenet_subset":
+        write_imagenet_tree(root, ["n01", "n02", "n03"], n_train=12, n_val=4, size=72)
+        return [f"data.root={root}", "data.imagenet.num_classes=2", "data.imagenet.image_size=64",
+                "data.imagenet.resize_size=72", "data.imagenet.num_workers=0", "model.width_mult=0.0625",
+                "trainer.eval_batch_size=8"]
+    raise AssertionError(f"no tiny data for {experiment}: add it here")
+
+
+FIG2_VARIANTS = ["inception", "bn_baseline", "bn_x5", "bn_x30", "bn_x5_sigmoid", "inception_x5", "inception_sigmoid"]
+TINY = ["trainer.max_steps=4", "trainer.eval_every=2", "trainer.log_every=2", "trainer.batch_size=8",
+        "trainer.progress=none", "trainer.device=cpu", "probe.every=2", "probe.batch_size=8"]
+
+
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-@pytest.mark.parametrize("variant", ["baseline", "bn"])
-def test_every_experiment_composes_and_runs(make_cfg, tmp_path, experiment, variant):
-    cfg = make_cfg(f"experiment={experiment}", f"variant={variant}", *SMOKE)
+def test_every_experiment_composes_and_runs_on_its_real_format(make_cfg, tmp_path, experiment):
+    cfg = make_cfg(f"experiment={experiment}", *TINY, *tiny_data(experiment, tmp_path / "data"))
     assert cfg.experiment == experiment
-    assert run(cfg, tmp_path)["status"] == "completed"
+    assert run(cfg, tmp_path / "run")["status"] == "completed"
+
+
+@pytest.mark.parametrize("variant", ["baseline", "bn", *FIG2_VARIANTS])
+def test_every_variant_runs(make_cfg, tmp_path, variant):
+    overrides = tiny_data("fig2_fashion_mnist", tmp_path / "data")
+    cfg = make_cfg("experiment=fig2_fashion_mnist", f"variant={variant}", *TINY, *overrides)
+    assert run(cfg, tmp_path / "run")["status"] in ("completed", "diverged")
 
 
 def test_experiment_keeps_command_line_overrides(make_cfg):

@@ -8,9 +8,10 @@ from torch import nn
 
 from bnrepro.config import choice
 from bnrepro.errors import BnreproError
+from bnrepro.models.inception import BNInception, InceptionSmall
 from bnrepro.models.mlp import MLP
 
-MODELS = ("mlp",)
+MODELS = ("mlp", "bn_inception", "inception_small")
 
 
 def build_model(cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
@@ -29,6 +30,23 @@ def build_model(cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int)
             bn_momentum=cfg.bn.momentum,
             init_std=cfg.model.init_std,
         )
+    if name in ("bn_inception", "inception_small"):  # the conv nets of Sec. 4.2
+        kw = dict(
+            in_channels=input_shape[0],
+            num_classes=num_classes,
+            width_mult=cfg.model.width_mult,
+            dropout=cfg.model.dropout,
+            lrn=cfg.model.lrn,
+            activation=choice(cfg.model.activation),
+            placement=choice(cfg.bn.placement),
+            bn_impl=choice(cfg.bn.impl),
+            bn_eps=cfg.bn.eps,
+            bn_momentum=cfg.bn.momentum,
+            init_std=cfg.model.init_std,
+        )
+        if name == "bn_inception":
+            return BNInception(small_input=cfg.model.small_input, **kw)
+        return InceptionSmall(**kw)  # its stem is already for 32 px; small_input does not apply
     raise BnreproError(
         f"Unknown model.name={name!r}. Choose one of: {', '.join(MODELS)} "
         "(e.g. `model=mlp` on the command line)."

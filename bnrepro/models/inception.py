@@ -1,0 +1,271 @@
+"""The convolutional networks of Sec. 4.2 (Figures 2 and 3).
+
+`BNInception`: the paper's own network (Sec. 4.2 and its appendix table), known as BN-Inception or
+Inception-v2. `InceptionSmall`: the small CIFAR-scale Inception of Zhang et al. (2017), which
+runs the same Figure 2 protocol on one GPU. Every conv-BN-nonlinearity unit is a `conv_block`
+(blocks.py), so `bn.placement`, `bn.impl`, the activation, the probes and `fold_batchnorm` treat
+these models exactly like the MLP of Sec. 4.1.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from functools import partial
+
+import torch
+from torch import nn
+
+from bnrepro.models.blocks import conv_block
+
+
+def scale_width(channels: int, width_mult: float) -> int:
+    """`width_mult` applied to a channel count: rounded, at least 1; 0 (an absent branch) stays 0."""
+    return 0 if channels == 0 else max(1, round(channels * width_mult))
+
+
+def _lrn() -> nn.Module:
+    # GoogLeNet's local response normalization (Szegedy et al. 2015, Table 1 / the Caffe model);
+    # Sec. 4.2.1 removes it from the BN networks.
+    return nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0)
+
+
+def _init(model: nn.Module, init_std: float | None) -> None:
+    """N(0, init_std) weights when given; else He-normal convs (fan_in, ReLU gain).
+
+    Not torch's default: its conv init shrinks the signal's variance ~3x per layer, which over
+    the ~20 convs of these networks leaves a no-BN baseline with nothing to learn from, a
+    handicap the paper's Inception did not have (GoogLeNet used a variance-preserving init).
+    Biases start at zero either way.
+    """
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            if init_std is not None:
+                nn.init.normal_(m.weight, std=init_std)
+            elif isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+class InceptionModule(nn.Module):
+    """One row of the paper's appendix table: concat(1x1, 3x3 reduce -> 3x3,
+    double-3x3 reduce -> 3x3 -> 3x3, pool [-> 1x1 proj]).
+
+    The double-3x3 branch is GoogLeNet's 5x5 branch with the 5x5 replaced by two stacked 3x3
+    convs (Sec. 4.2). stride=2 (modules 3c and 4e) downsamples inside the module, replacing the
+    pooling layers GoogLeNet had between modules; those modules have no 1x1 branch (n1x1=0) and a
+    max-pool "pass-through" with no projection (proj=0), as in the table.
+    """
+
+    def __init__(self, c_in: int, n1x1: int, n3r: int, n3: int, ndr: int, nd: int, pool: str,
+                 proj: int, stride: int = 1, *, unit):
+        super().__init__()
+        if n1x1:
+            self.branch1x1 = unit(c_in, n1x1, 1)
+        # Children are named so that only conv_blocks have a child called `conv`.
+        self.branch3x3 = nn.Sequential(OrderedDict(reduce=unit(c_in, n3r, 1),
+                                                   conv3x3=unit(n3r, n3, 3, stride)))
+        self.branch3x3dbl = nn.Sequential(OrderedDict(reduce=unit(c_in, ndr, 1), conv3x3a=unit(ndr, nd, 3),
+                                                      conv3x3b=unit(nd, nd, 3, stride)))
+        # Pools use padding 1, like the 3x3 convs, so every branch has the same output size at
+        # any input size (the original Caffe model used ceil-mode pooling instead).
+        pool_layer = {"avg": nn.AvgPool2d, "max": nn.MaxPool2d}[pool](3, stride, 1)
+        layers = OrderedDict(pool=pool_layer)
+        if proj:
+            layers["proj"] = unit(c_in, proj, 1)
+        self.branch_pool = nn.Sequential(layers)
+        self.out_channels = n1x1 + n3 + nd + (proj or c_in)
+
+    def probe_act(self) -> nn.Module:
+        """The nonlinearity probed for this module: the 1x1 branch's, else the 3x3 reduce's."""
+        first = self.branch1x1 if hasattr(self, "branch1x1") else self.branch3x3.reduce
+        return first.act
+
+    def forward(self, x):
+        branches = [self.branch3x3, self.branch3x3dbl, self.branch_pool]
+        if hasattr(self, "branch1x1"):
+            branches.insert(0, self.branch1x1)
+        return torch.cat([b(x) for b in branches], dim=1)
+
+
+# The paper's appendix table, modules 3a..5b:
+# (#1x1, #3x3 reduce, #3x3, double-#3x3 reduce, double-#3x3, pool, proj, stride).
+# The original table's output-size column (not copied into PAPER.md) lists 576 channels for 4c
+# and 4d, but their widths sum to 160+160+160+128 = 608 and 96+192+192+128 = 608, so 4e gives
+# 1056, not 1024. We follow the widths, which is what gives the ~11.3M below.
+# Parameters at 1000 classes, 224 px (measured, tests/test_inception.py): 11,285,224 with BN
+# before every act (11,275,208 without BN), of which 1,025,000 is the classifier -- the ~11.3M of
+# common reimplementations, not the ~13.6M Sec. 4.2 states. The paper does not say what its
+# count includes. GoogLeNet-style auxiliary heads (1x1 conv 128, FC 1024, FC 1000) on 4a/4d would
+# add ~3.2M each (14.5M with one, 17.7M with two), so they do not explain 13.6M exactly either.
+BN_INCEPTION_MODULES = OrderedDict([
+    ("3a", (64, 64, 64, 64, 96, "avg", 32, 1)),
+    ("3b", (64, 64, 96, 64, 96, "avg", 64, 1)),
+    ("3c", (0, 128, 160, 64, 96, "max", 0, 2)),
+    ("4a", (224, 64, 96, 96, 128, "avg", 128, 1)),
+    ("4b", (192, 96, 128, 96, 128, "avg", 128, 1)),
+    ("4c", (160, 128, 160, 128, 160, "avg", 128, 1)),
+    ("4d", (96, 128, 192, 160, 192, "avg", 128, 1)),
+    ("4e", (0, 128, 192, 192, 256, "max", 0, 2)),
+    ("5a", (352, 192, 320, 160, 224, "avg", 128, 1)),
+    ("5b", (352, 192, 320, 192, 224, "max", 128, 1)),
+])
+
+
+class BNInception(nn.Module):
+    """The Inception network of Sec. 4.2 (appendix table): BN-Inception / "Inception-v2".
+
+    224 px stem: conv 7x7/2 64 -> maxpool 3x3/2 -> conv 1x1 64 -> conv 3x3 192 -> maxpool 3x3/2,
+    so 3a-3c run at 28x28, 4a-4e at 14x14 and 5a-5b at 7x7 (3c and 4e halve the size inside the
+    module). Then global average pooling, optional dropout and the only fully-connected layer,
+    the classifier (Sec. 4.2: "no fully-connected layer but the final softmax").
+
+    small_input=True swaps in a stem for 28-64 px images (CIFAR, padded Fashion-MNIST):
+    conv 3x3/1 64 -> conv 3x3/1 192, no downsampling, so a 32 px image enters 3a at 32x32, 4a at
+    16x16 and 5a at 8x8, the same 4x total reduction by 3c and 4e as at 224 px.
+
+    lrn=True puts GoogLeNet's LRN where GoogLeNet had it: after the first conv (after its max
+    pool, in the 224 px stem) and after the 3x3 conv. activation, placement and bn_* apply to
+    every conv. Parameter count at 1000 classes, 224 px: 11.29M, see BN_INCEPTION_MODULES.
+    """
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 1000, width_mult: float = 1.0,
+                 small_input: bool = False, dropout: float = 0.0, lrn: bool = False,
+                 activation: str = "relu", placement: str = "before", bn_impl: str = "torch",
+                 bn_eps: float = 1e-5, bn_momentum: float | None = 0.1, init_std: float | None = None):
+        super().__init__()
+        unit = partial(conv_block, activation=activation, placement=placement,
+                       impl=bn_impl, eps=bn_eps, momentum=bn_momentum)
+        w = partial(scale_width, width_mult=width_mult)
+        stem = OrderedDict()
+        if small_input:
+            stem["conv1"] = unit(in_channels, w(64), 3)
+            if lrn:
+                stem["lrn1"] = _lrn()
+        else:
+            stem["conv1"] = unit(in_channels, w(64), 7, 2)
+            stem["pool1"] = nn.MaxPool2d(3, 2, 1)
+            if lrn:
+                stem["lrn1"] = _lrn()
+            stem["conv2_reduce"] = unit(w(64), w(64), 1)
+        stem["conv2"] = unit(w(64), w(192), 3)
+        if lrn:
+            stem["lrn2"] = _lrn()
+        if not small_input:
+            stem["pool2"] = nn.MaxPool2d(3, 2, 1)
+        self.stem = nn.Sequential(stem)
+
+        c = w(192)
+        modules = OrderedDict()
+        for name, (n1, n3r, n3, ndr, nd, pool, proj, stride) in BN_INCEPTION_MODULES.items():
+            m = InceptionModule(c, w(n1), w(n3r), w(n3), w(ndr), w(nd), pool, w(proj), stride, unit=unit)
+            modules[name] = m
+            c = m.out_channels
+        self.inception = nn.Sequential(modules)
+        self.pool = nn.AdaptiveAvgPool2d(1)  # the 7x7 average pool at 224 px; any size here
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.classifier = nn.Linear(c, num_classes)
+        _init(self, init_std)
+
+    def probe_points(self) -> dict[str, nn.Module]:
+        """One nonlinearity per stage: the stem's last, then each module's first branch's."""
+        points = OrderedDict(stem=self.stem.conv2.act)
+        points.update((name, m.probe_act()) for name, m in self.inception.named_children())
+        return points
+
+    def forward(self, x):
+        x = self.pool(self.inception(self.stem(x))).flatten(1)
+        return self.classifier(self.dropout(x))
+
+
+class SmallInceptionModule(nn.Module):
+    """Zhang et al. (2017), appendix: concat(conv 1x1 c1, conv 3x3 c3)."""
+
+    def __init__(self, c_in: int, c1: int, c3: int, *, unit):
+        super().__init__()
+        self.branch1x1 = unit(c_in, c1, 1)
+        self.branch3x3 = unit(c_in, c3, 3)
+        self.out_channels = c1 + c3
+
+    def probe_act(self) -> nn.Module:
+        return self.branch1x1.act
+
+    def forward(self, x):
+        return torch.cat([self.branch1x1(x), self.branch3x3(x)], dim=1)
+
+
+class DownsampleModule(nn.Module):
+    """Zhang et al. (2017), appendix: concat(conv 3x3/2 c3, maxpool 3x3/2).
+
+    Both without padding ("valid"), as in the common Keras reimplementations of this network
+    (the paper's figure gives no padding): 32 -> 15 -> 7 px.
+    """
+
+    def __init__(self, c_in: int, c3: int, *, unit):
+        super().__init__()
+        self.branch3x3 = unit(c_in, c3, 3, 2, 0)
+        self.branch_pool = nn.MaxPool2d(3, 2)
+        self.out_channels = c3 + c_in
+
+    def probe_act(self) -> nn.Module:
+        return self.branch3x3.act
+
+    def forward(self, x):
+        return torch.cat([self.branch3x3(x), self.branch_pool(x)], dim=1)
+
+
+# (name, kind, widths) after the first conv, in order.
+SMALL_INCEPTION_MODULES = [
+    ("1a", "inception", (32, 32)), ("1b", "inception", (32, 48)), ("down1", "downsample", (80,)),
+    ("2a", "inception", (112, 48)), ("2b", "inception", (96, 64)), ("2c", "inception", (80, 80)),
+    ("2d", "inception", (48, 96)), ("down2", "downsample", (96,)),
+    ("3a", "inception", (176, 160)), ("3b", "inception", (176, 160)),
+]
+
+
+class InceptionSmall(nn.Module):
+    """The small Inception of Zhang, Bengio, Hardt, Recht & Vinyals, "Understanding deep learning
+    requires rethinking generalization" (ICLR 2017), appendix (Figure 3 there):
+
+    conv 3x3 96 -> Inception(32,32) -> Inception(32,48) -> Downsample(80) -> Inception(112,48)
+    -> Inception(96,64) -> Inception(80,80) -> Inception(48,96) -> Downsample(96)
+    -> Inception(176,160) -> Inception(176,160) -> global average pool -> [dropout] -> Linear.
+
+    Every ConvModule is conv -> BN -> act, i.e. a `conv_block`. At 10 classes this has 1,649,402
+    parameters without BN (conv biases, no BN), which is the count in that paper's Table 1;
+    1,651,114 with BN before each act (no conv biases, BN's gamma and beta). It stands in for BNInception in the CIFAR-scale Figure 2
+    (configs/experiment/fig2_cifar10.yaml). lrn=True adds LRN after the first conv.
+    """
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 10, width_mult: float = 1.0,
+                 dropout: float = 0.0, lrn: bool = False, activation: str = "relu",
+                 placement: str = "before", bn_impl: str = "torch", bn_eps: float = 1e-5,
+                 bn_momentum: float | None = 0.1, init_std: float | None = None):
+        super().__init__()
+        unit = partial(conv_block, activation=activation, placement=placement,
+                       impl=bn_impl, eps=bn_eps, momentum=bn_momentum)
+        w = partial(scale_width, width_mult=width_mult)
+        stem = OrderedDict(conv1=unit(in_channels, w(96), 3))
+        if lrn:
+            stem["lrn1"] = _lrn()
+        self.stem = nn.Sequential(stem)
+        c = w(96)
+        modules = OrderedDict()
+        for name, kind, widths in SMALL_INCEPTION_MODULES:
+            cls = SmallInceptionModule if kind == "inception" else DownsampleModule
+            modules[name] = cls(c, *map(w, widths), unit=unit)
+            c = modules[name].out_channels
+        self.inception = nn.Sequential(modules)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.classifier = nn.Linear(c, num_classes)
+        _init(self, init_std)
+
+    def probe_points(self) -> dict[str, nn.Module]:
+        """The first conv's nonlinearity, then each module's first branch's."""
+        points = OrderedDict(stem=self.stem.conv1.act)
+        points.update((name, m.probe_act()) for name, m in self.inception.named_children())
+        return points
+
+    def forward(self, x):
+        x = self.pool(self.inception(self.stem(x))).flatten(1)
+        return self.classifier(self.dropout(x))
