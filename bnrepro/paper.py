@@ -1,0 +1,26 @@
+"""The paper's reported numbers, in one place, for reports to print beside ours."""
+from __future__ import annotations
+
+# Figure 3 (Sec. 4.2.2), by variant: display name, steps to reach Inception's best single-crop
+# accuracy of 72.2%, maximum accuracy, speed-up over Inception; in the paper's order, then the
+# two controls the text reports.
+FIG3 = {
+    "inception": ("Inception", "31.0e6", "72.2%", "1x"),
+    "bn_baseline": ("BN-Baseline", "13.3e6", "72.7%", "2.3x"),
+    "bn_x5": ("BN-x5", "2.1e6", "73.0%", "14.8x"),
+    "bn_x30": ("BN-x30", "2.7e6", "74.8%", "11.5x"),
+    "bn_x5_sigmoid": ("BN-x5-Sigmoid", "never", "69.8%", "-"),
+    "inception_x5": ("Inception-x5", "diverged", "-", "-"),
+    "inception_sigmoid": ("Inception-Sigmoid", "-", "chance", "-"),
+}
+
+
+def fig3_name(variant: str) -> str:
+    return FIG3.get(variant, (variant,))[0]
+
+
+def fig3_order(variants) -> list[str]:
+    """The paper's variants in its order, then any others alphabetically."""
+    present = set(variants)
+    known = [v for v in FIG3 if v in present]
+    return known + sorted(present - set(known))
