@@ -60,3 +60,16 @@ def curve(metrics: pd.DataFrame, split: str, name: str) -> pd.DataFrame:
     rows = metrics[(metrics.split == split) & (metrics.name == name)]
     return (rows.groupby(["variant", "step"])["value"].agg(["mean", "std", "count"])
             .reset_index().fillna({"std": 0.0}))
+
+
+def provenance_lines(sweep_dir: str | Path) -> list[str]:
+    """Markdown lines naming the commands, machine and git SHAs behind a sweep's runs."""
+    provs = [json.loads((d / "provenance.json").read_text()) for d in find_runs(sweep_dir)
+             if (d / "provenance.json").exists()]
+    if not provs:
+        return []
+    p = provs[0]
+    shas = sorted({f"{str(q['git_sha'])[:10]}{' (dirty)' if q['git_dirty'] else ''}" for q in provs})
+    return ["Commands:", "", *sorted({f"    {q['command']}" for q in provs}), "",
+            f"Machine: {p['device_name']} ({p['device']}, {p['cpu_count']} CPUs, {p.get('torch_threads', '?')} "
+            f"torch threads), torch {p['torch']}, git {', '.join(shas)}."]

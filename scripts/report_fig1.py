@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from bnrepro.probes import drift_statistics
-from bnrepro.results import find_runs, load_metrics
+from bnrepro.results import find_runs, load_metrics, provenance_lines
 
 LABELS = {"baseline": "Without BN", "bn": "With BN"}
 
@@ -66,20 +66,15 @@ def report(sweep_dir: Path) -> str:
     finals = acc.sort_values("step").groupby("run").tail(1)
     target = float(finals[finals.variant == "baseline"].value.mean())
     runs = per_run(metrics, target)
-    runs_dirs = find_runs(sweep_dir)
-    summaries = [json.loads((d / "summary.json").read_text()) for d in runs_dirs if (d / "summary.json").exists()]
-    provs = [json.loads((d / "provenance.json").read_text()) for d in runs_dirs]
-    prov = provs[0]
-    commands = sorted({p["command"] for p in provs})
-    shas = sorted({f"{str(p['git_sha'])[:10]}{' (dirty)' if p['git_dirty'] else ''}" for p in provs})
+    summaries = [json.loads((d / "summary.json").read_text()) for d in find_runs(sweep_dir)
+                 if (d / "summary.json").exists()]
     wall = sum(s.get("wall_time_s", 0) for s in summaries)
     lines = [
         f"# Figure 1 reproduced: {metrics.data.iloc[0]}",
         "",
         f"Sweep: `{sweep_dir}`; {len(runs)} runs ({', '.join(f'{n} {s}' for s, n in runs.status.value_counts().items())}).",
-        "Commands:", "", *(f"    {c}" for c in commands), "",
-        f"Machine: {prov['device_name']} ({prov['device']}, {prov['cpu_count']} CPUs, {prov['torch_threads']} torch threads), "
-        f"torch {prov['torch']}, git {', '.join(shas)}.",
+        "",
+        *provenance_lines(sweep_dir),
         f"Wall time: {wall / 60:.1f} min summed over runs.",
         "",
         "## Test accuracy (Figure 1a)",

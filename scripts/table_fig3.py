@@ -11,14 +11,13 @@ provenance.json only; diverged and unfinished runs are counted and reported, not
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
 import pandas as pd
 
 from bnrepro.paper import FIG3, fig3_order
-from bnrepro.results import curve, find_runs, load_metrics, load_runs
+from bnrepro.results import curve, load_metrics, load_runs, provenance_lines
 
 def table(sweep_dir: Path) -> tuple[pd.DataFrame, float]:
     acc = curve(load_metrics(sweep_dir), "test", "accuracy")
@@ -48,18 +47,11 @@ def table(sweep_dir: Path) -> tuple[pd.DataFrame, float]:
 
 
 def markdown(sweep_dir: Path, frame: pd.DataFrame, threshold: float) -> str:
-    provs = [json.loads((d / "provenance.json").read_text()) for d in find_runs(sweep_dir)
-             if (d / "provenance.json").exists()]
-    metrics_data = load_runs(sweep_dir).data.dropna().unique()
-    lines = [f"# Figure 3 reproduced: {', '.join(map(str, metrics_data))}", "",
+    data = load_runs(sweep_dir).data.dropna().unique()
+    lines = [f"# Figure 3 reproduced: {', '.join(map(str, data))}", "",
              f"Sweep: `{sweep_dir}`; threshold = the no-BN Inception's best seed-mean accuracy: "
              + (f"{threshold:.4f}." if not math.isnan(threshold) else "**missing: no `inception` runs in this sweep**."),
-             "", "Commands:", "", *sorted({f"    {p['command']}" for p in provs}), ""]
-    if provs:
-        p = provs[0]
-        shas = sorted({f"{str(q['git_sha'])[:10]}{' (dirty)' if q['git_dirty'] else ''}" for q in provs})
-        lines += [f"Machine: {p['device_name']} ({p['device']}, {p['cpu_count']} CPUs), torch {p['torch']}, "
-                  f"git {', '.join(shas)}.", ""]
+             "", *provenance_lines(sweep_dir), ""]
     lines += ["| model | runs | steps to threshold | speed-up | best accuracy (step) | paper: steps to 72.2% | "
               "paper: max accuracy | paper: speed-up |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in frame.itertuples():

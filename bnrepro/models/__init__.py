@@ -17,36 +17,23 @@ MODELS = ("mlp", "bn_inception", "inception_small")
 def build_model(cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """The network of `cfg.model`, with BN as `cfg.bn` says (impl, placement, eps, momentum)."""
     name = cfg.model.name
+    common = dict(
+        num_classes=num_classes,
+        activation=choice(cfg.model.activation),
+        placement=choice(cfg.bn.placement),
+        bn_impl=choice(cfg.bn.impl),
+        bn_eps=cfg.bn.eps,
+        bn_momentum=cfg.bn.momentum,
+        init_std=cfg.model.init_std,
+    )
     if name == "mlp":
-        return MLP(
-            in_features=math.prod(input_shape),
-            num_classes=num_classes,
-            depth=cfg.model.depth,
-            width=cfg.model.width,
-            activation=choice(cfg.model.activation),
-            placement=choice(cfg.bn.placement),
-            bn_impl=choice(cfg.bn.impl),
-            bn_eps=cfg.bn.eps,
-            bn_momentum=cfg.bn.momentum,
-            init_std=cfg.model.init_std,
-        )
+        return MLP(in_features=math.prod(input_shape), depth=cfg.model.depth, width=cfg.model.width, **common)
     if name in ("bn_inception", "inception_small"):  # the conv nets of Sec. 4.2
-        kw = dict(
-            in_channels=input_shape[0],
-            num_classes=num_classes,
-            width_mult=cfg.model.width_mult,
-            dropout=cfg.model.dropout,
-            lrn=cfg.model.lrn,
-            activation=choice(cfg.model.activation),
-            placement=choice(cfg.bn.placement),
-            bn_impl=choice(cfg.bn.impl),
-            bn_eps=cfg.bn.eps,
-            bn_momentum=cfg.bn.momentum,
-            init_std=cfg.model.init_std,
-        )
+        conv = dict(in_channels=input_shape[0], width_mult=cfg.model.width_mult, dropout=cfg.model.dropout,
+                    lrn=cfg.model.lrn, **common)
         if name == "bn_inception":
-            return BNInception(small_input=cfg.model.small_input, **kw)
-        return InceptionSmall(**kw)  # its stem is already for 32 px; small_input does not apply
+            return BNInception(small_input=cfg.model.small_input, **conv)
+        return InceptionSmall(**conv)  # its stem is already for 32 px; small_input does not apply
     raise BnreproError(
         f"Unknown model.name={name!r}. Choose one of: {', '.join(MODELS)} "
         "(e.g. `model=mlp` on the command line)."
