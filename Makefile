@@ -43,8 +43,8 @@ fig1: setup
 	done; wait
 
 # The sweep behind results/fig2_fashion_mnist: Figures 2 and 3 at CPU scale, 7 variants x 3 seeds,
-# in two processes of one torch thread each (~15 min on 2 cores). inception_x5 is expected to
-# end as `diverged`; the sweep goes on.
+# in two processes of one torch thread each (~18 min on 2 cores). A diverged or failed run is
+# recorded and the sweep goes on.
 fig2: setup
 	bash scripts/get_fashion_mnist.sh
 	for vs in inception,bn_baseline,bn_x5,inception_x5 bn_x30,bn_x5_sigmoid,inception_sigmoid; do \
