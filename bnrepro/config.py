@@ -208,6 +208,18 @@ def register() -> None:
 register()
 
 
+def validate(cfg) -> None:
+    """What types cannot say: counts that must be positive. Raises BnreproError (one paragraph)."""
+    from bnrepro.errors import BnreproError
+
+    for key in ("max_steps", "batch_size", "eval_every", "eval_batch_size", "log_every"):
+        if cfg.trainer[key] <= 0:
+            raise BnreproError(f"trainer.{key}={cfg.trainer[key]} must be a positive integer "
+                               f"(e.g. trainer.{key}={TrainerConfig.__dataclass_fields__[key].default}).")
+    if cfg.optim.lr <= 0:
+        raise BnreproError(f"optim.lr={cfg.optim.lr} must be positive.")
+
+
 def choice(option) -> str:
     """A config choice as a plain string: Hydra hands enums over as Enum members, users as str."""
     return str(getattr(option, "value", option))

@@ -20,7 +20,7 @@ import torch
 import torchvision
 from omegaconf import DictConfig, OmegaConf
 
-from bnrepro.config import choice
+from bnrepro.config import choice, validate
 from bnrepro.data import build_data
 from bnrepro.errors import BnreproError
 from bnrepro.models import build_model
@@ -102,6 +102,7 @@ def run(cfg: DictConfig, out_dir: str | os.PathLike) -> dict[str, object]:
         "data": choice(cfg.data.name), "model": cfg.model.name, "status": "running",
     }
     try:
+        validate(cfg)
         OmegaConf.save(cfg, out / "config.yaml", resolve=True)
         if cfg.trainer.threads:
             torch.set_num_threads(cfg.trainer.threads)

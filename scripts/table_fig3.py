@@ -1,12 +1,16 @@
 """Figure 3 of the paper from a fig2_* sweep: for each variant, the steps to reach the no-BN
-Inception's best accuracy, the best accuracy and its step, and the speed-up over Inception,
-beside the paper's numbers. Writes DIR/fig3.csv and DIR/fig3.md (or prints the Markdown).
+Inception's best accuracy, the speed-up over Inception, and the best accuracy and its step,
+beside the paper's numbers.
 
     python scripts/table_fig3.py outputs/results/fig2_fashion_mnist --out results/fig2_fashion_mnist
+    (writes fig3.csv and fig3.md into --out; without --out, prints the Markdown)
 
-The threshold is the maximum of Inception's seed-mean accuracy curve; each variant's steps are
-the first step where its seed-mean curve reaches it. Reads metrics.csv, summary.json and
-provenance.json only; diverged and unfinished runs are counted and reported, not dropped.
+Threshold: the maximum over steps of the `inception` variant's seed-mean validation accuracy
+(the paper's 72.2%). Steps to threshold: the first step at which a variant's seed-mean curve is
+>= the threshold ("never" if it is not; "diverged" if its runs diverged and none completed or is
+still running). Speed-up: Inception's steps to threshold / the variant's. A seed-mean at a step
+averages the seeds that reached that step, so unfinished runs count as far as they got.
+Reads the runs through bnrepro.results only (metrics.csv, config.yaml, summary.json, provenance.json).
 """
 from __future__ import annotations
 
@@ -16,55 +20,100 @@ from pathlib import Path
 
 import pandas as pd
 
-from bnrepro.paper import FIG3, fig3_order
+from bnrepro.paper import FIG3, fig3_name, fig3_order
 from bnrepro.results import curve, load_metrics, load_runs, provenance_lines
 
-def table(sweep_dir: Path) -> tuple[pd.DataFrame, float]:
-    acc = curve(load_metrics(sweep_dir), "test", "accuracy")
-    runs = load_runs(sweep_dir)
-    base = acc[acc.variant == "inception"]
-    threshold = float(base["mean"].max()) if len(base) else math.nan
-    rows = []
-    for variant in fig3_order(runs.variant):
-        c = acc[acc.variant == variant].sort_values("step")
-        status = runs[runs.variant == variant].status.value_counts()
-        reached = c[c["mean"] >= threshold]
-        best = c.loc[c["mean"].idxmax()] if len(c) else None
-        name, paper_steps, paper_max, paper_speedup = FIG3.get(variant, (variant, "", "", ""))
-        rows.append({
-            "variant": variant, "name": name,
-            "completed": int(status.get("completed", 0)), "diverged": int(status.get("diverged", 0)),
-            "running": int(status.get("running", 0)), "failed": int(status.get("failed", 0)),
-            "steps_to_threshold": float(reached.step.iloc[0]) if len(reached) else math.nan,
-            "best_accuracy": float(best["mean"]) if best is not None else math.nan,
-            "best_step": float(best["step"]) if best is not None else math.nan,
-            "paper_steps": paper_steps, "paper_max_accuracy": paper_max, "paper_speedup": paper_speedup,
-        })
-    frame = pd.DataFrame(rows)
-    base_steps = frame.loc[frame.variant == "inception", "steps_to_threshold"]
-    frame["speedup"] = (float(base_steps.iloc[0]) if len(base_steps) else math.nan) / frame.steps_to_threshold
-    return frame, threshold
+BASE = "inception"  # the no-BN network whose best accuracy is the threshold
+STATUSES = ("completed", "diverged", "running", "failed")
+PAPER_WORDS = ("never", "diverged", "chance")
+COLUMNS = ["variant", "name", *STATUSES, "outcome", "threshold", "steps_to_threshold", "speedup",
+           "best_accuracy", "best_step", "paper_steps_to_threshold", "paper_max_accuracy", "paper_speedup",
+           "paper_note"]
 
 
-def markdown(sweep_dir: Path, frame: pd.DataFrame, threshold: float) -> str:
-    data = load_runs(sweep_dir).data.dropna().unique()
-    lines = [f"# Figure 3 reproduced: {', '.join(map(str, data))}", "",
-             f"Sweep: `{sweep_dir}`; threshold = the no-BN Inception's best seed-mean accuracy: "
-             + (f"{threshold:.4f}." if not math.isnan(threshold) else "**missing: no `inception` runs in this sweep**."),
-             "", *provenance_lines(sweep_dir), ""]
-    lines += ["| model | runs | steps to threshold | speed-up | best accuracy (step) | paper: steps to 72.2% | "
-              "paper: max accuracy | paper: speed-up |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+def run_status(metrics: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs per variant (index) and status (columns STATUSES). A run that logged `diverged` but
+    has not written its summary.json yet counts as diverged, not running."""
+    logged = set(metrics.run[(metrics.name == "diverged") & (metrics.value == 1)])
+    status = runs.status.mask(runs.run.isin(logged), "diverged")
+    return pd.crosstab(runs.variant, status).reindex(columns=list(STATUSES), fill_value=0)
+
+
+def is_diverged(counts: pd.Series) -> bool:
+    """A variant diverged when some of its runs diverged and none completed or is still running."""
+    return bool(counts["diverged"] and not counts["completed"] and not counts["running"])
+
+
+def threshold_of(acc: pd.DataFrame) -> float:
+    """The maximum of Inception's seed-mean accuracy curve (a `results.curve` frame); NaN without it."""
+    base = acc[acc.variant == BASE]["mean"]
+    return float(base.max()) if base.notna().any() else math.nan
+
+
+def paper_numbers(variant: str) -> dict[str, float | str]:
+    """bnrepro.paper.FIG3's strings as numbers (accuracy as a fraction, like ours); its words in paper_note."""
+    def number(text: str, scale: float = 1.0) -> float:
+        try:
+            return float(text.rstrip("%x")) * scale
+        except ValueError:
+            return math.nan
+
+    _, steps, best, speedup = FIG3.get(variant, (variant, "", "", ""))
+    return {"paper_steps_to_threshold": number(steps), "paper_max_accuracy": number(best, 0.01),
+            "paper_speedup": number(speedup), "paper_note": next((w for w in (steps, best) if w in PAPER_WORDS), "")}
+
+
+def variant_row(variant: str, acc: pd.DataFrame, counts: pd.Series, threshold: float) -> dict[str, object]:
+    acc = acc.sort_values("step")
+    hit = acc[acc["mean"] >= threshold]
+    best = acc.loc[acc["mean"].idxmax()] if acc["mean"].notna().any() else None
+    outcome = ("diverged" if is_diverged(counts) else "no accuracy yet" if best is None
+               else "no threshold" if math.isnan(threshold) else "reached" if len(hit) else "never")
+    return {"variant": variant, "name": fig3_name(variant), **counts.astype(int).to_dict(), "outcome": outcome,
+            "threshold": threshold, "steps_to_threshold": float(hit.step.iloc[0]) if outcome == "reached" else math.nan,
+            "best_accuracy": math.nan if best is None else float(best["mean"]),
+            "best_step": math.nan if best is None else float(best["step"]), **paper_numbers(variant)}
+
+
+def table(sweep_dir: Path) -> pd.DataFrame:
+    """One row per variant present, in the paper's order (then any others): COLUMNS."""
+    metrics = load_metrics(sweep_dir)
+    acc = curve(metrics, "test", "accuracy")
+    counts = run_status(metrics, load_runs(sweep_dir))
+    threshold = threshold_of(acc)
+    frame = pd.DataFrame([variant_row(v, acc[acc.variant == v], counts.loc[v], threshold)
+                          for v in fig3_order(counts.index)])
+    base = frame.steps_to_threshold[frame.variant == BASE]
+    frame["speedup"] = (base.iloc[0] if len(base) else math.nan) / frame.steps_to_threshold
+    return frame[COLUMNS]
+
+
+def pct(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{100 * value:.2f}%"
+
+
+def markdown(sweep_dir: Path, frame: pd.DataFrame) -> str:
+    data = ", ".join(map(str, load_runs(sweep_dir).data.dropna().unique())) or "unknown data set"
+    threshold = float(frame.threshold.iloc[0])
+    totals = ", ".join(f"{int(frame[s].sum())} {s}" for s in STATUSES if frame[s].sum())
+    lines = [f"# Figure 3 reproduced: {data}", "",
+             f"Sweep: `{sweep_dir}`; data set: {data}; {int(frame[list(STATUSES)].sum().sum())} runs ({totals}).", "",
+             "**Threshold missing: no `inception` (no-BN) accuracy in this sweep, so there are no steps to "
+             "threshold or speed-ups; best accuracies only.**" if math.isnan(threshold) else
+             f"Threshold: {pct(threshold)}, the no-BN Inception's best seed-mean validation accuracy (the paper's "
+             "72.2%). Steps to threshold: the first step at which a variant's seed-mean accuracy reaches it; "
+             "speed-up: Inception's steps / the variant's.", "",
+             *provenance_lines(sweep_dir), "",
+             "| model | runs | steps to threshold | speed-up | best accuracy (step) | paper: steps to 72.2% "
+             "| paper: max accuracy | paper: speed-up |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in frame.itertuples():
-        runs = f"{r.completed} ok" + "".join(f", {n} {k}" for k, n in
-                                            (("diverged", r.diverged), ("running", r.running), ("failed", r.failed)) if n)
-        if r.diverged and not r.completed:
-            steps, speedup = "diverged", "-"
-        else:
-            steps = "never" if math.isnan(r.steps_to_threshold) else f"{r.steps_to_threshold:,.0f}"
-            speedup = "-" if math.isnan(r.speedup) else f"{r.speedup:.1f}x"
-        best = "n/a" if math.isnan(r.best_accuracy) else f"{r.best_accuracy:.4f} ({r.best_step:,.0f})"
-        lines.append(f"| {r.name} | {runs} | {steps} | {speedup} | {best} | {r.paper_steps} | {r.paper_max_accuracy} | "
-                     f"{r.paper_speedup} |")
+        runs = ", ".join(f"{getattr(r, s)} {s}" for s in STATUSES if getattr(r, s))
+        steps = f"{r.steps_to_threshold:,.0f}" if r.outcome == "reached" else r.outcome
+        speedup = "-" if math.isnan(r.speedup) else f"{r.speedup:.1f}x"
+        best = "n/a" if math.isnan(r.best_accuracy) else f"{pct(r.best_accuracy)} ({r.best_step:,.0f})"
+        paper = FIG3.get(r.variant, (r.name, "-", "-", "-"))[1:]
+        lines.append(f"| {r.name} | {runs} | {steps} | {speedup} | {best} | {' | '.join(paper)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -73,8 +122,8 @@ def main() -> None:
     parser.add_argument("sweep_dir", type=Path)
     parser.add_argument("--out", type=Path, help="directory for fig3.csv and fig3.md (default: print the Markdown)")
     args = parser.parse_args()
-    frame, threshold = table(args.sweep_dir)
-    text = markdown(args.sweep_dir, frame, threshold)
+    frame = table(args.sweep_dir)
+    text = markdown(args.sweep_dir, frame)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         frame.to_csv(args.out / "fig3.csv", index=False)

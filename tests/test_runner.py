@@ -166,3 +166,12 @@ def test_fig1_experiment_on_mnist_files(make_cfg, tmp_path):
     summary = run(cfg, tmp_path / "run")
     assert summary["status"] == "completed" and summary["data"] == "mnist"
     assert summary["data_source"] == str(tmp_path / "data" / "MNIST" / "raw")
+
+
+@pytest.mark.parametrize("override", ["trainer.eval_every=0", "trainer.batch_size=-1", "optim.lr=0"])
+def test_non_positive_counts_are_a_clear_error(make_cfg, tmp_path, override):
+    from bnrepro.errors import BnreproError
+
+    with pytest.raises(BnreproError, match=override.split("=")[0]):
+        run(make_cfg(*SMOKE, override), tmp_path)
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "failed"
