@@ -6,6 +6,7 @@ with a metrics.csv. Runs still in progress (no summary.json yet) are read as far
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -14,6 +15,8 @@ import yaml
 from bnrepro.tracking import METRICS_FILE
 
 RUN_KEYS = ("variant", "seed", "experiment")
+STATUSES = ("completed", "diverged", "running", "failed")
+BASE = "inception"  # Figure 3: the no-BN network whose best accuracy is the threshold
 
 
 def find_runs(sweep_dir: str | Path) -> list[Path]:
@@ -73,3 +76,22 @@ def provenance_lines(sweep_dir: str | Path) -> list[str]:
     return ["Commands:", "", *sorted({f"    {q['command']}" for q in provs}), "",
             f"Machine: {p['device_name']} ({p['device']}, {p['cpu_count']} CPUs, {p.get('torch_threads', '?')} "
             f"torch threads), torch {p['torch']}, git {', '.join(shas)}."]
+
+
+def run_status(metrics: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs per variant (index) and status (columns STATUSES). A run that logged `diverged` but
+    has not written its summary.json yet counts as diverged, not running."""
+    logged = set(metrics.run[(metrics.name == "diverged") & (metrics.value == 1)])
+    status = runs.status.mask(runs.run.isin(logged), "diverged")
+    return pd.crosstab(runs.variant, status).reindex(columns=list(STATUSES), fill_value=0)
+
+
+def is_diverged(counts: pd.Series) -> bool:
+    """A variant diverged when some of its runs diverged and none completed or is still running."""
+    return bool(counts["diverged"] and not counts["completed"] and not counts["running"])
+
+
+def threshold_of(acc: pd.DataFrame) -> float:
+    """The maximum of Inception's seed-mean accuracy curve (a `results.curve` frame); NaN without it."""
+    base = acc[acc.variant == BASE]["mean"]
+    return float(base.max()) if base.notna().any() else math.nan

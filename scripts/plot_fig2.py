@@ -1,37 +1,50 @@
 """Figure 2 of the paper from a fig2_* sweep: validation accuracy against training steps for
-every variant (mean and +/- 1 std band over seeds), with the no-BN Inception's best accuracy as
-a dotted line. Writes DIR/fig2.png and DIR/fig2.pdf (default DIR = the sweep directory).
+every variant present (mean line and +/- 1 std band over seeds, n seeds in the legend), with the
+no-BN Inception's best seed-mean accuracy as a dotted line, as in the paper.
 
     python scripts/plot_fig2.py outputs/results/fig2_fashion_mnist --out results/fig2_fashion_mnist
+    (writes fig2.png and fig2.pdf into --out, default the sweep directory)
 
-Reads metrics only; a diverged variant is drawn up to where it stopped and marked in the legend.
+Variants come in the paper's order, then any unknown ones. Reads metrics only (through
+bnrepro.results); plots whatever exists: unfinished runs as far as they got, and a diverged
+variant up to where it stopped, marked with an x and "diverged" in the legend. The threshold and
+the run counts are the ones scripts/table_fig3.py reports.
 """
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from bnrepro.paper import fig3_name, fig3_order
 from bnrepro.plots import mean_band, plt, save
-from bnrepro.results import curve, load_metrics
+from bnrepro.results import curve, is_diverged, load_metrics, load_runs, run_status, threshold_of
+
+
+def legend_label(variant: str, counts) -> str:
+    label = f"{fig3_name(variant)} (n={int(counts.sum())}"
+    if is_diverged(counts):
+        return label + ", diverged)"
+    return label + (f", {int(counts['diverged'])} diverged)" if counts["diverged"] else ")")
 
 
 def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
     metrics = load_metrics(sweep_dir)
     acc = curve(metrics, "test", "accuracy")
-    status = metrics.drop_duplicates("run").groupby("variant").status.agg(lambda s: set(s))
-    fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
+    counts = run_status(metrics, load_runs(sweep_dir))
+    fig, ax = plt.subplots(figsize=(9, 4.5), layout="constrained")
     for variant in fig3_order(acc.variant.unique()):
-        rows = acc[acc.variant == variant]
-        name = fig3_name(variant)
-        mark = " (diverged)" if "diverged" in status.get(variant, set()) else ""
-        mean_band(ax, rows, f"{name}{mark} (n={int(rows['count'].max())})", alpha=0.15)
-    base = acc[acc.variant == "inception"]
-    if len(base):
-        ax.axhline(base["mean"].max(), color="grey", linestyle=":", label="Inception's best")
-    ax.set(xlabel="training steps", ylabel="validation accuracy", title=f"Figure 2: {metrics.data.iloc[0]}")
+        rows = acc[acc.variant == variant].sort_values("step")
+        mean_band(ax, rows, legend_label(variant, counts.loc[variant]), alpha=0.15)
+        if is_diverged(counts.loc[variant]):  # where its last evaluation was, before the loss blew up
+            ax.plot(rows.step.iloc[-1:], rows["mean"].iloc[-1:], "x", color=ax.lines[-1].get_color(), ms=9)
+    threshold = threshold_of(acc)
+    if not math.isnan(threshold):
+        ax.axhline(threshold, color="grey", linestyle=":", label=f"Inception's best ({threshold:.4f})")
+    data = ", ".join(map(str, metrics.data.dropna().unique()))
+    ax.set(xlabel="training steps", ylabel="validation accuracy", title=f"Figure 2 reproduced: {data}")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    fig.legend(fontsize=8, loc="outside right upper")  # beside the axes: curves end bottom right
     return save(fig, out_dir / "fig2.png", out_dir / "fig2.pdf")
 
 

@@ -21,33 +21,13 @@ from pathlib import Path
 import pandas as pd
 
 from bnrepro.paper import FIG3, fig3_name, fig3_order
-from bnrepro.results import curve, load_metrics, load_runs, provenance_lines
+from bnrepro.results import (BASE, STATUSES, curve, is_diverged, load_metrics, load_runs, provenance_lines,
+                             run_status, threshold_of)
 
-BASE = "inception"  # the no-BN network whose best accuracy is the threshold
-STATUSES = ("completed", "diverged", "running", "failed")
 PAPER_WORDS = ("never", "diverged", "chance")
 COLUMNS = ["variant", "name", *STATUSES, "outcome", "threshold", "steps_to_threshold", "speedup",
            "best_accuracy", "best_step", "paper_steps_to_threshold", "paper_max_accuracy", "paper_speedup",
            "paper_note"]
-
-
-def run_status(metrics: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """Runs per variant (index) and status (columns STATUSES). A run that logged `diverged` but
-    has not written its summary.json yet counts as diverged, not running."""
-    logged = set(metrics.run[(metrics.name == "diverged") & (metrics.value == 1)])
-    status = runs.status.mask(runs.run.isin(logged), "diverged")
-    return pd.crosstab(runs.variant, status).reindex(columns=list(STATUSES), fill_value=0)
-
-
-def is_diverged(counts: pd.Series) -> bool:
-    """A variant diverged when some of its runs diverged and none completed or is still running."""
-    return bool(counts["diverged"] and not counts["completed"] and not counts["running"])
-
-
-def threshold_of(acc: pd.DataFrame) -> float:
-    """The maximum of Inception's seed-mean accuracy curve (a `results.curve` frame); NaN without it."""
-    base = acc[acc.variant == BASE]["mean"]
-    return float(base.max()) if base.notna().any() else math.nan
 
 
 def paper_numbers(variant: str) -> dict[str, float | str]:
@@ -80,6 +60,8 @@ def table(sweep_dir: Path) -> pd.DataFrame:
     metrics = load_metrics(sweep_dir)
     acc = curve(metrics, "test", "accuracy")
     counts = run_status(metrics, load_runs(sweep_dir))
+    if counts.empty:
+        raise ValueError(f"No run under {sweep_dir} names its variant in config.yaml.")
     threshold = threshold_of(acc)
     frame = pd.DataFrame([variant_row(v, acc[acc.variant == v], counts.loc[v], threshold)
                           for v in fig3_order(counts.index)])
@@ -95,6 +77,7 @@ def pct(value: float) -> str:
 def markdown(sweep_dir: Path, frame: pd.DataFrame) -> str:
     data = ", ".join(map(str, load_runs(sweep_dir).data.dropna().unique())) or "unknown data set"
     threshold = float(frame.threshold.iloc[0])
+    provenance = provenance_lines(sweep_dir)
     totals = ", ".join(f"{int(frame[s].sum())} {s}" for s in STATUSES if frame[s].sum())
     lines = [f"# Figure 3 reproduced: {data}", "",
              f"Sweep: `{sweep_dir}`; data set: {data}; {int(frame[list(STATUSES)].sum().sum())} runs ({totals}).", "",
@@ -103,7 +86,7 @@ def markdown(sweep_dir: Path, frame: pd.DataFrame) -> str:
              f"Threshold: {pct(threshold)}, the no-BN Inception's best seed-mean validation accuracy (the paper's "
              "72.2%). Steps to threshold: the first step at which a variant's seed-mean accuracy reaches it; "
              "speed-up: Inception's steps / the variant's.", "",
-             *provenance_lines(sweep_dir), "",
+             *provenance, *([""] if provenance else []),
              "| model | runs | steps to threshold | speed-up | best accuracy (step) | paper: steps to 72.2% "
              "| paper: max accuracy | paper: speed-up |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]

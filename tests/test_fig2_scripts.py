@@ -1,81 +1,157 @@
-"""Figure 2 plot and Figure 3 table on a synthetic sweep whose answers are known exactly."""
+"""scripts/plot_fig2.py and scripts/table_fig3.py on a synthetic sweep whose answers are known exactly.
+
+Accuracies are multiples of 1/8, so seed means are exact in floating point. Evaluations every 100
+steps. The threshold is Inception's best seed mean, 0.625 at step 800 (seed 0 alone gets there
+at 700: the table must use the seed-mean curve, not single seeds).
+"""
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 
 from tests.conftest import REPO
 
-# variant -> test accuracy at steps 100..500 (the same for both seeds, so means are exact)
+sys.path.insert(0, str(REPO / "scripts"))
+import plot_fig2  # noqa: E402
+import table_fig3  # noqa: E402
+
+E = 0.125
+# variant -> per-seed accuracy curves at steps 100, 200, ...; statuses below
 CURVES = {
-    "inception": [0.2, 0.4, 0.5, 0.6, 0.6],
-    "bn_baseline": [0.3, 0.5, 0.6, 0.7, 0.7],   # reaches 0.6 at step 300: 4/3x faster
-    "bn_x5": [0.6, 0.7, 0.7, 0.8, 0.8],          # at step 100: 4x
-    "bn_x5_sigmoid": [0.1, 0.2, 0.3, 0.4, 0.5],  # never
+    "inception": ([1, 2, 3, 4, 4, 4, 5, 6], [1, 2, 3, 3, 4, 4, 4, 4]),   # mean 5/8 first (and best) at 800
+    "bn_baseline": ([2, 3, 4, 5, 6, 6, 6, 6], [2, 3, 4, 5, 5, 6, 7, 6]),  # 400: 2x; best 6.5/8 at 700
+    "bn_x5": ([5, 6, 7, 7, 7, 7, 7, 7], [6, 6, 6, 7, 7, 7, 7, 7]),        # 100: 8x; best 7/8 first at 400
+    "bn_x30": ([4, 6, 7, 7.5], [4, 4]),                                    # seed 1 running; mean 5/8 at 200: 4x
+    "bn_x5_sigmoid": ([1, 2, 3, 4, 4, 4, 4, 5], [1, 2, 3, 4, 4, 4, 4, 4]),  # best 4.5/8: never
+    "inception_x5": ([6], [6]),                                             # above the threshold, then diverged
+    "inception_sigmoid": ([1] * 8, [1] * 8),                                # chance
+    "zz_extra": ([2, 4], [2, 4]),                                           # unknown: listed last
 }
+ORDER = list(CURVES)
 
 
-def write_run(run_dir: Path, variant: str, seed: int, accuracy, status: str | None = "completed"):
+def write_run(run_dir: Path, variant: str, seed: int, eighths, status: str | None) -> None:
+    """A run directory as bnrepro writes it; status None: still running (no summary.json)."""
     run_dir.mkdir(parents=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(
-        {"variant": variant, "seed": seed, "experiment": "fig2_test", "data": {"name": "synthetic"}}))
-    rows = [(100 * (i + 1), "test", "accuracy", a) for i, a in enumerate(accuracy)]
-    if status == "diverged":
-        rows.append((100 * len(accuracy), "train", "diverged", 1.0))
+        {"variant": variant, "seed": seed, "experiment": "fig2_test", "data": {"name": "synthetic8"}}))
+    rows = [(100 * (i + 1), split, name, value) for i, a in enumerate(eighths)
+            for split, name, value in (("train", "loss", 2.0 - a * E), ("test", "accuracy", a * E))]
+    if variant == "inception_x5":
+        rows += [(150, "train", "loss", math.nan), (150, "train", "diverged", 1.0)]
     pd.DataFrame(rows, columns=["step", "split", "name", "value"]).to_csv(run_dir / "metrics.csv", index=False)
     (run_dir / "provenance.json").write_text(json.dumps({
-        "command": "train.py -m experiment=fig2_test", "device_name": "test CPU", "device": "cpu",
-        "cpu_count": 2, "torch": "x", "git_sha": "abc", "git_dirty": False}))
+        "command": f"train.py -m experiment=fig2_test variant={variant}", "device_name": "Test CPU",
+        "device": "cpu", "cpu_count": 2, "torch": "9.9", "git_sha": "0123456789abcdef", "git_dirty": False}))
     if status:
         (run_dir / "summary.json").write_text(json.dumps({"status": status}))
 
 
-def make_sweep(root: Path) -> Path:
-    for variant, acc in CURVES.items():
-        for seed in (0, 1):
-            write_run(root / f"seed={seed},variant={variant}", variant, seed, acc)
-    write_run(root / "seed=0,variant=inception_x5", "inception_x5", 0, [0.1], status="diverged")
-    write_run(root / "seed=1,variant=bn_x30", "bn_x30", 1, [0.65, 0.7], status=None)  # still running
+@pytest.fixture
+def sweep(tmp_path) -> Path:
+    root = tmp_path / "sweep"
+    # Seed 1 of bn_x30 is still running; seed 1 of inception_x5 logged `diverged` but has no summary yet.
+    unfinished = {"bn_x30": "completed", "inception_x5": "diverged"}
+    for variant, seeds in CURVES.items():
+        for seed, eighths in enumerate(seeds):
+            status = None if seed == 1 and variant in unfinished else unfinished.get(variant, "completed")
+            write_run(root / variant / f"seed={seed}", variant, seed, eighths, status)
     return root
 
 
-def script(name, *args) -> str:
+def script(name: str, *args) -> str:
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / name), *map(str, args)],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
 
-def test_fig3_table_has_the_constructed_answers(tmp_path):
-    sweep = make_sweep(tmp_path / "sweep")
-    script("table_fig3.py", sweep, "--out", tmp_path / "out")
-    table = pd.read_csv(tmp_path / "out" / "fig3.csv").set_index("variant")
-    assert list(table.index) == ["inception", "bn_baseline", "bn_x5", "bn_x30", "bn_x5_sigmoid", "inception_x5"]
-    assert table.loc["inception", "steps_to_threshold"] == 400
-    assert table.loc["bn_baseline", "steps_to_threshold"] == 300
-    assert table.loc["bn_baseline", "speedup"] == 400 / 300
-    assert table.loc["bn_x5", "speedup"] == 4.0
-    assert table.loc["bn_x5", "best_accuracy"] == 0.8 and table.loc["bn_x5", "best_step"] == 400
-    assert pd.isna(table.loc["bn_x5_sigmoid", "steps_to_threshold"])
-    assert table.loc["inception_x5", "diverged"] == 1 and table.loc["bn_x30", "running"] == 1
-    text = (tmp_path / "out" / "fig3.md").read_text()
-    assert "threshold = the no-BN Inception's best seed-mean accuracy: 0.6000" in text
-    assert "| BN-x5-Sigmoid | 2 ok | never |" in text
-    assert "| Inception-x5 | 0 ok, 1 diverged | diverged |" in text
-    assert "| BN-x30 | 0 ok, 1 running | 100 | 4.0x |" in text
+def test_fig3_table_has_the_constructed_answers(sweep):
+    t = table_fig3.table(sweep).set_index("variant")
+    assert list(t.index) == ORDER
+    assert (t.threshold == 0.625).all()
+    assert t.steps_to_threshold.to_dict() == pytest.approx(
+        {"inception": 800, "bn_baseline": 400, "bn_x5": 100, "bn_x30": 200, "bn_x5_sigmoid": math.nan,
+         "inception_x5": math.nan, "inception_sigmoid": math.nan, "zz_extra": math.nan}, nan_ok=True)
+    assert t.speedup.dropna().to_dict() == {"inception": 1.0, "bn_baseline": 2.0, "bn_x5": 8.0, "bn_x30": 4.0}
+    assert t.outcome.to_dict() == {"inception": "reached", "bn_baseline": "reached", "bn_x5": "reached",
+                                   "bn_x30": "reached", "bn_x5_sigmoid": "never", "inception_x5": "diverged",
+                                   "inception_sigmoid": "never", "zz_extra": "never"}
+    assert t.best_accuracy.to_dict() == {"inception": 5 * E, "bn_baseline": 6.5 * E, "bn_x5": 7 * E,
+                                         "bn_x30": 7.5 * E, "bn_x5_sigmoid": 4.5 * E, "inception_x5": 6 * E,
+                                         "inception_sigmoid": E, "zz_extra": 4 * E}
+    assert t.best_step.to_dict() == {"inception": 800, "bn_baseline": 700, "bn_x5": 400, "bn_x30": 400,
+                                     "bn_x5_sigmoid": 800, "inception_x5": 100, "inception_sigmoid": 100,
+                                     "zz_extra": 200}
+    assert t.loc["bn_x30", ["completed", "running"]].tolist() == [1, 1]
+    assert t.loc["inception_x5", ["completed", "diverged", "running"]].tolist() == [0, 2, 0]
+    assert t.running.sum() == 1 and t.failed.sum() == 0
+    assert t.loc["bn_x5", ["paper_steps_to_threshold", "paper_max_accuracy", "paper_speedup"]].tolist() == \
+        pytest.approx([2.1e6, 0.730, 14.8])
+    assert t.paper_note.to_dict() == {**dict.fromkeys(ORDER, ""), "bn_x5_sigmoid": "never",
+                                      "inception_x5": "diverged", "inception_sigmoid": "chance"}
 
 
-def test_fig3_without_inception_says_the_threshold_is_missing(tmp_path):
-    root = tmp_path / "sweep"
-    write_run(root / "a", "bn_x5", 0, [0.5, 0.6])
-    assert "missing: no `inception` runs" in script("table_fig3.py", root)
+def test_fig3_cli_writes_a_tidy_csv_and_the_markdown(sweep, tmp_path):
+    out = tmp_path / "out"
+    assert "fig3.csv" in script("table_fig3.py", sweep, "--out", out)
+    csv = pd.read_csv(out / "fig3.csv")
+    assert list(csv.variant) == ORDER and csv.variant.is_unique
+    numeric = ["threshold", "steps_to_threshold", "speedup", "best_accuracy", "best_step",
+               "paper_steps_to_threshold", "paper_max_accuracy", "paper_speedup", "completed", "diverged"]
+    assert all(pd.api.types.is_numeric_dtype(csv[c]) for c in numeric)
+    assert csv.set_index("variant").speedup["bn_x5"] == 8.0
+    md = (out / "fig3.md").read_text()
+    assert md.startswith("# Figure 3 reproduced: synthetic8\n")
+    for line in (f"Sweep: `{sweep}`; data set: synthetic8; 16 runs (13 completed, 2 diverged, 1 running)",
+                 "Threshold: 62.50%, the no-BN Inception's best seed-mean validation accuracy",
+                 "    train.py -m experiment=fig2_test variant=bn_x5\n",
+                 "Machine: Test CPU (cpu, 2 CPUs", "git 0123456789.",
+                 "| Inception | 2 completed | 800 | 1.0x | 62.50% (800) | 31.0e6 | 72.2% | 1x |",
+                 "| BN-x5 | 2 completed | 100 | 8.0x | 87.50% (400) | 2.1e6 | 73.0% | 14.8x |",
+                 "| BN-x30 | 1 completed, 1 running | 200 | 4.0x | 93.75% (400) | 2.7e6 | 74.8% | 11.5x |",
+                 "| BN-x5-Sigmoid | 2 completed | never | - | 56.25% (800) | never | 69.8% | - |",
+                 "| Inception-x5 | 2 diverged | diverged | - | 75.00% (100) | diverged | - | - |",
+                 "| Inception-Sigmoid | 2 completed | never | - | 12.50% (100) | - | chance | - |",
+                 "| zz_extra | 2 completed | never | - | 50.00% (200) | - | - | - |"):
+        assert line in md, line
 
 
-def test_fig2_plot_writes_png_and_pdf(tmp_path):
-    sweep = make_sweep(tmp_path / "sweep")
+def test_fig3_without_inception_says_the_threshold_is_missing(sweep, monkeypatch, capsys):
+    for seed in (0, 1):
+        for path in (sweep / "inception" / f"seed={seed}").iterdir():
+            path.unlink()
+    monkeypatch.setattr(sys, "argv", ["table_fig3.py", str(sweep)])
+    table_fig3.main()  # no --out: prints the Markdown
+    md = capsys.readouterr().out
+    assert "**Threshold missing: no `inception` (no-BN) accuracy in this sweep" in md
+    assert "| BN-x5 | 2 completed | no threshold | - | 87.50% (400) |" in md
+    assert "| Inception-x5 | 2 diverged | diverged | - | 75.00% (100) |" in md
+    assert "| Inception |" not in md
+
+
+def test_fig2_plot_legend_order_diverged_and_threshold(sweep, tmp_path, monkeypatch):
+    figures = []
+    monkeypatch.setattr(plot_fig2, "save", lambda fig, *paths: figures.append(fig) or list(paths))
+    plot_fig2.plot(sweep, tmp_path)
+    (fig,) = figures
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["Inception (n=2)", "BN-Baseline (n=2)", "BN-x5 (n=2)", "BN-x30 (n=2)", "BN-x5-Sigmoid (n=2)",
+                      "Inception-x5 (n=2, diverged)", "Inception-Sigmoid (n=2)", "zz_extra (n=2)",
+                      "Inception's best (0.6250)"]
+    ax = fig.axes[0]
+    lines = {line.get_label(): line for line in ax.lines}
+    assert lines["Inception's best (0.6250)"].get_linestyle() == ":"
+    assert list(lines["Inception-x5 (n=2, diverged)"].get_xdata()) == [100]  # stops where it diverged
+    assert list(lines["BN-x30 (n=2)"].get_xdata()) == [100, 200, 300, 400]   # the running seed as far as it got
+
+
+def test_fig2_cli_writes_png_and_pdf(sweep, tmp_path):
     script("plot_fig2.py", sweep, "--out", tmp_path / "out")
-    assert (tmp_path / "out" / "fig2.png").read_bytes()[:4] == b"\x89PNG"
-    assert (tmp_path / "out" / "fig2.pdf").read_bytes()[:4] == b"%PDF"
+    assert (tmp_path / "out" / "fig2.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "out" / "fig2.pdf").read_bytes()[:5] == b"%PDF-"
