@@ -14,6 +14,8 @@ from typing import List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from bnrepro.errors import BnreproError
+
 
 class Dataset(str, Enum):
     mnist = "mnist"
@@ -210,8 +212,6 @@ register()
 
 def validate(cfg) -> None:
     """What types cannot say: counts that must be positive. Raises BnreproError (one paragraph)."""
-    from bnrepro.errors import BnreproError
-
     for key in ("max_steps", "batch_size", "eval_every", "eval_batch_size", "log_every"):
         if cfg.trainer[key] <= 0:
             raise BnreproError(f"trainer.{key}={cfg.trainer[key]} must be a positive integer "

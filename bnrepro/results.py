@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from bnrepro.tracking import METRICS_FILE
+from bnrepro import METRICS_FILE
 
 RUN_KEYS = ("variant", "seed", "experiment")
 STATUSES = ("completed", "diverged", "running", "failed")

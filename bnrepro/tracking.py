@@ -20,8 +20,9 @@ from typing import Any, Mapping
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
-METRICS_FILE = "metrics.csv"
-METRICS_COLUMNS = ("step", "split", "name", "value")
+from bnrepro import METRICS_COLUMNS, METRICS_FILE
+from bnrepro.config import choice
+
 # The HParams table shows the latest value of these scalar tags for each run.
 HPARAM_METRICS = ("test/accuracy", "test/loss", "train/loss", "test/best_accuracy")
 
@@ -47,7 +48,7 @@ def flatten(cfg: Mapping, prefix: str = "") -> dict[str, Any]:
         elif isinstance(value, (bool, int, float, str)):
             out[name] = value
         else:  # None, lists, enums
-            out[name] = str(getattr(value, "value", value))
+            out[name] = choice(value)
     return out
 
 
@@ -71,11 +72,9 @@ class RunLogger:
         self.latest: dict[str, float] = {}
         self._start = time.perf_counter()
         self._last_line = 0
-        resume = (self.out_dir / METRICS_FILE).exists()
-        self._file = open(self.out_dir / METRICS_FILE, "a", newline="")
+        self._file = open(self.out_dir / METRICS_FILE, "w", newline="")
         self._csv = csv.writer(self._file)
-        if not resume:
-            self._csv.writerow(METRICS_COLUMNS)
+        self._csv.writerow(METRICS_COLUMNS)
         self.tb = SummaryWriter(log_dir=str(self.out_dir))
         # add_hparams() would open a second, timestamp-named sub-run; writing its three
         # summaries into this run's own writer keeps one run per directory.

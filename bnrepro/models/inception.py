@@ -111,7 +111,31 @@ BN_INCEPTION_MODULES = OrderedDict([
 ])
 
 
-class BNInception(nn.Module):
+class _InceptionNet(nn.Module):
+    """What both networks share after their modules: global average pooling, optional dropout, a
+    linear classifier, the init, and probe points (the stem's last nonlinearity, then each
+    module's first branch's)."""
+
+    def _finish(self, stem: OrderedDict, modules: OrderedDict, channels: int, num_classes: int,
+                dropout: float, init_std: float | None) -> None:
+        self.stem = nn.Sequential(stem)
+        self.inception = nn.Sequential(modules)
+        self.pool = nn.AdaptiveAvgPool2d(1)  # BN-Inception's 7x7 average pool at 224 px; any size here
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.classifier = nn.Linear(channels, num_classes)
+        _init(self, init_std)
+
+    def probe_points(self) -> dict[str, nn.Module]:
+        points = OrderedDict(stem=[m for m in self.stem.children() if hasattr(m, "act")][-1].act)
+        points.update((name, m.probe_act()) for name, m in self.inception.named_children())
+        return points
+
+    def forward(self, x):
+        x = self.pool(self.inception(self.stem(x))).flatten(1)
+        return self.classifier(self.dropout(x))
+
+
+class BNInception(_InceptionNet):
     """The Inception network of Sec. 4.2 (appendix table): BN-Inception / "Inception-v2".
 
     224 px stem: conv 7x7/2 64 -> maxpool 3x3/2 -> conv 1x1 64 -> conv 3x3 192 -> maxpool 3x3/2,
@@ -152,29 +176,12 @@ class BNInception(nn.Module):
             stem["lrn2"] = _lrn()
         if not small_input:
             stem["pool2"] = nn.MaxPool2d(3, 2, 1)
-        self.stem = nn.Sequential(stem)
-
         c = w(192)
         modules = OrderedDict()
         for name, (n1, n3r, n3, ndr, nd, pool, proj, stride) in BN_INCEPTION_MODULES.items():
-            m = InceptionModule(c, w(n1), w(n3r), w(n3), w(ndr), w(nd), pool, w(proj), stride, unit=unit)
-            modules[name] = m
-            c = m.out_channels
-        self.inception = nn.Sequential(modules)
-        self.pool = nn.AdaptiveAvgPool2d(1)  # the 7x7 average pool at 224 px; any size here
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.classifier = nn.Linear(c, num_classes)
-        _init(self, init_std)
-
-    def probe_points(self) -> dict[str, nn.Module]:
-        """One nonlinearity per stage: the stem's last, then each module's first branch's."""
-        points = OrderedDict(stem=self.stem.conv2.act)
-        points.update((name, m.probe_act()) for name, m in self.inception.named_children())
-        return points
-
-    def forward(self, x):
-        x = self.pool(self.inception(self.stem(x))).flatten(1)
-        return self.classifier(self.dropout(x))
+            modules[name] = InceptionModule(c, w(n1), w(n3r), w(n3), w(ndr), w(nd), pool, w(proj), stride, unit=unit)
+            c = modules[name].out_channels
+        self._finish(stem, modules, c, num_classes, dropout, init_std)
 
 
 class SmallInceptionModule(nn.Module):
@@ -222,7 +229,7 @@ SMALL_INCEPTION_MODULES = [
 ]
 
 
-class InceptionSmall(nn.Module):
+class InceptionSmall(_InceptionNet):
     """The small Inception of Zhang, Bengio, Hardt, Recht & Vinyals, "Understanding deep learning
     requires rethinking generalization" (ICLR 2017), appendix (Figure 3 there):
 
@@ -247,25 +254,10 @@ class InceptionSmall(nn.Module):
         stem = OrderedDict(conv1=unit(in_channels, w(96), 3))
         if lrn:
             stem["lrn1"] = _lrn()
-        self.stem = nn.Sequential(stem)
         c = w(96)
         modules = OrderedDict()
         for name, kind, widths in SMALL_INCEPTION_MODULES:
             cls = SmallInceptionModule if kind == "inception" else DownsampleModule
             modules[name] = cls(c, *map(w, widths), unit=unit)
             c = modules[name].out_channels
-        self.inception = nn.Sequential(modules)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.classifier = nn.Linear(c, num_classes)
-        _init(self, init_std)
-
-    def probe_points(self) -> dict[str, nn.Module]:
-        """The first conv's nonlinearity, then each module's first branch's."""
-        points = OrderedDict(stem=self.stem.conv1.act)
-        points.update((name, m.probe_act()) for name, m in self.inception.named_children())
-        return points
-
-    def forward(self, x):
-        x = self.pool(self.inception(self.stem(x))).flatten(1)
-        return self.classifier(self.dropout(x))
+        self._finish(stem, modules, c, num_classes, dropout, init_std)
