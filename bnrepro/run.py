@@ -122,7 +122,7 @@ def run(cfg: DictConfig, out_dir: str | os.PathLike) -> dict[str, object]:
             result = fit(model, data, cfg, log)
             train_time = time.perf_counter() - train_start
         summary.update(
-            status=result.status, steps=result.steps, final=result.final,
+            status=result.status, divergence=result.divergence, steps=result.steps, final=result.final,
             best_accuracy=result.best_accuracy, best_step=result.best_step,
             train_time_s=round(train_time, 3), steps_per_s=round(result.steps / train_time, 1),
             data_source=data.source, drift=result.drift,

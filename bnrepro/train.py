@@ -1,8 +1,18 @@
 """The training loop: SGD on cross-entropy, test accuracy every `eval_every` steps.
 
 The hot path never reads a value back from the device: the train loss is summed on the device
-and read once per `log_every` steps, which is also where divergence is detected (a NaN or
-infinite loss poisons the sum). Evaluation reads back two numbers per pass.
+and read once per `log_every` steps, which is also where divergence is detected. Evaluation
+reads back two numbers per pass.
+
+Divergence, the paper's word for Inception at 5x its learning rate (Sec. 4.2.2), shows up in two
+ways, and both end a run as `diverged` (the sweep goes on):
+- `nonfinite`: the loss became NaN or infinite ("parameters reached machine infinity"); a NaN
+  anywhere in the window poisons the sum.
+- `dead`: a too-large step pushed every ReLU of some layer below zero for every input, so the
+  logits no longer depend on the input (the same row for every example of the batch) and no
+  gradient reaches any weight but the classifier's bias: training cannot recover. Checked at two
+  consecutive log steps, so momentum still carrying the weights cannot revive what we called dead.
+  A sigmoid network at chance is not dead: its output still varies with the input.
 """
 from __future__ import annotations
 
@@ -31,6 +41,16 @@ class FitResult:
     best_accuracy: float = float("nan")
     best_step: int = 0
     drift: dict[str, dict[str, float]] = field(default_factory=dict)
+    divergence: str | None = None  # nonfinite | dead, when status == diverged
+
+
+def input_independent(logits: torch.Tensor) -> torch.Tensor:
+    """1.0 when every example of the batch got the same logits (to float precision), else 0.0,
+    as a device tensor (read back with the loss, no extra sync). A batch of one proves nothing."""
+    if logits.shape[0] < 2:
+        return torch.zeros((), device=logits.device)
+    spread = (logits.amax(0) - logits.amin(0)).max()
+    return (spread <= 1e-6 * (1.0 + logits.abs().max())).float()
 
 
 def build_optimizer(model: nn.Module, cfg: DictConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
@@ -116,6 +136,7 @@ def fit(model: nn.Module, data: DataBundle, cfg: DictConfig, log: RunLogger) -> 
     result = FitResult(status="completed", steps=0)
     loss_sum = torch.zeros((), device=device)
     window = 0
+    dead_checks = 0  # consecutive log steps at which the logits did not depend on the input
     model.train()
     for step in range(1, max_steps + 1):
         x, y = next(batches)
@@ -124,7 +145,8 @@ def fit(model: nn.Module, data: DataBundle, cfg: DictConfig, log: RunLogger) -> 
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(amp, device):
-            loss = F.cross_entropy(net(x).float(), y)
+            logits = net(x).float()
+            loss = F.cross_entropy(logits, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -134,12 +156,15 @@ def fit(model: nn.Module, data: DataBundle, cfg: DictConfig, log: RunLogger) -> 
         result.steps = step
         last = step == max_steps
         if step % log_every == 0 or last:
-            train_loss = float(loss_sum) / window
+            total, dead = torch.stack([loss_sum, input_independent(logits.detach())]).tolist()
+            train_loss = total / window
             loss_sum.zero_()
             window = 0
-            if not math.isfinite(train_loss):
+            dead_checks = dead_checks + 1 if dead else 0
+            divergence = "nonfinite" if not math.isfinite(train_loss) else "dead" if dead_checks >= 2 else None
+            if divergence:
                 log.log(step, "train", {"loss": train_loss, "diverged": 1.0})
-                result.status = "diverged"
+                result.status, result.divergence = "diverged", divergence
                 break
             log.log(step, "train", {"loss": train_loss, "lr": optimizer.param_groups[0]["lr"],
                                     "epoch": batches.epoch})
