@@ -35,11 +35,12 @@ def run_info(run_dir: Path, sweep_dir: Path) -> dict[str, object]:
     info.update({k: cfg.get(k) for k in RUN_KEYS})
     info["data"] = (cfg.get("data") or {}).get("name")
     info["status"] = summary.get("status", "running")
+    info["divergence"] = summary.get("divergence")  # nonfinite | dead (bnrepro/train.py), when diverged
     return info
 
 
 def load_runs(sweep_dir: str | Path) -> pd.DataFrame:
-    """One row per run: run, variant, seed, experiment, data, status."""
+    """One row per run: run, variant, seed, experiment, data, status, divergence."""
     root = Path(sweep_dir)
     return pd.DataFrame([run_info(d, root) for d in find_runs(root)])
 
@@ -84,6 +85,14 @@ def run_status(metrics: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     logged = set(metrics.run[(metrics.name == "diverged") & (metrics.value == 1)])
     status = runs.status.mask(runs.run.isin(logged), "diverged")
     return pd.crosstab(runs.variant, status).reindex(columns=list(STATUSES), fill_value=0)
+
+
+def divergence_kinds(runs: pd.DataFrame) -> dict[str, str]:
+    """Per variant, how its diverged runs diverged ("dead", "nonfinite", or both joined by '/')."""
+    if "divergence" not in runs:
+        return {}
+    rows = runs[(runs.status == "diverged") & runs.divergence.notna()]
+    return {v: "/".join(sorted(set(g.divergence))) for v, g in rows.groupby("variant")}
 
 
 def is_diverged(counts: pd.Series) -> bool:

@@ -10,7 +10,8 @@ Threshold: the maximum over steps of the `inception` variant's seed-mean validat
 >= the threshold ("never" if it is not; "diverged" if its runs diverged and none completed or is
 still running). Speed-up: Inception's steps to threshold / the variant's. A seed-mean at a step
 averages the seeds that reached that step, so unfinished runs count as far as they got.
-Reads the runs through bnrepro.results only (metrics.csv, config.yaml, summary.json, provenance.json).
+A diverged variant says how (bnrepro/train.py): "dead" (the logits stopped depending on the input)
+or "nonfinite" (the loss overflowed). Reads the runs through bnrepro.results only (metrics.csv, config.yaml, summary.json, provenance.json).
 """
 from __future__ import annotations
 
@@ -21,11 +22,11 @@ from pathlib import Path
 import pandas as pd
 
 from bnrepro.paper import FIG3, fig3_name, fig3_order
-from bnrepro.results import (BASE, STATUSES, curve, is_diverged, load_metrics, load_runs, provenance_lines,
+from bnrepro.results import (BASE, STATUSES, curve, divergence_kinds, is_diverged, load_metrics, load_runs, provenance_lines,
                              run_status, threshold_of)
 
 PAPER_WORDS = ("never", "diverged", "chance")
-COLUMNS = ["variant", "name", *STATUSES, "outcome", "threshold", "steps_to_threshold", "speedup",
+COLUMNS = ["variant", "name", *STATUSES, "outcome", "divergence", "threshold", "steps_to_threshold", "speedup",
            "best_accuracy", "best_step", "paper_steps_to_threshold", "paper_max_accuracy", "paper_speedup",
            "paper_note"]
 
@@ -59,7 +60,8 @@ def table(sweep_dir: Path) -> pd.DataFrame:
     """One row per variant present, in the paper's order (then any others): COLUMNS."""
     metrics = load_metrics(sweep_dir)
     acc = curve(metrics, "test", "accuracy")
-    counts = run_status(metrics, load_runs(sweep_dir))
+    runs = load_runs(sweep_dir)
+    counts = run_status(metrics, runs)
     if counts.empty:
         raise ValueError(f"No run under {sweep_dir} names its variant in config.yaml.")
     threshold = threshold_of(acc)
@@ -67,6 +69,7 @@ def table(sweep_dir: Path) -> pd.DataFrame:
                           for v in fig3_order(counts.index)])
     base = frame.steps_to_threshold[frame.variant == BASE]
     frame["speedup"] = (base.iloc[0] if len(base) else math.nan) / frame.steps_to_threshold
+    frame["divergence"] = frame.variant.map(divergence_kinds(runs)).fillna("").where(frame.outcome == "diverged", "")
     return frame[COLUMNS]
 
 
@@ -92,7 +95,8 @@ def markdown(sweep_dir: Path, frame: pd.DataFrame) -> str:
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in frame.itertuples():
         runs = ", ".join(f"{getattr(r, s)} {s}" for s in STATUSES if getattr(r, s))
-        steps = f"{r.steps_to_threshold:,.0f}" if r.outcome == "reached" else r.outcome
+        steps = (f"{r.steps_to_threshold:,.0f}" if r.outcome == "reached" else
+                 f"diverged ({r.divergence})" if r.outcome == "diverged" and r.divergence else r.outcome)
         speedup = "-" if math.isnan(r.speedup) else f"{r.speedup:.1f}x"
         best = "n/a" if math.isnan(r.best_accuracy) else f"{pct(r.best_accuracy)} ({r.best_step:,.0f})"
         paper = FIG3.get(r.variant, (r.name, "-", "-", "-"))[1:]

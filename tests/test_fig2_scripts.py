@@ -49,7 +49,8 @@ def write_run(run_dir: Path, variant: str, seed: int, eighths, status: str | Non
         "command": f"train.py -m experiment=fig2_test variant={variant}", "device_name": "Test CPU",
         "device": "cpu", "cpu_count": 2, "torch": "9.9", "git_sha": "0123456789abcdef", "git_dirty": False}))
     if status:
-        (run_dir / "summary.json").write_text(json.dumps({"status": status}))
+        (run_dir / "summary.json").write_text(json.dumps(
+            {"status": status, **({"divergence": "nonfinite"} if status == "diverged" else {})}))
 
 
 @pytest.fixture
@@ -116,7 +117,7 @@ def test_fig3_cli_writes_a_tidy_csv_and_the_markdown(sweep, tmp_path):
                  "| BN-x5 | 2 completed | 100 | 8.0x | 87.50% (400) | 2.1e6 | 73.0% | 14.8x |",
                  "| BN-x30 | 1 completed, 1 running | 200 | 4.0x | 93.75% (400) | 2.7e6 | 74.8% | 11.5x |",
                  "| BN-x5-Sigmoid | 2 completed | never | - | 56.25% (800) | never | 69.8% | - |",
-                 "| Inception-x5 | 2 diverged | diverged | - | 75.00% (100) | diverged | - | - |",
+                 "| Inception-x5 | 2 diverged | diverged (nonfinite) | - | 75.00% (100) | diverged | - | - |",
                  "| Inception-Sigmoid | 2 completed | never | - | 12.50% (100) | - | chance | - |",
                  "| zz_extra | 2 completed | never | - | 50.00% (200) | - | - | - |"):
         assert line in md, line
@@ -131,7 +132,7 @@ def test_fig3_without_inception_says_the_threshold_is_missing(sweep, monkeypatch
     md = capsys.readouterr().out
     assert "**Threshold missing: no `inception` (no-BN) accuracy in this sweep" in md
     assert "| BN-x5 | 2 completed | no threshold | - | 87.50% (400) |" in md
-    assert "| Inception-x5 | 2 diverged | diverged | - | 75.00% (100) |" in md
+    assert "| Inception-x5 | 2 diverged | diverged (nonfinite) | - | 75.00% (100) |" in md
     assert "| Inception |" not in md
 
 

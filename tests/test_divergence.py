@@ -1,0 +1,60 @@
+"""Divergence, both ways it shows (bnrepro/train.py): a non-finite loss, and a dead network."""
+import math
+
+import torch
+from omegaconf import OmegaConf
+
+from bnrepro.data import build_data
+from bnrepro.models import build_model
+from bnrepro.run import run
+from bnrepro.tracking import RunLogger
+from bnrepro.train import fit, input_independent
+from tests.conftest import SMOKE
+
+
+def test_input_independent_flags_identical_rows_only():
+    same = torch.tensor([[0.3, -1.0, 2.0]]).repeat(8, 1)
+    assert input_independent(same) == 1.0
+    assert input_independent(same + 1e-3 * torch.randn(8, 3)) == 0.0
+    assert input_independent(same[:1]) == 0.0  # one example proves nothing
+
+
+def fit_relu_mlp(make_cfg, tmp_path, first_bias: float):
+    cfg = make_cfg(*SMOKE, "variant=baseline", "model.activation=relu", "probe.every=0", "trainer.max_steps=40")
+    data = build_data(cfg.data, batch_size=cfg.trainer.batch_size, eval_batch_size=cfg.trainer.eval_batch_size,
+                      device=torch.device("cpu"))
+    model = build_model(cfg, data.input_shape, data.num_classes)
+    with torch.no_grad():
+        model.hidden[0].linear.bias.fill_(first_bias)  # every first-layer ReLU below zero for every input: a dead network
+    with RunLogger(tmp_path, {}, cfg.trainer.max_steps, "none") as log:
+        return fit(model, data, cfg, log)
+
+
+def test_dead_network_ends_as_diverged(make_cfg, tmp_path):
+    result = fit_relu_mlp(make_cfg, tmp_path, first_bias=-1e4)
+    # Dead from the start: seen at the first two log steps (5 and 10), then the run stops.
+    assert (result.status, result.divergence, result.steps) == ("diverged", "dead", 10)
+
+
+def test_live_network_is_not_dead(make_cfg, tmp_path):
+    result = fit_relu_mlp(make_cfg, tmp_path, first_bias=0.0)
+    assert (result.status, result.divergence, result.steps) == ("completed", None, 40)
+    assert not math.isnan(result.best_accuracy)
+
+
+def test_sigmoid_network_at_chance_is_not_dead(make_cfg, tmp_path):
+    """A saturated sigmoid network learns nothing but its output still varies with the input: the
+    paper's Inception-Sigmoid ("stayed at chance") must not be recorded as diverged."""
+    cfg = make_cfg(*SMOKE, "variant=baseline", "model.init_std=10.0", "probe.every=0", "optim.lr=1e-6")
+    data = build_data(cfg.data, batch_size=cfg.trainer.batch_size, eval_batch_size=cfg.trainer.eval_batch_size,
+                      device=torch.device("cpu"))
+    model = build_model(cfg, data.input_shape, data.num_classes)
+    with RunLogger(tmp_path, {}, cfg.trainer.max_steps, "none") as log:
+        result = fit(model, data, cfg, log)
+    assert result.status == "completed"
+
+
+def test_summary_names_the_divergence(make_cfg, tmp_path):
+    summary = run(make_cfg(*SMOKE, "variant=baseline", "model.activation=relu", "optim.lr=1e10"), tmp_path)
+    assert summary["status"] == "diverged" and summary["divergence"] in ("nonfinite", "dead")
+    assert OmegaConf.load(tmp_path / "config.yaml").variant == "baseline"
