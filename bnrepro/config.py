@@ -201,6 +201,8 @@ class Config:
     variant: str = MISSING  # set by the chosen configs/variant/*.yaml
     experiment: Optional[str] = None  # set by the chosen configs/experiment/*.yaml
     seed: int = 0
+    # Train these seeds at once as one stacked model, each into <run dir>/seed=<s>/ (bnrepro/stacked_run.py).
+    seeds: Optional[List[int]] = None
 
 
 def register() -> None:

@@ -146,7 +146,12 @@ def main(cfg: DictConfig, out_dir: str) -> None:
     from hydra.types import RunMode
 
     try:
-        run(cfg, out_dir)
+        if cfg.seeds:  # a seed sweep as one stacked model; imported here, it imports this module
+            from bnrepro.stacked_run import run_stacked
+
+            run_stacked(cfg, out_dir)
+        else:
+            run(cfg, out_dir)
     except BnreproError as err:
         if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
             raise

@@ -1,0 +1,209 @@
+"""The suite's speed, measured against a naive baseline in the same process on the same machine.
+
+    python scripts/bench.py                  # CPU, Figure 1 MLP + figure regeneration (~2 min)
+    python scripts/bench.py --quick          # shorter runs (~40 s)
+    python scripts/bench.py --device cuda    # also the Inceptions' images/s and fraction of peak
+
+(a) naive: the tutorial loop for the Figure 1 MLP, a DataLoader over a TensorDataset, batch 60,
+    `loss.item()` each step, training only;
+(b) suite, single run: `bnrepro.run.run` at the Figure 1 defaults (variant=bn), evaluation
+    every 500 steps and probes every 200 steps on;
+(c) suite, stacked: the same five seeds as one process (`seeds=[0,1,2,3,4]`), evaluation and
+    probes on; its model-steps/s is steps/s times the number of seeds.
+Then the time to regenerate Figure 1 (scripts/plot_fig1.py) from a sweep of 100 runs: a timing
+fixture of 100 run directories in the real format with made-up numbers, in a temporary
+directory, never next to real results.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from bnrepro import METRICS_COLUMNS, METRICS_FILE
+from bnrepro.errors import BnreproError
+from bnrepro.run import REPO, cpu_name
+
+FIG1 = ["experiment=fig1_mnist", "variant=bn", "trainer.progress=none"]
+
+
+def machine(device: torch.device) -> str:
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    return (f"{name} ({device}), {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, "
+            f"torch {torch.__version__}, load average {load} (other processes slow every number alike)")
+
+
+def compose(*overrides: str):
+    from hydra import compose as hydra_compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        return hydra_compose(config_name="train", overrides=list(overrides))
+
+
+def data_overrides(data: str) -> list[str]:
+    """Fashion-MNIST where it is found (the shapes of Figure 1's MNIST); else a synthetic stand-in."""
+    if data != "auto":
+        return [f"data={data}"]
+    from bnrepro.data import tensors
+
+    try:
+        tensors.load(compose("data=fashion_mnist").data, torch.device("cpu"))
+        return ["data=fashion_mnist"]
+    except BnreproError:
+        print("Fashion-MNIST not found: timing on synthetic data of the same shapes.", file=sys.stderr)
+        return ["data=synthetic", "data.synthetic.train_size=60000", "data.synthetic.test_size=10000"]
+
+
+def naive_loop(x: torch.Tensor, y: torch.Tensor, steps: int, device: torch.device, batch_size: int = 60) -> float:
+    """Steps/s of the tutorial way: DataLoader(TensorDataset), module, optimizer, loss.item()."""
+    torch.manual_seed(0)
+    layers, width = [nn.Flatten()], x[0].numel()
+    for _ in range(3):
+        layers += [nn.Linear(width, 100, bias=False), nn.BatchNorm1d(100), nn.Sigmoid()]
+        width = 100
+    model = nn.Sequential(*layers, nn.Linear(100, 10)).to(device)
+    loader = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True, drop_last=True)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    loss_fn = nn.CrossEntropyLoss()
+    step, running_loss = 0, 0.0
+    start = time.perf_counter()
+    while step < steps:
+        for xb, yb in loader:
+            xb, yb = xb.to(device), yb.to(device)
+            loss = loss_fn(model(xb), yb)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            running_loss += loss.item()
+            step += 1
+            if step == steps:
+                break
+    return steps / (time.perf_counter() - start)
+
+
+def suite_runs(overrides: list[str], steps: int, seeds: list[int], out: Path) -> dict[str, float]:
+    """Model-steps/s of the single-run path (seed 0) and of the stacked path (all `seeds`),
+    evaluation and probes on, and the share of the stacked loop spent evaluating and probing."""
+    from bnrepro.run import run
+    from bnrepro.stacked_run import run_stacked
+
+    common = [*FIG1, *overrides, f"trainer.max_steps={steps}"]
+    single = run(compose(*common, "seed=0"), out / "single")
+    stacked = run_stacked(compose(*common, f"seeds=[{','.join(map(str, seeds))}]"), out / "stacked")[0]
+    share = stacked["stacked"]
+    return {"single": single["steps_per_s"], "stacked": share["model_steps_per_s"],
+            "eval_pct": 100 * share["eval_time_s"] / stacked["train_time_s"],
+            "probe_pct": 100 * share["probe_time_s"] / stacked["train_time_s"]}
+
+
+def write_fixture(root: Path, runs: int = 100, steps: int = 50_000, seed: int = 0) -> Path:
+    """A TIMING FIXTURE: `runs` run directories of Figure 1's format and length (train loss every
+    100 steps, test every 500, probes every 200), filled with made-up numbers."""
+    g = torch.Generator().manual_seed(seed)
+    names = [f"layer{l}/{k}_p{p}" for l in (1, 2, 3) for k in ("unit", "all") for p in (15, 50, 85)]
+    for r in range(runs):
+        variant, run_seed = ("baseline", "bn")[r % 2], r // 2
+        d = root / "fixture" / f"seed={run_seed},variant={variant}"
+        d.mkdir(parents=True)
+        noise = torch.rand(steps // 100 + 1, len(names) + 3, generator=g).tolist()
+        with open(d / METRICS_FILE, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(METRICS_COLUMNS)
+            for step in range(0, steps + 1, 100):
+                row = noise[step // 100]
+                if step:
+                    w.writerows([(step, "train", "loss", row[0]), (step, "train", "lr", 0.1),
+                                 (step, "train", "epoch", step // 1000)])
+                if step and step % 500 == 0:
+                    w.writerows([(step, "test", "loss", row[1]), (step, "test", "accuracy", row[2]),
+                                 (step, "test", "best_accuracy", row[2])])
+                if step % 200 == 0:
+                    w.writerows((step, "probe", n, v) for n, v in zip(names, row[3:]))
+        (d / "config.yaml").write_text(f"variant: {variant}\nseed: {run_seed}\nexperiment: fig1_mnist\n"
+                                       "data:\n  name: fashion_mnist\n")
+        (d / "summary.json").write_text(json.dumps({"status": "completed", "timing_fixture": True}))
+    return root / "fixture"
+
+
+def time_figure(sweep: Path, out: Path) -> float:
+    """Seconds for `python scripts/plot_fig1.py SWEEP`, interpreter start and imports included."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, str(REPO / "scripts" / "plot_fig1.py"), str(sweep), "--out", str(out)],
+                   check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--quick", action="store_true", help="2 rounds of 1,000 steps instead of 3 of 3,000")
+    parser.add_argument("--steps", type=int, help="training steps per measurement (a multiple of 500)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds, best of each kept (default 2 quick, 3 full)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads for every measurement (default 1: the sweep runs one process per core)")
+    parser.add_argument("--data", default="auto", help="data config (default: fashion_mnist if found, else synthetic)")
+    parser.add_argument("--runs", type=int, default=100, help="runs in the figure-regeneration fixture")
+    parser.add_argument("--conv", action=argparse.BooleanOptionalAction, default=None,
+                        help="the Inceptions' images/s (default: on for cuda, off for cpu)")
+    parser.add_argument("--conv-batch", type=int, help="batch size of the Inception timings (default 256 on cuda)")
+    parser.add_argument("--peak-tflops", type=float, help="the device's peak, for the fraction of peak")
+    parser.add_argument("--json", type=Path, help="also write the numbers to this file")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    torch.set_num_threads(args.threads)
+    steps = args.steps or (1000 if args.quick else 3000)
+    args.rounds = args.rounds or (2 if args.quick else 3)
+    report: dict[str, float] = {}
+    print(f"Machine: {machine(device)}")
+    with tempfile.TemporaryDirectory(prefix="bnrepro-bench-") as tmp:
+        tmp = Path(tmp)
+        overrides = [*data_overrides(args.data), f"trainer.device={args.device}", f"trainer.threads={args.threads}"]
+        from bnrepro.data import tensors
+
+        splits = tensors.load(compose(*FIG1, *overrides).data, torch.device("cpu"))
+        # Interleaved rounds, best of each: on a shared machine the quietest round of each path
+        # is the fairest comparison (other processes only ever slow a round down).
+        rounds = []
+        for r in range(args.rounds):
+            naive = naive_loop(splits.x_train, splits.y_train, steps, device)
+            rounds.append({"naive": naive, **suite_runs(overrides, steps, [0, 1, 2, 3, 4], tmp / f"runs{r}")})
+        report["naive"] = max(r["naive"] for r in rounds)
+        report["single"] = max(r["single"] for r in rounds)
+        report.update({k: v for k, v in max(rounds, key=lambda r: r["stacked"]).items() if k != "single" and k != "naive"})
+        print(f"best of {args.rounds} interleaved rounds of {steps:,} steps each:")
+        print(f"(a) naive loop (DataLoader, batch 60), training only: {report['naive']:8,.0f} steps/s")
+        print(f"(b) suite, one run, eval + probes on:                 {report['single']:8,.0f} steps/s "
+              f"({report['single'] / report['naive']:.2f}x naive)")
+        print(f"(c) suite, 5 seeds stacked, eval + probes on:         {report['stacked']:8,.0f} model-steps/s "
+              f"({report['stacked'] / report['naive']:.2f}x naive)")
+        print(f"    of (c)'s training loop: evaluation {report['eval_pct']:.1f}%, probes {report['probe_pct']:.1f}%")
+        report["ratio"] = report["stacked"] / report["naive"]
+        report["figure1_minutes"] = 5 * 50_000 / report["stacked"] / 60
+        print(f"    the whole Figure 1 at (c)'s rate, one 5-seed process per variant on its own core "
+              f"(make fig1): ~{report['figure1_minutes']:.1f} min")
+        sweep = write_fixture(tmp / "fig", runs=args.runs)
+        report["figure_s"] = time_figure(sweep, tmp / "fig" / "out")
+        print(f"Figure 1 from a {args.runs}-run sweep (timing fixture): {report['figure_s']:.1f} s")
+    if args.conv if args.conv is not None else device.type == "cuda":
+        from bnrepro.bench_conv import conv_report
+
+        report.update(conv_report(device, args.quick, args.peak_tflops, args.conv_batch))
+    print(f"RATIO stacked/naive = {report['ratio']:.2f}")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    main()

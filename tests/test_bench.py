@@ -1,0 +1,42 @@
+"""The benchmark's pieces at tiny sizes (the speed targets are checked by running it, not here)."""
+import pandas as pd
+import torch
+
+from bnrepro import bench
+from bnrepro.results import load_runs
+
+
+def test_naive_loop_trains_and_reports_a_rate():
+    x, y = torch.rand(200, 1, 28, 28), torch.randint(0, 10, (200,))
+    assert bench.naive_loop(x, y, steps=7, device=torch.device("cpu"), batch_size=60) > 0  # 3 batches/epoch
+
+
+def test_fixture_is_a_readable_sweep_and_the_figure_is_drawn(tmp_path):
+    sweep = bench.write_fixture(tmp_path, runs=4, steps=2000)
+    runs = load_runs(sweep)
+    assert len(runs) == 4 and set(runs.variant) == {"baseline", "bn"} and set(runs.status) == {"completed"}
+    metrics = pd.read_csv(next(sweep.iterdir()) / "metrics.csv")
+    assert set(metrics.split) == {"train", "test", "probe"}
+    assert metrics[metrics.split == "test"].step.max() == 2000
+    assert bench.time_figure(sweep, tmp_path / "out") > 0
+    assert (tmp_path / "out" / "fig1.png").stat().st_size > 0
+
+
+def test_main_quick_path_at_tiny_size(tmp_path, capsys):
+    report = bench.main(["--data", "synthetic", "--steps", "20", "--runs", "2", "--json", str(tmp_path / "b.json")])
+    out = capsys.readouterr().out
+    assert "Machine:" in out and "RATIO stacked/naive" in out
+    assert {"naive", "single", "stacked", "ratio", "eval_pct", "probe_pct", "figure_s"} <= set(report)
+    assert report["ratio"] == report["stacked"] / report["naive"] > 0
+    assert 0 < report["eval_pct"] < 100 and 0 < report["probe_pct"] < 100
+    assert (tmp_path / "b.json").exists()
+
+
+def test_conv_report_on_cpu_at_tiny_width(capsys):
+    from bnrepro.bench_conv import conv_report
+
+    report = conv_report(torch.device("cpu"), quick=True, peak=1.0, batch=4, extra=["model.width_mult=0.125"])
+    assert set(report) == {f"{m}_faithful_{k}" for m in ("inception_small", "bn_inception")
+                           for k in ("images_per_s", "peak_fraction")}
+    assert all(v > 0 for v in report.values())
+    assert "GFLOP/image" in capsys.readouterr().out

@@ -1,0 +1,96 @@
+"""The stacked seed path (seeds=[...]): each member is its single run, up to float rounding."""
+import json
+
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bnrepro.errors import BnreproError
+from bnrepro.models.mlp import MLP
+from bnrepro.run import run
+from bnrepro.stacked import StackedMLP
+from bnrepro.stacked_run import run_stacked
+from tests.conftest import SMOKE
+
+
+@pytest.mark.parametrize("placement, activation", [("before", "sigmoid"), ("none", "sigmoid"),
+                                                   ("before", "relu"), ("none", "tanh")])
+def test_stacked_gradients_are_autograd_gradients(placement, activation):
+    models = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        models.append(MLP(20, 5, depth=2, width=8, activation=activation, placement=placement, init_std=0.3))
+    stacked = StackedMLP(models)
+    x, y = torch.randn(3, 16, 20), torch.randint(0, 5, (3, 16))
+    losses = stacked.forward_backward(x, y)
+    for i, model in enumerate(models):
+        loss = F.cross_entropy(model(x[i]), y[i])
+        loss.backward()
+        assert losses[i].item() == pytest.approx(loss.item(), rel=1e-5)
+        ours = StackedMLP([model]).member_state_dict(0)  # names of an MLP state dict
+        grads = {name: p.grad for name, p in model.named_parameters()}
+        flat = {}
+        for l in (1, 2, 3):
+            prefix = f"hidden.{l - 1}." if l < 3 else "classifier."
+            flat[prefix + ("linear.weight" if l < 3 else "weight")] = stacked.grads[f"w{l}"][i]
+            if f"b{l}" in stacked.grads:
+                flat[prefix + ("linear.bias" if l < 3 else "bias")] = stacked.grads[f"b{l}"][i, 0]
+            if f"gamma{l}" in stacked.grads:
+                flat[prefix + "bn.weight"] = stacked.grads[f"gamma{l}"][i, 0]
+                flat[prefix + "bn.bias"] = stacked.grads[f"beta{l}"][i, 0]
+        assert set(flat) == set(grads)
+        for name, grad in grads.items():
+            torch.testing.assert_close(flat[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+        # BN's running statistics moved exactly as the module's did in train mode.
+        state = stacked.member_state_dict(i)
+        for name, value in model.state_dict().items():
+            if "running" in name:
+                torch.testing.assert_close(state[name], value, msg=name)
+        assert set(ours) == set(model.state_dict())
+
+
+@pytest.mark.parametrize("variant", ["bn", "baseline"])
+def test_stacked_run_equals_single_runs(make_cfg, tmp_path, variant):
+    overrides = [*SMOKE, f"variant={variant}", "trainer.max_steps=30", "probe.histogram_every=2"]
+    stacked = run_stacked(make_cfg(*overrides, "seeds=[3,5]"), tmp_path / "stacked")
+    assert [s["seed"] for s in stacked] == [3, 5]
+    for seed, summary in zip((3, 5), stacked):
+        single = run(make_cfg(*overrides, f"seed={seed}"), tmp_path / f"single{seed}")
+        member = tmp_path / "stacked" / f"seed={seed}"
+        a, b = (pd.read_csv(d / "metrics.csv") for d in (tmp_path / f"single{seed}", member))
+        assert a[["step", "split", "name"]].equals(b[["step", "split", "name"]])
+        torch.testing.assert_close(torch.tensor(b.value.values), torch.tensor(a.value.values), rtol=1e-4, atol=1e-4)
+        assert summary["status"] == single["status"] == "completed" and summary["steps"] == single["steps"]
+        assert summary["best_step"] == single["best_step"]
+        assert set(summary["drift"]) == set(single["drift"])
+        # The member's record is a single run's: its config says its own seed, and no stacking.
+        assert (member / "config.yaml").read_text() == (tmp_path / f"single{seed}" / "config.yaml").read_text()
+        assert json.loads((member / "summary.json").read_text())["stacked_seeds"] == [3, 5]
+        assert list(member.glob("events.out.tfevents.*"))
+    # The two members differ: their own init and data order.
+    values = [pd.read_csv(tmp_path / "stacked" / f"seed={s}" / "metrics.csv").value for s in (3, 5)]
+    assert not values[0].equals(values[1])
+
+
+@pytest.mark.parametrize("override, named", [("model=inception_small", "model=inception_small"),
+                                             ("bn.placement=after", "bn.placement=after"),
+                                             ("bn.population=average", "bn.population"),
+                                             ("data.augment.flip=true", "data.augment"),
+                                             ("trainer.compile=true", "trainer.compile")])
+def test_stacked_unsupported_options_are_one_clear_error(make_cfg, tmp_path, override, named):
+    with pytest.raises(BnreproError, match=named.replace(".", r"\.")):
+        run_stacked(make_cfg(*SMOKE, "seeds=[0,1]", override), tmp_path)
+
+
+def test_runner_dispatches_seeds_to_the_stacked_path(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    out = tmp_path / "run"
+    subprocess.run([sys.executable, str(REPO / "experiments" / "train.py"), *SMOKE, "seeds=[0,1]",
+                    f"hydra.run.dir={out}"], check=True, capture_output=True, cwd=tmp_path)
+    for seed in (0, 1):
+        assert json.loads((out / f"seed={seed}" / "summary.json").read_text())["status"] == "completed"
