@@ -8,8 +8,11 @@ DEMO_DIR := outputs/demo
 DEMO_STEPS ?= 6000
 FIG1_SWEEP := outputs/results/fig1_fashion_mnist
 FIG2_SWEEP := outputs/results/fig2_fashion_mnist
+PLACEMENT_MLP_SWEEP := outputs/results/placement_mlp_fashion_mnist
+PLACEMENT_CONV_SWEEP := outputs/results/placement_conv_fashion_mnist
+NORMS_SWEEP := outputs/results/norm_batchsize_fashion_mnist
 
-.PHONY: setup demo test fig1 fig2 figures lock clean
+.PHONY: setup demo test fig1 fig2 placement norms figures lock clean
 
 setup: $(STAMP)
 
@@ -50,6 +53,28 @@ fig2: setup
 	for vs in inception,bn_baseline,bn_x5,inception_x5 bn_x30,bn_x5_sigmoid,inception_sigmoid; do \
 		$(PY) experiments/train.py -m experiment=fig2_fashion_mnist data.download=true \
 			variant=$$vs seed=0,1,2 trainer.threads=1 hydra.sweep.dir=$(FIG2_SWEEP) & \
+	done; wait
+
+# The sweeps behind results/placement_*: BN before vs after the nonlinearity (and none), ReLU and
+# sigmoid, for the MLP (5 seeds) and the small Inception (3 seeds), side by side, one thread each.
+placement: setup
+	bash scripts/get_fashion_mnist.sh
+	$(PY) experiments/train.py -m experiment=placement_mlp data=fashion_mnist data.download=true \
+		model.activation=relu,sigmoid bn.placement=none,before,after seed=0,1,2,3,4 trainer.threads=1 \
+		hydra.sweep.dir=$(PLACEMENT_MLP_SWEEP) & \
+	$(PY) experiments/train.py -m experiment=placement_conv data.download=true \
+		model.activation=relu,sigmoid bn.placement=none,before,after seed=0,1,2 trainer.threads=1 \
+		hydra.sweep.dir=$(PLACEMENT_CONV_SWEEP) & \
+	wait
+
+# The sweep behind results/norm_batchsize_fashion_mnist: batch/layer/group/no normalization at
+# batch sizes 2-128, 3 seeds, in two processes of one torch thread each.
+norms: setup
+	bash scripts/get_fashion_mnist.sh
+	for ns in batch,layer group,none; do \
+		$(PY) experiments/train.py -m experiment=norm_batchsize data=fashion_mnist data.download=true \
+			bn.norm=$$ns trainer.batch_size=2,8,32,128 seed=0,1,2 trainer.threads=1 \
+			hydra.sweep.dir=$(NORMS_SWEEP) & \
 	done; wait
 
 # Every figure and table in results/, from the sweeps above (plots read metrics, never train).
