@@ -85,6 +85,13 @@ figures: setup
 	$(PY) scripts/report_fig1.py $(FIG1_SWEEP) --out results/fig1_fashion_mnist/report.md
 	$(PY) scripts/plot_fig2.py $(FIG2_SWEEP) --out results/fig2_fashion_mnist
 	$(PY) scripts/table_fig3.py $(FIG2_SWEEP) --out results/fig2_fashion_mnist
+	@for d in $(PLACEMENT_MLP_SWEEP) $(PLACEMENT_CONV_SWEEP) $(NORMS_SWEEP); do \
+		test -d $$d || { echo "$$d is missing: run 'make placement' and 'make norms' first"; exit 1; }; done
+	for d in $(PLACEMENT_MLP_SWEEP) $(PLACEMENT_CONV_SWEEP); do \
+		$(PY) scripts/plot_placement.py $$d --out results/$$(basename $$d) && \
+		$(PY) scripts/report_placement.py $$d --out results/$$(basename $$d) || exit 1; done
+	$(PY) scripts/plot_norms.py $(NORMS_SWEEP) --out results/norm_batchsize_fashion_mnist
+	$(PY) scripts/report_norms.py $(NORMS_SWEEP) --out results/norm_batchsize_fashion_mnist
 
 # Re-pin constraints.txt from the current environment (after changing pyproject.toml).
 lock: setup
