@@ -112,9 +112,15 @@ def test_every_variant_runs(make_cfg, tmp_path, variant):
     ("placement_conv", ["model.activation=relu", "bn.placement=after"]),
     ("placement_conv", ["bn.norm=instance", "bn.placement=before"]),
     ("norm_batchsize", ["bn.norm=group", "trainer.batch_size=2", "trainer.max_steps=3"]),
+    # the headers' other commands: placement_conv on CIFAR-10, norm_batchsize on the conv model
+    ("placement_conv", ["data=cifar10", "data.pad_to=null", "data.test_size=null", "bn.placement=after"]),
+    ("norm_batchsize", ["data=fashion_mnist", "model=inception_small", "model.init_std=null", "model.dropout=0",
+                        "model.lrn=false", "data.pad_to=32", "data.test_size=1000", "bn.norm=instance"]),
 ])
 def test_placement_and_norm_experiments_record_norm_outputs(make_cfg, tmp_path, experiment, overrides):
-    cfg = make_cfg(f"experiment={experiment}", *TINY, *tiny_data(experiment, tmp_path / "data"), *overrides)
+    data = tiny_data("fig2_cifar10" if "data=cifar10" in overrides else
+                     "placement_conv" if "model=inception_small" in overrides else experiment, tmp_path / "data")
+    cfg = make_cfg(f"experiment={experiment}", *TINY, *data, *overrides)
     assert run(cfg, tmp_path / "run")["status"] == "completed"
     names = set(pd.read_csv(tmp_path / "run" / "metrics.csv").name)
     assert any(n.endswith("/norm_unit_p85") for n in names) and any(n.endswith("/unit_p15") for n in names)
