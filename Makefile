@@ -8,8 +8,11 @@ DEMO_DIR := outputs/demo
 DEMO_STEPS ?= 6000
 FIG1_SWEEP := outputs/results/fig1_fashion_mnist
 FIG2_SWEEP := outputs/results/fig2_fashion_mnist
+PLACEMENT_MLP_SWEEP := outputs/results/placement_mlp_fashion_mnist
+PLACEMENT_CONV_SWEEP := outputs/results/placement_conv_fashion_mnist
+NORMS_SWEEP := outputs/results/norm_batchsize_fashion_mnist
 
-.PHONY: setup demo test fig1 fig2 figures bench lock clean
+.PHONY: setup demo test fig1 fig2 placement norms figures bench lock clean
 
 setup: $(STAMP)
 
@@ -57,6 +60,28 @@ fig2: setup
 			variant=$$vs seed=0,1,2 trainer.threads=1 hydra.sweep.dir=$(FIG2_SWEEP) & \
 	done; wait
 
+# The sweeps behind results/placement_*: BN before vs after the nonlinearity (and none), ReLU and
+# sigmoid, for the MLP (5 seeds) and the small Inception (3 seeds), side by side, one thread each.
+placement: setup
+	bash scripts/get_fashion_mnist.sh
+	$(PY) experiments/train.py -m experiment=placement_mlp data=fashion_mnist data.download=true \
+		model.activation=relu,sigmoid bn.placement=none,before,after seed=0,1,2,3,4 trainer.threads=1 \
+		hydra.sweep.dir=$(PLACEMENT_MLP_SWEEP) & \
+	$(PY) experiments/train.py -m experiment=placement_conv data.download=true \
+		model.activation=relu,sigmoid bn.placement=none,before,after seed=0,1,2 trainer.threads=1 \
+		hydra.sweep.dir=$(PLACEMENT_CONV_SWEEP) & \
+	wait
+
+# The sweep behind results/norm_batchsize_fashion_mnist: batch/layer/group/no normalization at
+# batch sizes 2-128, 3 seeds, in two processes of one torch thread each.
+norms: setup
+	bash scripts/get_fashion_mnist.sh
+	for ns in batch,layer group,none; do \
+		$(PY) experiments/train.py -m experiment=norm_batchsize data=fashion_mnist data.download=true \
+			bn.norm=$$ns trainer.batch_size=2,8,32,128 seed=0,1,2 trainer.threads=1 \
+			hydra.sweep.dir=$(NORMS_SWEEP) & \
+	done; wait
+
 # Every figure and table in results/, from the sweeps above (plots read metrics, never train).
 figures: setup
 	@test -d $(FIG1_SWEEP) || { echo "$(FIG1_SWEEP) is missing: run 'make fig1' first"; exit 1; }
@@ -65,6 +90,13 @@ figures: setup
 	$(PY) scripts/report_fig1.py $(FIG1_SWEEP) --out results/fig1_fashion_mnist/report.md
 	$(PY) scripts/plot_fig2.py $(FIG2_SWEEP) --out results/fig2_fashion_mnist
 	$(PY) scripts/table_fig3.py $(FIG2_SWEEP) --out results/fig2_fashion_mnist
+	@for d in $(PLACEMENT_MLP_SWEEP) $(PLACEMENT_CONV_SWEEP) $(NORMS_SWEEP); do \
+		test -d $$d || { echo "$$d is missing: run 'make placement' and 'make norms' first"; exit 1; }; done
+	for d in $(PLACEMENT_MLP_SWEEP) $(PLACEMENT_CONV_SWEEP); do \
+		$(PY) scripts/plot_placement.py $$d --out results/$$(basename $$d) && \
+		$(PY) scripts/report_placement.py $$d --out results/$$(basename $$d) || exit 1; done
+	$(PY) scripts/plot_norms.py $(NORMS_SWEEP) --out results/norm_batchsize_fashion_mnist
+	$(PY) scripts/report_norms.py $(NORMS_SWEEP) --out results/norm_batchsize_fashion_mnist
 
 # Re-pin constraints.txt from the current environment (after changing pyproject.toml).
 lock: setup

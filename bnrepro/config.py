@@ -12,7 +12,7 @@ from enum import Enum
 from typing import List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 from bnrepro.errors import BnreproError
 
@@ -42,6 +42,16 @@ class Placement(str, Enum):
     none = "none"  # no BN (the paper's baselines)
     before = "before"  # z = g(BN(Wu)), the paper's choice (Sec. 3.2)
     after = "after"  # z = BN(g(Wu)), the alternative the seeds discuss
+
+
+class Norm(str, Enum):
+    """The normalization in BN's slot (bnrepro/norms.py says what each pools, for MLP and conv features)."""
+
+    batch = "batch"  # the paper's BN (bn.impl picks torch's or ours)
+    layer = "layer"  # per example, over all of a layer's features
+    group = "group"  # per example, over groups of features (bn.groups)
+    instance = "instance"  # per example and channel, over positions (conv models only)
+    none = "none"  # no normalization, wherever bn.placement says
 
 
 class BNImpl(str, Enum):
@@ -114,6 +124,8 @@ class DataConfig:
 class BNConfig:
     impl: BNImpl = BNImpl.torch
     placement: Placement = Placement.none
+    norm: Norm = Norm.batch  # impl, momentum and population apply to norm=batch only
+    groups: int = 32  # norm=group: at most this many groups per layer (the largest divisor of its width)
     eps: float = 1e-5
     # The one statement of the momentum convention, used everywhere in this suite: PyTorch's.
     # running = (1 - momentum) * running + momentum * batch_stat, so momentum weights the NEW
@@ -188,6 +200,9 @@ class ProbeConfig:
     # paper plots the training network); eval: BN uses its population statistics.
     mode: str = "train"
     histogram_every: int = 0  # a TensorBoard histogram of each layer every N probes; 0 = never
+    # Also the percentiles of the normalization layer's output ("<layer>/norm_unit_p15", ...), the
+    # next layer's input: with BN after a ReLU, the skew the placement debate is about (seed 001).
+    norm_output: bool = False
 
 
 @dataclass
@@ -205,8 +220,28 @@ class Config:
     seeds: Optional[List[int]] = None
 
 
+def steps_for(examples, batch_size) -> int:
+    """`${steps_for:EXAMPLES,${trainer.batch_size}}`: the steps that show the network about EXAMPLES
+    training examples at this batch size (at least 1), for schedules fixed in examples, not steps."""
+    return max(1, round(int(examples) / int(batch_size)))
+
+
+def scaled_lr(rule, lr, ref_batch, batch_size) -> float:
+    """`${scaled_lr:RULE,LR,REF,${trainer.batch_size}}`: LR at batch size REF, scaled to this batch size
+    by RULE: linear (lr * B / REF, Goyal et al. 2017) or sqrt (lr * sqrt(B / REF))."""
+    ratio = int(batch_size) / int(ref_batch)
+    if rule == "linear":
+        return float(lr) * ratio
+    if rule == "sqrt":
+        return float(lr) * ratio ** 0.5
+    raise BnreproError(f"scaled_lr: rule must be linear or sqrt, got {rule!r}.")
+
+
 def register() -> None:
     ConfigStore.instance().store(name="config_schema", node=Config)
+    # Arithmetic the YAML files may use (configs/experiment/norm_batchsize.yaml).
+    OmegaConf.register_new_resolver("steps_for", steps_for, replace=True)
+    OmegaConf.register_new_resolver("scaled_lr", scaled_lr, replace=True)
 
 
 register()
@@ -220,6 +255,9 @@ def validate(cfg) -> None:
                                f"(e.g. trainer.{key}={TrainerConfig.__dataclass_fields__[key].default}).")
     if cfg.optim.lr <= 0:
         raise BnreproError(f"optim.lr={cfg.optim.lr} must be positive.")
+    if choice(cfg.bn.population) == "average" and choice(cfg.bn.norm) != "batch" and choice(cfg.bn.placement) != "none":
+        raise BnreproError(f"bn.population=average recomputes batch-norm statistics (Algorithm 2), but "
+                           f"bn.norm={choice(cfg.bn.norm)} keeps none; use bn.population=ema or bn.norm=batch.")
 
 
 def choice(option) -> str:

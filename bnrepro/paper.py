@@ -24,3 +24,12 @@ def fig3_order(variants) -> list[str]:
     present = set(variants)
     known = [v for v in FIG3 if v in present]
     return known + sorted(present - set(known))
+
+# Not the paper: what others reported on BN's placement, cited by the seeds (000, 001) and issue 7,
+# for reports to print beside ours. (source, setting, before, after, runs), accuracies in %,
+# "before" = z = g(BN(Wu)) (the paper's), "after" = z = BN(g(Wu)).
+PLACEMENT_ANCHORS = (
+    ("CaffeNet benchmark (seed 001 refs [8, 9])", "CaffeNet, ImageNet at 128 px, ReLU, top-1", "47.4", "49.9", "1 run"),
+    ("a CIFAR-10 MLP study", "MLP, CIFAR-10, ReLU (Linear-BN-ReLU vs Linear-ReLU-BN)", "58.18 ± 0.23", "57.14 ± 0.28",
+     "10 runs"),
+)

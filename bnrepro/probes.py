@@ -5,6 +5,9 @@ hidden nonlinearity is captured: the chosen percentiles of one "typical" unit pe
 the paper plots) and of the whole layer. In `train` mode BN normalizes with the probe batch's
 own statistics, as the training network does (the paper plots the training network); BN's
 running statistics are saved and restored around the probe, so probing never changes training.
+With `norm_output`, the output of each layer's normalization (the `bn` slot of its block) is
+recorded too, for the same unit: the nonlinearity's input when BN comes before it, the next
+layer's input when BN comes after it (where a ReLU makes it skewed, seed 001).
 """
 from __future__ import annotations
 
@@ -24,6 +27,15 @@ def probe_points(model: nn.Module) -> dict[str, nn.Module]:
     return points()
 
 
+def norm_points(model: nn.Module, points: Mapping[str, nn.Module]) -> dict[str, nn.Module]:
+    """layer name -> the normalization layer of the block whose nonlinearity is probed (the `bn`
+    sibling of the probed `act`, models/blocks.py); layers without one are left out."""
+    blocks = {id(block.act): block for block in model.modules()
+              if isinstance(block, nn.Sequential) and "act" in block._modules}
+    return {name: blocks[id(act)].bn for name, act in points.items()
+            if id(act) in blocks and "bn" in blocks[id(act)]._modules}
+
+
 def percentiles(values: Tensor, q: Iterable[float]) -> Tensor:
     """The q-th percentiles (0..100) of a 1-D tensor, with numpy's default (linear) interpolation."""
     qs = torch.tensor([p / 100 for p in q], dtype=values.dtype, device=values.device)
@@ -41,11 +53,12 @@ class ActivationProbe:
     """Records percentiles of every probe point's input on a fixed batch."""
 
     def __init__(self, model: nn.Module, batch: Tensor, q: Iterable[float] = (15, 50, 85),
-                 unit: int | None = None, mode: str = "train"):
+                 unit: int | None = None, mode: str = "train", norm_output: bool = False):
         if mode not in ("train", "eval"):
             raise ValueError(f"probe.mode must be train or eval, got {mode!r}")
         self.model, self.batch, self.q, self.mode = model, batch, tuple(q), mode
         self.points = probe_points(model)
+        self.norms = norm_points(model, self.points) if norm_output else {}
         self.units: dict[str, int] = {}
         self._fixed_unit = unit
         self.history: list[tuple[int, dict[str, float]]] = []
@@ -57,6 +70,8 @@ class ActivationProbe:
         captured: dict[str, Tensor] = {}
         hooks = [module.register_forward_pre_hook(lambda m, args, name=name: captured.__setitem__(name, args[0]))
                  for name, module in self.points.items()]
+        hooks += [module.register_forward_hook(lambda m, args, out, name=name: captured.__setitem__(f"{name}/norm", out))
+                  for name, module in self.norms.items()]
         bn_state = [(m, {k: v.clone() for k, v in m.named_buffers()}) for m in self.model.modules() if is_batchnorm(m)]
         was_training = self.model.training
         try:
@@ -72,16 +87,19 @@ class ActivationProbe:
         return captured
 
     def __call__(self, step: int) -> dict[str, float]:
-        """{"layer3/unit_p15": ..., "layer3/all_p15": ...} for every layer and percentile."""
+        """{"layer3/unit_p15": ..., "layer3/all_p15": ...} for every layer and percentile, and
+        "layer3/norm_unit_p15", "layer3/norm_all_p15"... for the normalization outputs if asked."""
         out: dict[str, Tensor] = {}
         self.last_inputs = self.capture()
-        for name, x in self.last_inputs.items():
-            if name not in self.units:  # chosen once, at the first probe, then kept
+        for key, x in self.last_inputs.items():
+            name, _, norm = key.partition("/")  # "layer3" (the nonlinearity's input) or "layer3/norm"
+            if name not in self.units:  # chosen once, at the first probe, from the nonlinearity's input
                 self.units[name] = self._fixed_unit if self._fixed_unit is not None else typical_unit(x)
             unit_values = x[:, self.units[name]].flatten()
+            prefix = f"{name}/{norm}_" if norm else f"{name}/"
             for kind, values in (("unit", unit_values), ("all", x.flatten())):
                 for p, v in zip(self.q, percentiles(values.float(), self.q)):
-                    out[f"{name}/{kind}_p{p:g}"] = v
+                    out[f"{prefix}{kind}_p{p:g}"] = v
         stacked = torch.stack(list(out.values())).tolist()  # one device sync per probe
         record = dict(zip(out, stacked))
         self.history.append((step, record))
@@ -89,8 +107,9 @@ class ActivationProbe:
 
     def charts(self) -> dict[str, list[str]]:
         """TensorBoard custom-scalars charts: one per layer and kind, its percentile lines together."""
+        kinds = ("unit", "all", *(("norm_unit", "norm_all") if self.norms else ()))
         return {f"{name} {kind}": [f"probe/{name}/{kind}_p{q:g}" for q in self.q]
-                for name in self.points for kind in ("unit", "all")}
+                for name in self.points for kind in kinds if name in self.norms or not kind.startswith("norm")}
 
     def drift(self) -> dict[str, dict[str, float]]:
         """`drift_statistics` of this run's probes so far."""

@@ -26,8 +26,16 @@ def find_runs(sweep_dir: str | Path) -> list[Path]:
     return sorted(p.parent for p in root.rglob(METRICS_FILE))
 
 
-def run_info(run_dir: Path, sweep_dir: Path) -> dict[str, object]:
-    """Who a run is (from its resolved config) and how it ended (from its summary, if any)."""
+def config_value(cfg: dict, key: str):
+    """A dotted key ("bn.placement") of a resolved config dict; None where it is absent."""
+    for part in key.split("."):
+        cfg = cfg.get(part) if isinstance(cfg, dict) else None
+    return cfg
+
+
+def run_info(run_dir: Path, sweep_dir: Path, keys: tuple[str, ...] = ()) -> dict[str, object]:
+    """Who a run is (from its resolved config) and how it ended (from its summary, if any).
+    `keys`: more dotted config keys to report, each as a column of that name ("bn.placement")."""
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").exists() else {}
     summary_path = run_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
@@ -36,22 +44,23 @@ def run_info(run_dir: Path, sweep_dir: Path) -> dict[str, object]:
     info["data"] = (cfg.get("data") or {}).get("name")
     info["status"] = summary.get("status", "running")
     info["divergence"] = summary.get("divergence")  # nonfinite | dead (bnrepro/train.py), when diverged
+    info.update({k: config_value(cfg, k) for k in keys})
     return info
 
 
-def load_runs(sweep_dir: str | Path) -> pd.DataFrame:
-    """One row per run: run, variant, seed, experiment, data, status, divergence."""
+def load_runs(sweep_dir: str | Path, keys: tuple[str, ...] = ()) -> pd.DataFrame:
+    """One row per run: run, variant, seed, experiment, data, status, divergence, and the config `keys`."""
     root = Path(sweep_dir)
-    return pd.DataFrame([run_info(d, root) for d in find_runs(root)])
+    return pd.DataFrame([run_info(d, root, keys) for d in find_runs(root)])
 
 
-def load_metrics(sweep_dir: str | Path) -> pd.DataFrame:
+def load_metrics(sweep_dir: str | Path, keys: tuple[str, ...] = ()) -> pd.DataFrame:
     """Every run's metrics in long form (step, split, name, value) plus the run columns."""
     root = Path(sweep_dir)
     frames = []
     for run_dir in find_runs(root):
         frame = pd.read_csv(run_dir / METRICS_FILE)
-        for key, value in run_info(run_dir, root).items():
+        for key, value in run_info(run_dir, root, keys).items():
             frame[key] = value
         frames.append(frame)
     if not frames:
@@ -59,11 +68,31 @@ def load_metrics(sweep_dir: str | Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def curve(metrics: pd.DataFrame, split: str, name: str) -> pd.DataFrame:
-    """Mean, std and count over seeds of one metric, per variant and step."""
+def curve(metrics: pd.DataFrame, split: str, name: str, by: tuple[str, ...] = ("variant",)) -> pd.DataFrame:
+    """Mean, std and count over seeds of one metric, per `by` group (the variant) and step."""
     rows = metrics[(metrics.split == split) & (metrics.name == name)]
-    return (rows.groupby(["variant", "step"])["value"].agg(["mean", "std", "count"])
+    return (rows.groupby([*by, "step"])["value"].agg(["mean", "std", "count"])
             .reset_index().fillna({"std": 0.0}))
+
+
+def final_values(metrics: pd.DataFrame, split: str, name: str) -> pd.DataFrame:
+    """Each run's last value of one metric: the run's metrics rows at its largest step."""
+    rows = metrics[(metrics.split == split) & (metrics.name == name)]
+    return rows.sort_values("step").groupby("run").tail(1).reset_index(drop=True)
+
+
+def seed_band(values: pd.Series) -> tuple[float, float, int]:
+    """Mean, sample std (0 for one value) and count of a column of per-run numbers."""
+    values = values.dropna()
+    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0, len(values)
+
+
+def quantile_skew(p_lo: pd.Series, p_mid: pd.Series, p_hi: pd.Series) -> pd.Series:
+    """Bowley's quantile skewness ((hi - mid) - (mid - lo)) / (hi - lo), in [-1, 1]: 0 for a
+    symmetric distribution, 1 when the lower and middle percentiles coincide (a ReLU's spike of
+    zeros under half the values). NaN where hi == lo (a constant, e.g. a dead unit)."""
+    spread = (p_hi - p_lo).where(lambda d: d > 0)
+    return (p_hi + p_lo - 2 * p_mid) / spread
 
 
 def provenance_lines(sweep_dir: str | Path) -> list[str]:

@@ -95,7 +95,7 @@ def make_probe(model: nn.Module, data: DataBundle, cfg: DictConfig, log: RunLogg
     if cfg.every <= 0:
         return None
     x, _ = next(iter(data.test_batches()))
-    probe = ActivationProbe(model, x[: cfg.batch_size], cfg.percentiles, cfg.unit, cfg.mode)
+    probe = ActivationProbe(model, x[: cfg.batch_size], cfg.percentiles, cfg.unit, cfg.mode, cfg.norm_output)
     log.charts("activation percentiles", probe.charts())
     return probe
 

@@ -79,3 +79,32 @@ def test_drift_is_larger_when_the_distribution_moves():
     assert drift["layer3/unit"]["movement"] == pytest.approx(3.0, abs=1e-4)
     assert drift["layer1/unit"]["movement"] == pytest.approx(0.0, abs=1e-6)
     assert drift["layer1/unit"]["spread_ratio"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("placement", ["before", "after"])
+def test_probe_records_the_norm_output_of_the_same_unit(placement):
+    torch.manual_seed(3)
+    model = MLP(20, 4, depth=2, width=16, activation="relu", placement=placement)
+    batch = torch.randn(64, 20, generator=torch.Generator().manual_seed(99))
+    probe = ActivationProbe(model, batch, norm_output=True)
+    record = probe(0)
+    plain = ActivationProbe(model, batch)(0)
+    assert len(record) == 2 * 4 * 3 and all(record[k] == plain[k] for k in plain)  # layers x kinds x q
+    with torch.no_grad():  # layer2's BN output by hand, batch statistics
+        block = model.hidden[1]
+        h = block.linear(model.hidden[0](batch))
+        out = block.bn(h) if placement == "before" else block.bn(block.act(h))
+    unit = probe.units["layer2"]  # the nonlinearity input's typical unit, for both
+    expected = np.percentile(out[:, unit].numpy(), [15, 50, 85])
+    np.testing.assert_allclose([record[f"layer2/norm_unit_p{q}"] for q in (15, 50, 85)], expected, rtol=1e-5, atol=1e-6)
+    if placement == "before":  # the norm's output is the nonlinearity's input
+        assert record["layer2/norm_unit_p50"] == pytest.approx(record["layer2/unit_p50"], abs=1e-6)
+    else:  # seed 001: BN after a ReLU sees (and keeps) a right-skewed distribution, a spike at the zeros
+        p15, p50, p85 = (record[f"layer2/norm_all_p{q}"] for q in (15, 50, 85))
+        assert p85 - p50 > 2 * (p50 - p15)
+
+
+def test_probe_without_norms_records_no_norm_output():
+    model = MLP(20, 4, depth=2, width=16, placement="none")
+    record = ActivationProbe(model, torch.randn(32, 20), norm_output=True)(0)
+    assert not any("norm" in k for k in record)

@@ -71,10 +71,10 @@ def tiny_data(experiment: str, root) -> list[str]:
     """Overrides that point an experiment at tiny files in its real format under `root`."""
     from tests.datafiles import write_cifar, write_imagenet_tree, write_mnist
 
-    if experiment == "fig1_mnist":
+    if experiment in ("fig1_mnist", "placement_mlp", "norm_batchsize"):
         write_mnist(root / "MNIST" / "raw", n_train=100, n_test=40)
         return [f"data.root={root}"]
-    if experiment == "fig2_fashion_mnist":
+    if experiment in ("fig2_fashion_mnist", "placement_conv"):
         write_mnist(root / "FashionMNIST" / "raw", n_train=100, n_test=40)
         return [f"data.root={root}", "model.width_mult=0.125"]
     if experiment == "fig2_cifar10":
@@ -105,6 +105,25 @@ def test_every_variant_runs(make_cfg, tmp_path, variant):
     overrides = tiny_data("fig2_fashion_mnist", tmp_path / "data")
     cfg = make_cfg("experiment=fig2_fashion_mnist", f"variant={variant}", *TINY, *overrides)
     assert run(cfg, tmp_path / "run")["status"] in ("completed", "diverged")
+
+
+@pytest.mark.parametrize("experiment, overrides", [
+    ("placement_mlp", ["model.activation=sigmoid", "bn.placement=after"]),
+    ("placement_conv", ["model.activation=relu", "bn.placement=after"]),
+    ("placement_conv", ["bn.norm=instance", "bn.placement=before"]),
+    ("norm_batchsize", ["bn.norm=group", "trainer.batch_size=2", "trainer.max_steps=3"]),
+    # the headers' other commands: placement_conv on CIFAR-10, norm_batchsize on the conv model
+    ("placement_conv", ["data=cifar10", "data.pad_to=null", "data.test_size=null", "bn.placement=after"]),
+    ("norm_batchsize", ["data=fashion_mnist", "model=inception_small", "model.init_std=null", "model.dropout=0",
+                        "model.lrn=false", "data.pad_to=32", "data.test_size=1000", "bn.norm=instance"]),
+])
+def test_placement_and_norm_experiments_record_norm_outputs(make_cfg, tmp_path, experiment, overrides):
+    data = tiny_data("fig2_cifar10" if "data=cifar10" in overrides else
+                     "placement_conv" if "model=inception_small" in overrides else experiment, tmp_path / "data")
+    cfg = make_cfg(f"experiment={experiment}", *TINY, *data, *overrides)
+    assert run(cfg, tmp_path / "run")["status"] == "completed"
+    names = set(pd.read_csv(tmp_path / "run" / "metrics.csv").name)
+    assert any(n.endswith("/norm_unit_p85") for n in names) and any(n.endswith("/unit_p15") for n in names)
 
 
 def test_experiment_keeps_command_line_overrides(make_cfg):

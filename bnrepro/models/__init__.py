@@ -15,7 +15,7 @@ MODELS = ("mlp", "bn_inception", "inception_small")
 
 
 def build_model(cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """The network of `cfg.model`, with BN as `cfg.bn` says (impl, placement, eps, momentum)."""
+    """The network of `cfg.model`, with BN as `cfg.bn` says (norm, placement, impl, eps, momentum, groups)."""
     name = cfg.model.name
     common = dict(
         num_classes=num_classes,
@@ -25,6 +25,8 @@ def build_model(cfg: DictConfig, input_shape: tuple[int, ...], num_classes: int)
         bn_eps=cfg.bn.eps,
         bn_momentum=cfg.bn.momentum,
         init_std=cfg.model.init_std,
+        norm=choice(cfg.bn.norm),
+        norm_groups=cfg.bn.groups,
     )
     if name == "mlp":
         return MLP(in_features=math.prod(input_shape), depth=cfg.model.depth, width=cfg.model.width, **common)

@@ -155,9 +155,10 @@ class BNInception(_InceptionNet):
     def __init__(self, in_channels: int = 3, num_classes: int = 1000, width_mult: float = 1.0,
                  small_input: bool = False, dropout: float = 0.0, lrn: bool = False,
                  activation: str = "relu", placement: str = "before", bn_impl: str = "torch",
-                 bn_eps: float = 1e-5, bn_momentum: float | None = 0.1, init_std: float | None = None):
+                 bn_eps: float = 1e-5, bn_momentum: float | None = 0.1, init_std: float | None = None,
+                 norm: str = "batch", norm_groups: int = 32):
         super().__init__()
-        unit = partial(conv_block, activation=activation, placement=placement,
+        unit = partial(conv_block, activation=activation, placement=placement, norm=norm, groups=norm_groups,
                        impl=bn_impl, eps=bn_eps, momentum=bn_momentum)
         w = partial(scale_width, width_mult=width_mult)
         stem = OrderedDict()
@@ -246,9 +247,10 @@ class InceptionSmall(_InceptionNet):
     def __init__(self, in_channels: int = 3, num_classes: int = 10, width_mult: float = 1.0,
                  dropout: float = 0.0, lrn: bool = False, activation: str = "relu",
                  placement: str = "before", bn_impl: str = "torch", bn_eps: float = 1e-5,
-                 bn_momentum: float | None = 0.1, init_std: float | None = None):
+                 bn_momentum: float | None = 0.1, init_std: float | None = None, norm: str = "batch",
+                 norm_groups: int = 32):
         super().__init__()
-        unit = partial(conv_block, activation=activation, placement=placement,
+        unit = partial(conv_block, activation=activation, placement=placement, norm=norm, groups=norm_groups,
                        impl=bn_impl, eps=bn_eps, momentum=bn_momentum)
         w = partial(scale_width, width_mult=width_mult)
         stem = OrderedDict(conv1=unit(in_channels, w(96), 3))

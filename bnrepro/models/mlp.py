@@ -9,7 +9,7 @@ from bnrepro.models.blocks import has_bias, norm_act
 def hidden_block(fan_in: int, width: int, activation: str, placement: str, **bn_kw) -> nn.Sequential:
     """One hidden layer, Sequential(linear, [bn,] act); the probes read the input of `act`,
     which is what Figure 1(b, c) plots."""
-    linear = nn.Linear(fan_in, width, bias=has_bias(placement))
+    linear = nn.Linear(fan_in, width, bias=has_bias(placement, bn_kw.get("norm", "batch")))
     return norm_act(linear, "linear", width, activation, placement, spatial=False, **bn_kw)
 
 
@@ -32,9 +32,11 @@ class MLP(nn.Module):
         bn_eps: float = 1e-5,
         bn_momentum: float | None = 0.1,
         init_std: float | None = None,
+        norm: str = "batch",
+        norm_groups: int = 32,
     ):
         super().__init__()
-        bn_kw = dict(impl=bn_impl, eps=bn_eps, momentum=bn_momentum)
+        bn_kw = dict(norm=norm, groups=norm_groups, impl=bn_impl, eps=bn_eps, momentum=bn_momentum)
         widths = [in_features] + [width] * depth
         self.flatten = nn.Flatten()
         self.hidden = nn.Sequential(

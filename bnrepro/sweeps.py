@@ -1,0 +1,93 @@
+"""What the placement and normalization sweeps' plots and reports share (no torch, no training):
+the configuration columns they read, their labels, per-run finals and the probes' skew."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from bnrepro.results import find_runs, final_values, load_metrics, quantile_skew, seed_band
+
+KEYS = ("model.name", "model.activation", "bn.placement", "bn.norm", "trainer.batch_size", "trainer.max_steps", "optim.lr")
+NORM_NAMES = {"batch": "BN", "layer": "LN", "group": "GN", "instance": "IN", "none": "no norm"}
+PLACEMENT_ORDER = ("none", "before", "after")
+NORM_ORDER = ("batch", "layer", "group", "instance", "none")
+
+
+def load(sweep_dir: Path) -> pd.DataFrame:
+    """All metrics of a sweep with the KEYS columns; `placement` is "none" wherever no norm is."""
+    metrics = load_metrics(sweep_dir, KEYS)
+    metrics["placement"] = metrics["bn.placement"].where(metrics["bn.norm"] != "none", "none")
+    return metrics
+
+
+def placement_label(placement: str, norm: str = "batch") -> str:
+    name = NORM_NAMES.get(norm, norm)
+    return {"none": "no norm" if norm != "batch" else "no BN", "before": f"{name} before g (paper)",
+            "after": f"{name} after g"}.get(placement, placement)
+
+
+def last_layer(metrics: pd.DataFrame) -> str | None:
+    """The deepest probed layer: the last layer name, in the order the probes wrote them."""
+    names = metrics.name[metrics.split == "probe"].unique()
+    layers = [n.split("/")[0] for n in names]
+    return layers[-1] if layers else None
+
+
+def skew(metrics: pd.DataFrame, layer: str, kind: str = "norm_unit") -> pd.DataFrame:
+    """Per run and probe step, the quantile skew (results.quantile_skew) of `layer`'s `kind`
+    ("unit": the nonlinearity's input; "norm_unit": the normalization's output), from its lowest,
+    middle and highest recorded percentiles; long form like metrics, split "probe", name "skew"."""
+    rows = metrics[(metrics.split == "probe") & metrics.name.str.startswith(f"{layer}/{kind}_p")]
+    if rows.empty:
+        return rows.assign(value=[])
+    q = rows.name.str.rpartition("_p")[2].astype(float)
+    wide = rows.assign(q=q).pivot_table(index=["run", "step"], columns="q", values="value")
+    qs = sorted(wide.columns)
+    out = quantile_skew(wide[qs[0]], wide[qs[len(qs) // 2]], wide[qs[-1]]).rename("value").reset_index()
+    info = rows.drop(columns=["step", "name", "value", "split"]).drop_duplicates("run")
+    return out.merge(info, on="run").assign(split="probe", name=f"skew_{kind}")
+
+
+def finals(metrics: pd.DataFrame) -> pd.DataFrame:
+    """One row per run: its config columns, final and best test accuracy, the final skews of
+    the last layer's normalization output and nonlinearity input, and the examples it saw."""
+    acc = final_values(metrics, "test", "accuracy").rename(columns={"value": "final"})
+    best = metrics[(metrics.split == "test") & (metrics.name == "accuracy")].groupby("run").value.max()
+    acc["best"] = acc.run.map(best)
+    acc["examples"] = acc.step * acc["trainer.batch_size"]
+    layer = last_layer(metrics)
+    for kind in ("norm_unit", "unit"):
+        s = skew(metrics, layer, kind) if layer else pd.DataFrame()
+        last = s.sort_values("step").groupby("run").tail(1).set_index("run").value if len(s) else {}
+        acc[f"skew_{kind}"] = acc.run.map(last).astype(float)
+    return acc
+
+
+def wall_times(sweep_dir: Path) -> tuple[float, float]:
+    """(summed, elapsed) seconds: wall time summed over runs (summary.json), and from the first
+    run's start (its config.yaml written) to the last run's end (its summary.json written)."""
+    runs = [d for d in find_runs(sweep_dir) if (d / "summary.json").exists()]
+    summed = sum(json.loads((d / "summary.json").read_text()).get("wall_time_s", 0) for d in runs)
+    if not runs:
+        return 0.0, 0.0
+    start = min((d / "config.yaml").stat().st_mtime for d in runs)
+    end = max((d / "summary.json").stat().st_mtime for d in runs)
+    return summed, end - start
+
+
+def band(values: pd.Series, scale: float = 100.0, digits: int = 2) -> str:
+    """"mean ± std" over seeds of per-run values (accuracies as %, by default)."""
+    mean, std, n = seed_band(values * scale)
+    return "n/a" if n == 0 else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def difference(a: pd.Series, b: pd.Series) -> str:
+    """mean(a) - mean(b) in points (a, b accuracies as fractions), ± the standard error of the
+    difference, sqrt(s_a^2 / n_a + s_b^2 / n_b)."""
+    (ma, sa, na), (mb, sb, nb) = seed_band(a * 100), seed_band(b * 100)
+    if not (na and nb):
+        return "n/a"
+    return f"{ma - mb:+.2f} ± {math.sqrt(sa ** 2 / na + sb ** 2 / nb):.2f}"
