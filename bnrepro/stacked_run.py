@@ -44,6 +44,8 @@ def check_supported(cfg: DictConfig) -> None:
         problems.append("data=imagenet_subset (only data sets held whole on the device are stacked)")
     if choice(cfg.bn.placement) == "after":
         problems.append("bn.placement=after (stacked: none or before)")
+    if choice(cfg.bn.norm) != "batch" and choice(cfg.bn.placement) != "none":
+        problems.append(f"bn.norm={choice(cfg.bn.norm)} (stacked: batch normalization only)")
     if choice(cfg.bn.population) != "ema":
         problems.append("bn.population=average (stacked: ema)")
     aug = cfg.data.augment

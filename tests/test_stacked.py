@@ -76,6 +76,7 @@ def test_stacked_run_equals_single_runs(make_cfg, tmp_path, variant):
 @pytest.mark.parametrize("override, named", [("model=inception_small", "model=inception_small"),
                                              ("bn.placement=after", "bn.placement=after"),
                                              ("bn.population=average", "bn.population"),
+                                             ("bn.norm=layer", "bn.norm=layer"),
                                              ("data.augment.flip=true", "data.augment"),
                                              ("trainer.compile=true", "trainer.compile")])
 def test_stacked_unsupported_options_are_one_clear_error(make_cfg, tmp_path, override, named):
