@@ -15,7 +15,9 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
+from bnrepro import distributed
 from bnrepro.bn import recompute_population_stats
+from bnrepro.checkpoint import Checkpointer, TrainingState
 from bnrepro.config import choice
 from bnrepro.data import DataBundle
 from bnrepro.data.augment import BatchAugment
@@ -80,7 +82,8 @@ def make_probe(model: nn.Module, data: DataBundle, cfg: DictConfig, log: RunLogg
     return probe
 
 
-def fit(model: nn.Module, data: DataBundle, cfg: DictConfig, log: RunLogger) -> FitResult:
+def fit(model: nn.Module, data: DataBundle, cfg: DictConfig, log: RunLogger,
+        checkpoints: Checkpointer | None = None) -> FitResult:
     # Plain ints for the hot loop: each DictConfig attribute read costs ~50 us, a step ~1 ms.
     max_steps, log_every, eval_every = cfg.trainer.max_steps, cfg.trainer.log_every, cfg.trainer.eval_every
     probe_every = cfg.probe.every
@@ -90,7 +93,8 @@ def fit(model: nn.Module, data: DataBundle, cfg: DictConfig, log: RunLogger) -> 
     augment = BatchAugment.from_config(cfg.data.augment, cfg.seed, device)
     amp, channels_last = cfg.trainer.amp, cfg.trainer.channels_last
     # The probe hooks the plain module; training and evaluation may run a compiled twin of it.
-    net = torch.compile(model) if cfg.trainer.compile else model
+    net = distributed.wrap(model)  # DDP under torchrun, `model` itself otherwise
+    net = torch.compile(net) if cfg.trainer.compile else net
     # Algorithm 2 proper: before each evaluation, population statistics are recomputed over
     # fixed-size training batches drawn from their own stream, so training's order is untouched.
     population = choice(cfg.bn.population) == "average" and choice(cfg.bn.placement) != "none"
@@ -111,16 +115,22 @@ def fit(model: nn.Module, data: DataBundle, cfg: DictConfig, log: RunLogger) -> 
         if cfg.probe.histogram_every and (len(probe.history) - 1) % cfg.probe.histogram_every == 0:
             log.histograms(step, "probe", probe.last_inputs)
 
-    if probe:
-        probe_and_log(0)
     result = FitResult(status="completed", steps=0)
     loss_sum = torch.zeros((), device=device)
     window = 0
+    state = TrainingState(model, optimizer, schedule, batches, augment, population_batches, probe, log, result)
+    resumed = checkpoints.restore(state) if checkpoints else None
+    if resumed:
+        loss_sum.fill_(resumed["loss_sum"])
+        window, result.steps = resumed["window"], resumed["step"]
+    elif probe:
+        probe_and_log(0)
     model.train()
-    for step in range(1, max_steps + 1):
+    for step in range(resumed["step"] + 1 if resumed else 1, max_steps + 1):
         x, y = next(batches)
         if augment:
             x = augment(x)
+        x, y = distributed.shard(x, y)  # this process's slice of the global batch
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(amp, device):
@@ -134,7 +144,7 @@ def fit(model: nn.Module, data: DataBundle, cfg: DictConfig, log: RunLogger) -> 
         result.steps = step
         last = step == max_steps
         if step % log_every == 0 or last:
-            train_loss = float(loss_sum) / window
+            train_loss = float(distributed.average(loss_sum)) / window
             loss_sum.zero_()
             window = 0
             if not math.isfinite(train_loss):
@@ -152,6 +162,8 @@ def fit(model: nn.Module, data: DataBundle, cfg: DictConfig, log: RunLogger) -> 
             probe_and_log(step)
         if step % log_every == 0 or last:
             log.progress(step)
+        if checkpoints:
+            checkpoints.after_step(step, state, loss_sum, window)
     if probe:
         result.drift = probe.drift()
     result.final = {k: v for k, v in log.latest.items() if k in ("train/loss", "test/loss", "test/accuracy")}
