@@ -226,6 +226,9 @@ def validate(cfg) -> None:
                                f"(e.g. trainer.{key}={TrainerConfig.__dataclass_fields__[key].default}).")
     if cfg.optim.lr <= 0:
         raise BnreproError(f"optim.lr={cfg.optim.lr} must be positive.")
+    if cfg.trainer.checkpoint_every < 0 or cfg.trainer.checkpoint_keep < 1:
+        raise BnreproError(f"trainer.checkpoint_every={cfg.trainer.checkpoint_every} must be >= 0 (0 = no checkpoints) "
+                           f"and trainer.checkpoint_keep={cfg.trainer.checkpoint_keep} >= 1.")
 
 
 def choice(option) -> str:
