@@ -13,7 +13,9 @@ position (epoch, index) is all there is to save.
 Rerunning the same command into the same run directory resumes from the newest good
 checkpoint (`trainer.resume=true`, the default), truncating metrics.csv after its step; a run
 already completed or diverged there is not redone. SIGTERM and Ctrl-C stop the run at the end
-of the current step with a checkpoint (a second Ctrl-C aborts at once).
+of the current step with a checkpoint (a second Ctrl-C aborts at once); so does SIGUSR2 when a
+handler for it was installed (submitit's, which requeues a SLURM job near its time limit), and
+that handler then runs, after the checkpoint.
 """
 from __future__ import annotations
 
@@ -252,7 +254,10 @@ class Checkpointer:
             return
         path = self.save(step, state, loss_sum, window) if self.every else None
         if stop:
-            raise Interrupted(self.signum or signal.SIGTERM, step, path)
+            signum = self.signum or signal.SIGTERM
+            if callable(chained := self._previous.get(signum)) and signum not in (signal.SIGTERM, signal.SIGINT):
+                chained(signum, None)  # e.g. submitit's SIGUSR2: requeue the job, now that it is checkpointed
+            raise Interrupted(signum, step, path)
 
     def save(self, step: int, state: TrainingState, loss_sum: torch.Tensor, window: int) -> Path | None:
         # The ranks' windows averaged: resumed ranks all start from it, and the mean is linear.
@@ -275,8 +280,11 @@ class Checkpointer:
 
     def __enter__(self) -> "Checkpointer":
         if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                self._previous[signum] = signal.signal(signum, self._request_stop)
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2):
+                # SIGUSR2 only when someone (submitit, before a SLURM time limit) handles it: it is
+                # then passed on to that handler after the checkpoint.
+                if signum != signal.SIGUSR2 or callable(signal.getsignal(signum)):
+                    self._previous[signum] = signal.signal(signum, self._request_stop)
         return self
 
     def __exit__(self, *exc) -> None:

@@ -180,3 +180,21 @@ def test_metrics_keep_one_row_per_step_after_resume(make_cfg, tmp_path):
     acc = metrics[(metrics.split == "test") & (metrics.name == "accuracy")]
     assert acc.step.tolist() == [10, 20, 30]
     assert not metrics.duplicated(["step", "split", "name"]).any()
+
+
+def test_sigusr2_handler_runs_after_the_checkpoint(make_cfg, tmp_path):
+    """submitit handles SIGUSR2 (SLURM's warning before the time limit) by requeueing the job:
+    the run checkpoints first, then hands the signal on, then stops as interrupted."""
+    from bnrepro.checkpoint import Checkpointer, Interrupted
+
+    calls = []
+    previous = signal.signal(signal.SIGUSR2, lambda signum, frame: calls.append(signum))
+    try:
+        with Checkpointer(tmp_path, every=0, keep=1, config={}) as ckpt:
+            os.kill(os.getpid(), signal.SIGUSR2)
+            with pytest.raises(Interrupted, match="SIGUSR2 at step 7"):
+                ckpt.after_step(7, None, torch.zeros(()), 0)
+        assert calls == [signal.SIGUSR2]
+        assert signal.getsignal(signal.SIGUSR2) is not ckpt._request_stop  # restored on exit
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
