@@ -239,6 +239,12 @@ class Checkpointer:
             return step
         return 0
 
+    def clear(self) -> None:
+        """Start over (trainer.resume=false): an earlier attempt's checkpoints must not outrank ours."""
+        if self.write:
+            for _, path in checkpoints(self.directory):
+                path.unlink()
+
     def restore(self, state: TrainingState) -> dict[str, Any] | None:
         """Put the loaded checkpoint into `state`; returns its `step` and loss window, or None."""
         if self.loaded is None:

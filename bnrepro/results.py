@@ -96,9 +96,10 @@ def provenance_lines(sweep_dir: str | Path) -> list[str]:
 
 def run_status(metrics: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """Runs per variant (index) and status (columns STATUSES). A run that logged `diverged` but
-    has not written its summary.json yet counts as diverged, not running."""
+    has not written its summary.json yet counts as diverged, not running; an interrupted one (it
+    will resume from its checkpoint) counts as running."""
     logged = set(metrics.run[(metrics.name == "diverged") & (metrics.value == 1)])
-    status = runs.status.mask(runs.run.isin(logged), "diverged")
+    status = runs.status.replace({"interrupted": "running"}).mask(runs.run.isin(logged), "diverged")
     return pd.crosstab(runs.variant, status).reindex(columns=list(STATUSES), fill_value=0)
 
 

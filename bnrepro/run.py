@@ -131,7 +131,9 @@ def run(cfg: DictConfig, out_dir: str | os.PathLike) -> dict[str, object]:
         hparam_dict = flatten(OmegaConf.to_container(cfg, resolve=True))
         name = f"{cfg.variant} seed={cfg.seed}"
         checkpoints = Checkpointer.from_config(out, cfg, write=main_rank)
-        start_step = checkpoints.load_latest() if cfg.trainer.resume else 0
+        if not cfg.trainer.resume:
+            checkpoints.clear()
+        start_step = checkpoints.load_latest()
         if start_step:
             summary["resumed_from"] = str(checkpoints.last_path)
         logger = RunLogger if main_rank else distributed.QuietLogger

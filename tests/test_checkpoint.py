@@ -155,6 +155,11 @@ def test_finished_run_is_not_redone_and_a_changed_config_is_refused(make_cfg, tm
     (tmp_path / "summary.json").unlink()
     with pytest.raises(BnreproError, match="optim.lr"):  # the checkpoints say which keys differ
         run(make_cfg(*small(tmp_path), "optim.lr=0.3"), tmp_path)
+    # trainer.resume=false starts over there, with none of the old checkpoints left to outrank its own.
+    summary = run(make_cfg(*small(tmp_path), "optim.lr=0.3", "trainer.resume=false", "trainer.max_steps=12"),
+                  tmp_path)
+    assert summary["status"] == "completed" and "resumed_from" not in summary
+    assert [s for s, _ in checkpoints(tmp_path / CHECKPOINT_DIR)] == [10, 5]
 
 
 def test_unexpected_exception_is_recorded_as_failed(make_cfg, tmp_path, monkeypatch):
