@@ -52,6 +52,15 @@ def truncate_metrics(path: Path, last_step: int) -> None:
     os.replace(tmp, path)
 
 
+def wait_for_a_later_second(run_dir: Path) -> None:
+    """TensorBoard reads a run's event files in name order, and a name starts with the second it
+    was opened: a resumed run's file must sort after the earlier attempt's for its purge to apply."""
+    seconds = [int(p.name.split(".")[3]) for p in run_dir.glob("events.out.tfevents.*")
+               if p.name.split(".")[3].isdigit()]
+    while seconds and time.time() < max(seconds) + 1:
+        time.sleep(0.05)
+
+
 def flatten(cfg: Mapping, prefix: str = "") -> dict[str, Any]:
     """{"optim": {"lr": 0.1}} -> {"optim.lr": 0.1}, with values TensorBoard's HParams accepts."""
     out: dict[str, Any] = {}
@@ -96,6 +105,8 @@ class RunLogger:
             self._file = open(self.out_dir / METRICS_FILE, "w", newline="")
             self._csv = csv.writer(self._file)
             self._csv.writerow(METRICS_COLUMNS)
+        if resume_step:
+            wait_for_a_later_second(self.out_dir)
         self.tb = SummaryWriter(log_dir=str(self.out_dir), purge_step=resume_step + 1 if resume_step else None)
         # add_hparams() would open a second, timestamp-named sub-run; writing its three
         # summaries into this run's own writer keeps one run per directory.

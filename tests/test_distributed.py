@@ -28,8 +28,8 @@ def test_shard_is_identity_in_one_process():
     assert distributed.shard(x, y)[0] is x and distributed.world_size() == 1 and distributed.is_main()
 
 
-@pytest.mark.slow  # two processes start torch and Hydra: ~20 s on 2 cores
 def test_torchrun_two_processes_rank0_writes_and_matches_one_process(make_cfg, tmp_path):
+    """One torchrun sweep of 2 jobs, 2 processes each (~7 s on 2 idle cores)."""
     sweep = tmp_path / "sweep"
     env = {k: v for k, v in os.environ.items() if k != "BNREPRO_RUN_TIME"}
     proc = subprocess.run(
