@@ -19,7 +19,7 @@ setup: $(STAMP)
 # The virtual environment, with the exact versions of constraints.txt; redone when either changes.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,launchers]'
 	touch $@
 
 # Figure 1's MLP with and without BN on Fashion-MNIST, a short schedule, and its accuracy plot.

@@ -134,6 +134,9 @@ class BNConfig:
     momentum: Optional[float] = 0.1
     population: Population = Population.ema
     population_batches: int = 100
+    # Several processes (torchrun): true = SyncBatchNorm, statistics over the whole global batch;
+    # false = each process normalizes over its own batch_size / world_size slice (bnrepro/distributed.py).
+    sync: bool = False
 
 
 @dataclass
@@ -181,6 +184,11 @@ class TrainerConfig:
     progress: str = "auto"  # auto (bar on a terminal, lines otherwise, quiet under CI) | bar | lines | none
     threads: Optional[int] = None  # torch.set_num_threads; null keeps torch's default
     deterministic: bool = False
+    # bnrepro/checkpoint.py: a checkpoint every N steps (0 = none), the newest K kept; rerunning into
+    # the same run directory resumes from the newest (resume=false starts over).
+    checkpoint_every: int = 5000
+    checkpoint_keep: int = 2
+    resume: bool = True
     # GPU speed knobs, all off in the `faithful` preset (configs/trainer/faithful.yaml):
     channels_last: bool = False  # NHWC memory format for conv models
     amp: bool = False  # bf16 autocast on CUDA; BN's parameters and statistics stay float32
@@ -258,6 +266,9 @@ def validate(cfg) -> None:
     if choice(cfg.bn.population) == "average" and choice(cfg.bn.norm) != "batch" and choice(cfg.bn.placement) != "none":
         raise BnreproError(f"bn.population=average recomputes batch-norm statistics (Algorithm 2), but "
                            f"bn.norm={choice(cfg.bn.norm)} keeps none; use bn.population=ema or bn.norm=batch.")
+    if cfg.trainer.checkpoint_every < 0 or cfg.trainer.checkpoint_keep < 1:
+        raise BnreproError(f"trainer.checkpoint_every={cfg.trainer.checkpoint_every} must be >= 0 (0 = no checkpoints) "
+                           f"and trainer.checkpoint_keep={cfg.trainer.checkpoint_keep} >= 1.")
 
 
 def choice(option) -> str:

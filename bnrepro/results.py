@@ -26,6 +26,22 @@ def find_runs(sweep_dir: str | Path) -> list[Path]:
     return sorted(p.parent for p in root.rglob(METRICS_FILE))
 
 
+def find_jobs(sweep_dir: str | Path) -> list[Path]:
+    """Every job directory, including jobs that failed before logging a metric: a directory with
+    a metrics.csv, a summary.json, a config.yaml or Hydra's .hydra/config.yaml."""
+    root = Path(sweep_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a directory: pass the sweep (or run) directory.")
+    found = {p.parent for name in (METRICS_FILE, "summary.json", "config.yaml") for p in root.rglob(name)}
+    return sorted({d.parent if d.name == ".hydra" else d for d in found})
+
+
+def read_summary(run_dir: Path) -> dict[str, object]:
+    """A run's summary.json, or {} while it has none (still running, or killed before writing it)."""
+    path = run_dir / "summary.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def config_value(cfg: dict, key: str):
     """A dotted key ("bn.placement") of a resolved config dict; None where it is absent."""
     for part in key.split("."):
@@ -34,11 +50,11 @@ def config_value(cfg: dict, key: str):
 
 
 def run_info(run_dir: Path, sweep_dir: Path, keys: tuple[str, ...] = ()) -> dict[str, object]:
-    """Who a run is (from its resolved config) and how it ended (from its summary, if any).
-    `keys`: more dotted config keys to report, each as a column of that name ("bn.placement")."""
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").exists() else {}
-    summary_path = run_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    """Who a run is (from its resolved config, else Hydra's) and how it ended (from its summary, if
+    any). `keys`: more dotted config keys to report, each as a column of that name ("bn.placement")."""
+    cfg_path = next((p for p in (run_dir / "config.yaml", run_dir / ".hydra" / "config.yaml") if p.exists()), None)
+    cfg = yaml.safe_load(cfg_path.read_text()) if cfg_path else {}
+    summary = read_summary(run_dir)
     info = {"run": str(run_dir.relative_to(sweep_dir)) if run_dir != sweep_dir else run_dir.name}
     info.update({k: cfg.get(k) for k in RUN_KEYS})
     info["data"] = (cfg.get("data") or {}).get("name")
@@ -110,9 +126,10 @@ def provenance_lines(sweep_dir: str | Path) -> list[str]:
 
 def run_status(metrics: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """Runs per variant (index) and status (columns STATUSES). A run that logged `diverged` but
-    has not written its summary.json yet counts as diverged, not running."""
+    has not written its summary.json yet counts as diverged, not running; an interrupted one (it
+    will resume from its checkpoint) counts as running."""
     logged = set(metrics.run[(metrics.name == "diverged") & (metrics.value == 1)])
-    status = runs.status.mask(runs.run.isin(logged), "diverged")
+    status = runs.status.replace({"interrupted": "running"}).mask(runs.run.isin(logged), "diverged")
     return pd.crosstab(runs.variant, status).reindex(columns=list(STATUSES), fill_value=0)
 
 

@@ -3,6 +3,7 @@
 A run directory holds: config.yaml (resolved), provenance.json, metrics.csv, TensorBoard
 events, and summary.json (status completed | diverged | failed, final and best metrics, wall
 time, steps/s). Hydra adds its own .hydra/ with the unresolved config and the overrides.
+Checkpoints go to checkpoints/ (bnrepro/checkpoint.py); under torchrun only rank 0 writes.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import random
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,8 @@ import torch
 import torchvision
 from omegaconf import DictConfig, OmegaConf
 
+from bnrepro import distributed, summarize
+from bnrepro.checkpoint import Checkpointer, Interrupted, finished_run
 from bnrepro.config import choice, validate
 from bnrepro.data import build_data
 from bnrepro.errors import BnreproError
@@ -34,8 +38,9 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+    # Set both ways: a joblib (loky) worker process runs one job after another.
+    torch.use_deterministic_algorithms(deterministic)
     if deterministic:
-        torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
 
 
@@ -92,10 +97,15 @@ def provenance(cfg: DictConfig, device: torch.device) -> dict[str, object]:
 def run(cfg: DictConfig, out_dir: str | os.PathLike) -> dict[str, object]:
     """Train `cfg` into `out_dir` and return the summary that was written to summary.json.
 
-    A BnreproError (bad data, bad device...) is recorded as status `failed` and re-raised.
+    Any exception is recorded as status `failed` (with the error) and re-raised; SIGTERM, Ctrl-C
+    and SystemExit as `interrupted`. A run already finished in `out` with this config is not redone.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    main_rank = distributed.is_main()  # under torchrun only rank 0 writes
+    if cfg.trainer.resume and (previous := finished_run(out, cfg)):
+        print(f"{out} already holds this run ({previous['status']}); not rerunning it.", file=sys.stderr)
+        return previous
     start = time.perf_counter()
     summary: dict[str, object] = {
         "variant": cfg.variant, "experiment": cfg.experiment, "seed": cfg.seed,
@@ -103,36 +113,57 @@ def run(cfg: DictConfig, out_dir: str | os.PathLike) -> dict[str, object]:
     }
     try:
         validate(cfg)
-        OmegaConf.save(cfg, out / "config.yaml", resolve=True)
-        if cfg.trainer.threads:
-            torch.set_num_threads(cfg.trainer.threads)
+        if main_rank:
+            OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+        if threads := cfg.trainer.threads or summarize.threads_per_job():
+            torch.set_num_threads(threads)
         seed_everything(cfg.seed, cfg.trainer.deterministic)
-        device = resolve_device(cfg.trainer.device)
-        write_json_atomic(out / "provenance.json", provenance(cfg, device))
+        device = distributed.device_for_rank(resolve_device(cfg.trainer.device))
+        if main_rank:
+            write_json_atomic(out / "provenance.json", provenance(cfg, device))
         data = build_data(cfg.data, batch_size=cfg.trainer.batch_size,
                           eval_batch_size=cfg.trainer.eval_batch_size, device=device)
-        model = build_model(cfg, data.input_shape, data.num_classes).to(device)
+        model = distributed.convert_sync_bn(build_model(cfg, data.input_shape, data.num_classes), cfg.bn.sync,
+                                            device).to(device)
         if cfg.trainer.channels_last:
             model = model.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = cfg.trainer.cudnn_benchmark
         hparam_dict = flatten(OmegaConf.to_container(cfg, resolve=True))
         name = f"{cfg.variant} seed={cfg.seed}"
-        with RunLogger(out, hparam_dict, cfg.trainer.max_steps, cfg.trainer.progress, name) as log:
+        checkpoints = Checkpointer.from_config(out, cfg, write=main_rank)
+        if not cfg.trainer.resume:
+            checkpoints.clear()
+        start_step = checkpoints.load_latest()
+        if start_step:
+            summary["resumed_from"] = str(checkpoints.last_path)
+        logger = RunLogger if main_rank else distributed.QuietLogger
+        with logger(out, hparam_dict, cfg.trainer.max_steps, cfg.trainer.progress, name, start_step) as log, \
+                checkpoints:
             train_start = time.perf_counter()
-            result = fit(model, data, cfg, log)
+            result = fit(model, data, cfg, log, checkpoints)
             train_time = time.perf_counter() - train_start
         summary.update(
             status=result.status, divergence=result.divergence, steps=result.steps, final=result.final,
             best_accuracy=result.best_accuracy, best_step=result.best_step,
-            train_time_s=round(train_time, 3), steps_per_s=round(result.steps / train_time, 1),
+            train_time_s=round(train_time, 3), steps_per_s=round((result.steps - start_step) / train_time, 1),
             data_source=data.source, drift=result.drift,
         )
     except BnreproError as err:
         summary.update(status="failed", error=str(err))
         raise
+    except Interrupted as err:
+        summary.update(status="interrupted", error=str(err), steps=err.step, checkpoint=str(err.checkpoint))
+        raise
+    except (KeyboardInterrupt, SystemExit) as err:
+        summary.update(status="interrupted", error=f"{type(err).__name__} {err}".strip())
+        raise
+    except Exception as err:
+        summary.update(status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
+        raise
     finally:
         summary["wall_time_s"] = round(time.perf_counter() - start, 3)
-        write_json_atomic(out / "summary.json", summary)
+        if main_rank:
+            write_json_atomic(out / "summary.json", summary)
     return summary
 
 
@@ -140,11 +171,14 @@ def main(cfg: DictConfig, out_dir: str) -> None:
     """The Hydra runner's body: a user error is one paragraph on stderr and exit status 2.
 
     Inside a multirun the error is raised instead, so Hydra records the job as failed and the
-    sweep's other jobs still run.
+    sweep's other jobs still run; each job, however it ends, refreshes the sweep's summary.csv
+    (Hydra skips on_multirun_end callbacks when a job failed, so nothing waits for the sweep's end).
+    SIGTERM / Ctrl-C stop the run (and the sweep) after a checkpoint, exit status 128 + signal.
     """
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         if cfg.seeds:  # a seed sweep as one stacked model; imported here, it imports this module
             from bnrepro.stacked_run import run_stacked
@@ -153,7 +187,13 @@ def main(cfg: DictConfig, out_dir: str) -> None:
         else:
             run(cfg, out_dir)
     except BnreproError as err:
-        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        if multirun:
             raise
         print(f"Error: {err}", file=sys.stderr)
         sys.exit(2)
+    except Interrupted as err:
+        print(f"Interrupted: {err}. Rerun the same command (same output directory) to resume.", file=sys.stderr)
+        sys.exit(128 + err.signum)
+    finally:
+        if multirun and distributed.is_main():
+            summarize.refresh(HydraConfig.get().sweep.dir)

@@ -38,6 +38,29 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+def truncate_metrics(path: Path, last_step: int) -> None:
+    """Keep the header and the rows of steps <= last_step, atomically; a torn last line goes too."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(path, newline="") as src, open(tmp, "w", newline="") as dst:
+        dst.write(src.readline())
+        for line in src:
+            step = line.split(",", 1)[0]
+            if line.endswith("\n") and step.isdigit() and int(step) <= last_step:
+                dst.write(line)
+        dst.flush()
+        os.fsync(dst.fileno())
+    os.replace(tmp, path)
+
+
+def wait_for_a_later_second(run_dir: Path) -> None:
+    """TensorBoard reads a run's event files in name order, and a name starts with the second it
+    was opened: a resumed run's file must sort after the earlier attempt's for its purge to apply."""
+    seconds = [int(p.name.split(".")[3]) for p in run_dir.glob("events.out.tfevents.*")
+               if p.name.split(".")[3].isdigit()]
+    while seconds and time.time() < max(seconds) + 1:
+        time.sleep(0.05)
+
+
 def flatten(cfg: Mapping, prefix: str = "") -> dict[str, Any]:
     """{"optim": {"lr": 0.1}} -> {"optim.lr": 0.1}, with values TensorBoard's HParams accepts."""
     out: dict[str, Any] = {}
@@ -64,7 +87,7 @@ class RunLogger:
     """Logs one run's scalars to metrics.csv, TensorBoard and the progress display."""
 
     def __init__(self, out_dir: Path, hparam_dict: dict[str, Any], max_steps: int, progress: str = "auto",
-                 name: str | None = None):
+                 name: str | None = None, resume_step: int = 0):
         self.out_dir = Path(out_dir)
         self.name = name or self.out_dir.name
         self.max_steps = max_steps
@@ -72,10 +95,19 @@ class RunLogger:
         self.latest: dict[str, float] = {}
         self._start = time.perf_counter()
         self._last_line = 0
-        self._file = open(self.out_dir / METRICS_FILE, "w", newline="")
-        self._csv = csv.writer(self._file)
-        self._csv.writerow(METRICS_COLUMNS)
-        self.tb = SummaryWriter(log_dir=str(self.out_dir))
+        # A resumed run (resume_step > 0) keeps the rows up to its checkpoint and appends; TensorBoard
+        # drops the earlier attempt's events after that step (purge_step).
+        if resume_step and (self.out_dir / METRICS_FILE).exists():
+            truncate_metrics(self.out_dir / METRICS_FILE, resume_step)
+            self._file = open(self.out_dir / METRICS_FILE, "a", newline="")
+            self._csv = csv.writer(self._file)
+        else:
+            self._file = open(self.out_dir / METRICS_FILE, "w", newline="")
+            self._csv = csv.writer(self._file)
+            self._csv.writerow(METRICS_COLUMNS)
+        if resume_step:
+            wait_for_a_later_second(self.out_dir)
+        self.tb = SummaryWriter(log_dir=str(self.out_dir), purge_step=resume_step + 1 if resume_step else None)
         # add_hparams() would open a second, timestamp-named sub-run; writing its three
         # summaries into this run's own writer keeps one run per directory.
         for summary in hparams(hparam_dict, {tag: 0.0 for tag in HPARAM_METRICS}):
@@ -119,6 +151,12 @@ class RunLogger:
                 file=sys.stderr,
                 flush=True,
             )
+
+    def sync(self) -> None:
+        """Everything logged so far on disk (before a checkpoint vouches for it)."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self.tb.flush()
 
     def close(self) -> None:
         if self._bar is not None:

@@ -25,7 +25,9 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
+from bnrepro import distributed
 from bnrepro.bn import recompute_population_stats
+from bnrepro.checkpoint import Checkpointer, TrainingState
 from bnrepro.config import choice
 from bnrepro.data import DataBundle
 from bnrepro.data.augment import BatchAugment
@@ -42,6 +44,7 @@ class FitResult:
     best_step: int = 0
     drift: dict[str, dict[str, float]] = field(default_factory=dict)
     divergence: str | None = None  # nonfinite | dead, when status == diverged
+    dead_checks: int = 0  # consecutive log steps so far at which the logits did not depend on the input
 
 
 def input_independent(logits: torch.Tensor) -> torch.Tensor:
@@ -100,7 +103,8 @@ def make_probe(model: nn.Module, data: DataBundle, cfg: DictConfig, log: RunLogg
     return probe
 
 
-def fit(model: nn.Module, data: DataBundle, cfg: DictConfig, log: RunLogger) -> FitResult:
+def fit(model: nn.Module, data: DataBundle, cfg: DictConfig, log: RunLogger,
+        checkpoints: Checkpointer | None = None) -> FitResult:
     # Plain ints for the hot loop: each DictConfig attribute read costs ~50 us, a step ~1 ms.
     max_steps, log_every, eval_every = cfg.trainer.max_steps, cfg.trainer.log_every, cfg.trainer.eval_every
     probe_every = cfg.probe.every
@@ -110,7 +114,8 @@ def fit(model: nn.Module, data: DataBundle, cfg: DictConfig, log: RunLogger) -> 
     augment = BatchAugment.from_config(cfg.data.augment, cfg.seed, device)
     amp, channels_last = cfg.trainer.amp, cfg.trainer.channels_last
     # The probe hooks the plain module; training and evaluation may run a compiled twin of it.
-    net = torch.compile(model) if cfg.trainer.compile else model
+    net = distributed.wrap(model)  # DDP under torchrun, `model` itself otherwise
+    net = torch.compile(net) if cfg.trainer.compile else net
     # Algorithm 2 proper: before each evaluation, population statistics are recomputed over
     # fixed-size training batches drawn from their own stream, so training's order is untouched.
     population = choice(cfg.bn.population) == "average" and choice(cfg.bn.placement) != "none"
@@ -131,17 +136,22 @@ def fit(model: nn.Module, data: DataBundle, cfg: DictConfig, log: RunLogger) -> 
         if cfg.probe.histogram_every and (len(probe.history) - 1) % cfg.probe.histogram_every == 0:
             log.histograms(step, "probe", probe.last_inputs)
 
-    if probe:
-        probe_and_log(0)
     result = FitResult(status="completed", steps=0)
     loss_sum = torch.zeros((), device=device)
     window = 0
-    dead_checks = 0  # consecutive log steps at which the logits did not depend on the input
+    state = TrainingState(model, optimizer, schedule, batches, augment, population_batches, probe, log, result)
+    resumed = checkpoints.restore(state) if checkpoints else None
+    if resumed:
+        loss_sum.fill_(resumed["loss_sum"])
+        window, result.steps = resumed["window"], resumed["step"]
+    elif probe:
+        probe_and_log(0)
     model.train()
-    for step in range(1, max_steps + 1):
+    for step in range(resumed["step"] + 1 if resumed else 1, max_steps + 1):
         x, y = next(batches)
         if augment:
             x = augment(x)
+        x, y = distributed.shard(x, y)  # this process's slice of the global batch
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(amp, device):
@@ -156,12 +166,15 @@ def fit(model: nn.Module, data: DataBundle, cfg: DictConfig, log: RunLogger) -> 
         result.steps = step
         last = step == max_steps
         if step % log_every == 0 or last:
-            total, dead = torch.stack([loss_sum, input_independent(logits.detach())]).tolist()
+            # One read-back for the window: the loss and whether the logits ignored the input, averaged
+            # over ranks so every rank takes the same decision (dead only when dead everywhere).
+            total, dead = distributed.average(torch.stack([loss_sum, input_independent(logits.detach())])).tolist()
             train_loss = total / window
             loss_sum.zero_()
             window = 0
-            dead_checks = dead_checks + 1 if dead else 0
-            divergence = "nonfinite" if not math.isfinite(train_loss) else "dead" if dead_checks >= 2 else None
+            result.dead_checks = result.dead_checks + 1 if dead == 1.0 else 0
+            divergence = ("nonfinite" if not math.isfinite(train_loss) else "dead" if result.dead_checks >= 2
+                          else None)
             if divergence:
                 log.log(step, "train", {"loss": train_loss, "diverged": 1.0})
                 result.status, result.divergence = "diverged", divergence
@@ -177,6 +190,8 @@ def fit(model: nn.Module, data: DataBundle, cfg: DictConfig, log: RunLogger) -> 
             probe_and_log(step)
         if step % log_every == 0 or last:
             log.progress(step)
+        if checkpoints:
+            checkpoints.after_step(step, state, loss_sum, window)
     if probe:
         result.drift = probe.drift()
     result.final = {k: v for k, v in log.latest.items() if k in ("train/loss", "test/loss", "test/accuracy")}

@@ -3,12 +3,14 @@
     python experiments/train.py experiment=fig1_mnist variant=bn seed=0
     python experiments/train.py -m experiment=fig1_mnist variant=baseline,bn seed=0,1,2,3,4
 
-Everything a run writes goes to Hydra's output directory (see configs/train.yaml).
+Everything a run writes goes to Hydra's output directory (see configs/train.yaml). Under
+`torchrun --nproc_per_node=N experiments/train.py ...` it trains data-parallel (bnrepro/distributed.py).
 """
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+import bnrepro.distributed
 import bnrepro.run
 
 
@@ -18,4 +20,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    bnrepro.distributed.init_from_env()  # torchrun: one process group, one run directory for all ranks
     main()

@@ -29,3 +29,13 @@ def make_cfg():
 def _quiet_and_isolated(monkeypatch, tmp_path):
     monkeypatch.setenv("CI", os.environ.get("CI", "1"))  # no progress bars in test logs
     monkeypatch.delenv("BNREPRO_DATA", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """Runs with trainer.threads=N set torch's process-wide thread count; later tests get theirs back."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

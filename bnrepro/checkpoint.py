@@ -1,0 +1,301 @@
+"""Checkpoints that survive any crash, and resume that continues exactly where a run stopped.
+
+A checkpoint is `RUN_DIR/checkpoints/step<N>-<sha256 prefix>.pt`, a plain `torch.load`-able
+file holding the model, optimizer, schedule, every RNG (torch CPU and CUDA, numpy, python, the
+augmentation generator), the data order position, the loop's running loss window, the best
+accuracy so far, the probe history and the step. It is written to a temporary file, fsynced,
+and renamed into place, so a crash leaves the previous checkpoint intact; the checksum in its
+name detects a file damaged afterwards (truncated copy, bad disk), which is then reported, set
+aside as `*.corrupt`, and the previous checkpoint used. The data order needs no generator
+state: an epoch's order is a pure function of (seed, epoch) (`epoch_generator`), so the
+position (epoch, index) is all there is to save.
+
+Rerunning the same command into the same run directory resumes from the newest good
+checkpoint (`trainer.resume=true`, the default), truncating metrics.csv after its step; a run
+already completed or diverged there is not redone. SIGTERM and Ctrl-C stop the run at the end
+of the current step with a checkpoint (a second Ctrl-C aborts at once); so does SIGUSR2 when a
+handler for it was installed (submitit's, which requeues a SLURM job near its time limit), and
+that handler then runs, after the checkpoint.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import random
+import re
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from bnrepro import distributed
+from bnrepro.config import choice
+from bnrepro.errors import BnreproError
+from bnrepro.tracking import flatten
+
+CHECKPOINT_DIR = "checkpoints"
+_NAME = re.compile(r"^step(\d+)-([0-9a-f]{16})\.pt$")
+# Keys that may change between an interrupted attempt and its resumption: where files are and
+# how the run reports, never what it computes.
+RESUME_IGNORES = ("data.root", "data.download", "trainer.progress", "trainer.device", "trainer.threads",
+                  "trainer.checkpoint_every", "trainer.checkpoint_keep", "trainer.resume", "trainer.max_steps")
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by SIGTERM or SIGINT at the end of step `step`, after its checkpoint."""
+
+    def __init__(self, signum: int, step: int, checkpoint: Path | None):
+        self.signum, self.step, self.checkpoint = signum, step, checkpoint
+        where = f"checkpoint {checkpoint}" if checkpoint else "no checkpoint (trainer.checkpoint_every=0)"
+        super().__init__(f"{signal.Signals(signum).name} at step {step}; {where}")
+
+
+class CorruptCheckpoint(Exception):
+    def __init__(self, reason: str, damaged: bool):
+        super().__init__(reason)
+        self.damaged = damaged  # the bytes are not what was written (else: intact but unreadable here)
+
+
+def comparable(cfg: DictConfig | dict) -> dict[str, Any]:
+    """The flattened, resolved config minus RESUME_IGNORES: what must match to resume."""
+    container = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+    return {k: choice(v) if isinstance(v, Enum) else v for k, v in flatten(container).items()
+            if k not in RESUME_IGNORES}
+
+
+def finished_run(out: Path, cfg: DictConfig) -> dict | None:
+    """The summary of a run already completed (or diverged) in `out` with this config, else None."""
+    summary, saved = out / "summary.json", out / "config.yaml"
+    if not (summary.exists() and saved.exists()):
+        return None
+    previous = json.loads(summary.read_text())
+    if previous.get("status") not in ("completed", "diverged"):
+        return None
+    if comparable(OmegaConf.load(saved)) != comparable(cfg):
+        raise BnreproError(f"{out} already holds a finished run with a different config. Give this run its own "
+                           "directory (hydra.run.dir=... / hydra.sweep.dir=...), or delete the old one.")
+    if previous["status"] == "completed" and previous.get("steps") != cfg.trainer.max_steps:
+        return None  # a longer schedule: continue from the last checkpoint
+    return previous
+
+
+# --- RNG state, as tensors and plain values (loadable with weights_only=True) -------------------
+
+def rng_state() -> dict[str, Any]:
+    kind, key, pos, has_gauss, gauss = np.random.get_state()
+    version, py_state, py_gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"key": torch.from_numpy(key.astype(np.int64)), "pos": pos, "has_gauss": has_gauss, "gauss": gauss},
+        "python": {"version": version, "state": list(py_state), "gauss": py_gauss},
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
+
+
+# --- files ---------------------------------------------------------------------------------------
+
+def write_atomic(directory: Path, step: int, obj: dict) -> Path:
+    """torch.save `obj` as directory/step<N>-<sha>.pt: temporary file, fsync, rename, fsync dir."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    data = buffer.getvalue()
+    path = directory / f"step{step:08d}-{hashlib.sha256(data).hexdigest()[:16]}.pt"
+    tmp = directory / f".{path.name}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # the rename itself survives a power cut
+    finally:
+        os.close(fd)
+    return path
+
+
+def read_verified(path: Path) -> dict:
+    match = _NAME.match(path.name)
+    data = path.read_bytes()
+    if not match or hashlib.sha256(data).hexdigest()[:16] != match.group(2):
+        raise CorruptCheckpoint(f"its sha256 does not match its name ({len(data)} bytes: truncated or damaged)", True)
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means the same thing here
+        raise CorruptCheckpoint(f"torch.load failed ({type(err).__name__}: {err})", False) from err
+
+
+def checkpoints(directory: Path) -> list[tuple[int, Path]]:
+    """(step, path) of every well-named checkpoint in `directory`, newest first."""
+    if not directory.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _NAME.match(p.name))]
+    return sorted(found, reverse=True)
+
+
+# --- what a run saves ----------------------------------------------------------------------------
+
+@dataclass
+class TrainingState:
+    """Everything `fit` holds between two steps that a resumed run needs back."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: Any
+    batches: Any  # EpochBatches
+    augment: Any  # BatchAugment | None
+    population: Any  # EpochBatches | None: Algorithm 2's own stream of training batches
+    probe: Any  # ActivationProbe | None
+    log: Any  # RunLogger: its `latest` values become the summary's final metrics
+    result: Any  # FitResult: best accuracy so far
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(), "batches": self.batches.state_dict(),
+            "augment": self.augment.generator.get_state() if self.augment else None,
+            "population": self.population.state_dict() if self.population else None,
+            "probe": {"history": self.probe.history, "units": self.probe.units} if self.probe else None,
+            "latest": dict(self.log.latest),
+            "best": [self.result.best_accuracy, self.result.best_step],
+            "dead_checks": self.result.dead_checks,
+            "rng": rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.batches.load_state_dict(state["batches"])
+        if self.augment:
+            self.augment.generator.set_state(state["augment"])
+        if self.population:
+            self.population.load_state_dict(state["population"])
+        if self.probe:
+            self.probe.history = [tuple(h) for h in state["probe"]["history"]]
+            self.probe.units = dict(state["probe"]["units"])
+        self.log.latest.update(state["latest"])
+        self.result.best_accuracy, self.result.best_step = state["best"]
+        self.result.dead_checks = state.get("dead_checks", 0)
+        set_rng_state(state["rng"])
+
+
+class Checkpointer:
+    """Periodic, signal-triggered and resumable checkpoints of one run (see the module docstring).
+
+    Only the main process writes (`write=False` elsewhere); every process reads on resume.
+    Use as a context manager around training: it turns SIGTERM/SIGINT into a request to stop
+    after the current step.
+    """
+
+    def __init__(self, out_dir: Path, every: int, keep: int, config: dict[str, Any], write: bool = True):
+        self.directory = Path(out_dir) / CHECKPOINT_DIR
+        self.every, self.keep, self.config, self.write = every, max(1, keep), config, write
+        self.loaded: dict[str, Any] | None = None
+        self.last_path: Path | None = None
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    @classmethod
+    def from_config(cls, out_dir: Path, cfg: DictConfig, write: bool = True) -> "Checkpointer":
+        return cls(out_dir, cfg.trainer.checkpoint_every, cfg.trainer.checkpoint_keep, comparable(cfg), write)
+
+    # Loading
+    def load_latest(self) -> int:
+        """Load the newest good checkpoint into `self.loaded`; its step, or 0 when there is none."""
+        for step, path in checkpoints(self.directory):
+            try:
+                state = read_verified(path)
+            except CorruptCheckpoint as err:
+                print(f"Checkpoint {path} is unusable: {err}. Falling back to the previous one.", file=sys.stderr)
+                if self.write and err.damaged:  # set aside, out of the newest-K rotation
+                    os.replace(path, path.with_name(path.name + ".corrupt"))
+                continue
+            if state["config"] != self.config:
+                changed = sorted(k for k in state["config"].keys() | self.config.keys()
+                                 if state["config"].get(k) != self.config.get(k))
+                raise BnreproError(
+                    f"{path} was written by a run with a different config ({', '.join(changed[:8])} differ), so it "
+                    "cannot be resumed. Give this run its own directory (hydra.run.dir=...), or trainer.resume=false "
+                    "to start over here.")
+            self.loaded, self.last_path = state, path
+            return step
+        return 0
+
+    def clear(self) -> None:
+        """Start over (trainer.resume=false): an earlier attempt's checkpoints must not outrank ours."""
+        if self.write:
+            for _, path in checkpoints(self.directory):
+                path.unlink()
+
+    def restore(self, state: TrainingState) -> dict[str, Any] | None:
+        """Put the loaded checkpoint into `state`; returns its `step` and loss window, or None."""
+        if self.loaded is None:
+            return None
+        state.load_state_dict(self.loaded["training"])
+        return {"step": self.loaded["step"], **self.loaded["window"]}
+
+    # Saving
+    def after_step(self, step: int, state: TrainingState, loss_sum: torch.Tensor, window: int) -> None:
+        """Called at the end of every step: checkpoint when due, and stop when a signal asked to."""
+        stop = distributed.any_rank(self.signum is not None)
+        if not (stop or (self.every and step % self.every == 0)):
+            return
+        path = self.save(step, state, loss_sum, window) if self.every else None
+        if stop:
+            signum = self.signum or signal.SIGTERM
+            if callable(chained := self._previous.get(signum)) and signum not in (signal.SIGTERM, signal.SIGINT):
+                chained(signum, None)  # e.g. submitit's SIGUSR2: requeue the job, now that it is checkpointed
+            raise Interrupted(signum, step, path)
+
+    def save(self, step: int, state: TrainingState, loss_sum: torch.Tensor, window: int) -> Path | None:
+        # The ranks' windows averaged: resumed ranks all start from it, and the mean is linear.
+        window_state = {"loss_sum": float(distributed.average(loss_sum.clone())), "window": window}
+        if not self.write:
+            return None
+        state.log.sync()  # metrics.csv on disk up to `step` before the checkpoint that vouches for it
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.last_path = write_atomic(self.directory, step, {
+            "step": step, "config": self.config, "window": window_state, "training": state.state_dict()})
+        for _, old in checkpoints(self.directory)[self.keep:]:
+            old.unlink(missing_ok=True)
+        return self.last_path
+
+    # Signals
+    def _request_stop(self, signum: int, frame) -> None:
+        if signum == signal.SIGINT and self.signum is not None:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now, without waiting for the step
+        self.signum = signum
+
+    def __enter__(self) -> "Checkpointer":
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2):
+                # SIGUSR2 only when someone (submitit, before a SLURM time limit) handles it: it is
+                # then passed on to that handler after the checkpoint.
+                if signum != signal.SIGUSR2 or callable(signal.getsignal(signum)):
+                    self._previous[signum] = signal.signal(signum, self._request_stop)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()

@@ -1,0 +1,121 @@
+"""Sweeps: one table of every job, however it ended, and CPU threads shared between parallel jobs.
+
+    bnrepro-summarize SWEEP_DIR            # or: python scripts/summarize.py SWEEP_DIR
+
+reads every job directory under SWEEP_DIR (each job's own summary.json, written however the job
+ended) and writes SWEEP_DIR/summary.csv: one row per job with its status (completed, diverged,
+failed with the error, interrupted, or running = no final summary yet: still running, or killed
+before it could write one), final and best metrics and wall time; it prints the same as a table.
+During a multirun every job refreshes summary.csv as it ends (bnrepro.run.main), so the table is
+there even when Hydra stops at the end of a sweep with a failed job.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from bnrepro import METRICS_FILE
+from bnrepro.results import find_jobs, read_summary, run_info
+
+SUMMARY_CSV = "summary.csv"
+COLUMNS = ["run", "variant", "seed", "experiment", "data", "status", "steps", "test_accuracy", "test_loss",
+           "train_loss", "best_accuracy", "best_step", "wall_time_s", "error"]
+
+
+def last_step(run_dir: Path) -> int | None:
+    """The last step a run (still running, or killed) logged: the first field of metrics.csv's last line."""
+    try:
+        with open(run_dir / METRICS_FILE, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+            lines = f.read().splitlines()
+        return int(lines[-1].split(b",", 1)[0]) if len(lines) > 1 else None
+    except (OSError, ValueError):
+        return None
+
+
+def job_row(run_dir: Path, sweep_dir: Path) -> dict[str, object]:
+    summary = read_summary(run_dir)
+    final = summary.get("final") or {}
+    row = {
+        **run_info(run_dir, sweep_dir),
+        "steps": summary.get("steps", last_step(run_dir)),
+        "test_accuracy": final.get("test/accuracy"), "test_loss": final.get("test/loss"),
+        "train_loss": final.get("train/loss"), "best_accuracy": summary.get("best_accuracy"),
+        "best_step": summary.get("best_step"), "wall_time_s": summary.get("wall_time_s"),
+        "error": summary.get("error"),
+    }
+    return {c: row.get(c) for c in COLUMNS}
+
+
+def summarize(sweep_dir: str | Path) -> pd.DataFrame:
+    """One row per job under `sweep_dir` (COLUMNS)."""
+    root = Path(sweep_dir)
+    return pd.DataFrame([job_row(d, root) for d in find_jobs(root)], columns=COLUMNS)
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> None:
+    """Atomically, with a per-process temporary name: parallel jobs may refresh it at once."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def refresh(sweep_dir: str | Path) -> None:
+    """Rewrite SWEEP_DIR/summary.csv; never fails the job that calls it."""
+    try:
+        write_csv(summarize(sweep_dir), Path(sweep_dir) / SUMMARY_CSV)
+    except Exception as err:  # noqa: BLE001 - a summary problem must not turn a finished job into a failure
+        print(f"Could not refresh {Path(sweep_dir) / SUMMARY_CSV}: {type(err).__name__}: {err}", file=sys.stderr)
+
+
+def table(frame: pd.DataFrame) -> str:
+    counts = frame.status.value_counts()
+    shown = frame.drop(columns=["experiment", "data"]).copy()
+    shown["error"] = shown.error.fillna("").astype(str).str.split("\n").str[0].str.slice(0, 60)
+    head = f"{len(frame)} jobs: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+    return head + "\n" + shown.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.4g}")
+
+
+def threads_per_job() -> int | None:
+    """Torch threads for a job of a joblib sweep (hydra/launcher=local): the cores this process may
+    use, divided among `hydra.launcher.n_jobs` parallel jobs, so they do not oversubscribe the CPU.
+    None (torch's default) outside such a sweep; `trainer.threads` wins when set."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    launcher = HydraConfig.get().launcher
+    if "joblib" not in str(launcher.get("_target_", "")):
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    jobs = launcher.n_jobs if launcher.n_jobs and launcher.n_jobs > 0 else cores
+    return max(1, cores // jobs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bnrepro-summarize", description=__doc__.split("\n\n")[0])
+    parser.add_argument("sweep_dir", type=Path, help="a sweep directory (hydra.sweep.dir) or a run directory")
+    parser.add_argument("--out", type=Path, help=f"the CSV to write (default: SWEEP_DIR/{SUMMARY_CSV})")
+    args = parser.parse_args(argv)
+    try:
+        frame = summarize(args.sweep_dir)
+    except FileNotFoundError as err:
+        print(f"Error: {err}", file=sys.stderr)
+        return 2
+    if frame.empty:
+        print(f"Error: no job directories (config.yaml, summary.json or {METRICS_FILE}) under {args.sweep_dir}.",
+              file=sys.stderr)
+        return 2
+    out = args.out or args.sweep_dir / SUMMARY_CSV
+    write_csv(frame, out)
+    print(table(frame))
+    print(f"Written: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
