@@ -162,6 +162,8 @@ def run(cfg: DictConfig, out_dir: str | os.PathLike) -> dict[str, object]:
         raise
     finally:
         summary["wall_time_s"] = round(time.perf_counter() - start, 3)
+        summary["ended_at"] = round(time.time(), 3)  # Unix time; a sweep's elapsed wall time comes from these
+        summary["started_at"] = round(summary["ended_at"] - summary["wall_time_s"], 3)
         if main_rank:
             write_json_atomic(out / "summary.json", summary)
     return summary

@@ -185,9 +185,11 @@ def run_stacked(cfg: DictConfig, out_dir: str | Path) -> list[dict[str, object]]
         raise
     finally:
         wall = round(time.perf_counter() - start, 3)
+        # One process for every member: the same started_at/ended_at tell readers to count it once.
+        stamps = {"started_at": round(time.time() - wall, 3), "ended_at": round(time.time(), 3)}
         for summary, d in zip(summaries, dirs):
             if d.is_dir():
-                write_json_atomic(d / "summary.json", {**summary, "wall_time_s": wall})
+                write_json_atomic(d / "summary.json", {**summary, "wall_time_s": wall, **stamps})
     return summaries
 
 

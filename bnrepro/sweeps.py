@@ -67,15 +67,20 @@ def finals(metrics: pd.DataFrame) -> pd.DataFrame:
 
 
 def wall_times(sweep_dir: Path) -> tuple[float, float]:
-    """(summed, elapsed) seconds: wall time summed over runs (summary.json), and from the first
-    run's start (its config.yaml written) to the last run's end (its summary.json written)."""
+    """(summed, elapsed) seconds: wall time summed over processes, and from the first run's start
+    to the last run's end. Both from summary.json's started_at/ended_at, where the runs wrote them
+    (the stacked seeds of one process share them and count once); older runs fall back to the
+    files' times (config.yaml written, summary.json written), which a copy must preserve (cp -a)."""
     runs = [d for d in find_runs(sweep_dir) if (d / "summary.json").exists()]
-    summed = sum(json.loads((d / "summary.json").read_text()).get("wall_time_s", 0) for d in runs)
     if not runs:
         return 0.0, 0.0
+    summaries = [json.loads((d / "summary.json").read_text()) for d in runs]
+    if all("started_at" in s for s in summaries):
+        processes = {(s["started_at"], s["ended_at"]): s.get("wall_time_s", 0) for s in summaries}
+        return sum(processes.values()), max(e for _, e in processes) - min(b for b, _ in processes)
     start = min((d / "config.yaml").stat().st_mtime for d in runs)
     end = max((d / "summary.json").stat().st_mtime for d in runs)
-    return summed, end - start
+    return sum(s.get("wall_time_s", 0) for s in summaries), end - start
 
 
 def band(values: pd.Series, scale: float = 100.0, digits: int = 2) -> str:

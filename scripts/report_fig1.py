@@ -10,13 +10,13 @@ summary.json and provenance.json only.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from bnrepro.probes import drift_statistics
-from bnrepro.results import find_runs, load_metrics, provenance_lines
+from bnrepro.results import load_metrics, provenance_lines
+from bnrepro.sweeps import wall_times
 
 LABELS = {"baseline": "Without BN", "bn": "With BN"}
 
@@ -66,16 +66,15 @@ def report(sweep_dir: Path) -> str:
     finals = acc.sort_values("step").groupby("run").tail(1)
     target = float(finals[finals.variant == "baseline"].value.mean())
     runs = per_run(metrics, target)
-    summaries = [json.loads((d / "summary.json").read_text()) for d in find_runs(sweep_dir)
-                 if (d / "summary.json").exists()]
-    wall = sum(s.get("wall_time_s", 0) for s in summaries)
+    summed, elapsed = wall_times(sweep_dir)
     lines = [
         f"# Figure 1 reproduced: {metrics.data.iloc[0]}",
         "",
         f"Sweep: `{sweep_dir}`; {len(runs)} runs ({', '.join(f'{n} {s}' for s, n in runs.status.value_counts().items())}).",
         "",
         *provenance_lines(sweep_dir),
-        f"Wall time: {wall / 60:.1f} min summed over runs.",
+        f"Wall time: {elapsed / 60:.1f} min from the first run's start to the last run's end; "
+        f"{summed / 60:.1f} min summed over processes.",
         "",
         "## Test accuracy (Figure 1a)",
         "",
