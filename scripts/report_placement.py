@@ -12,12 +12,11 @@ Reads metrics.csv, config.yaml, summary.json and provenance.json only.
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from bnrepro.paper import PLACEMENT_ANCHORS
 from bnrepro.results import provenance_lines
-from bnrepro.sweeps import (PLACEMENT_ORDER, band, difference, finals, last_layer, load, placement_label,
+from bnrepro.sweeps import (PLACEMENT_ORDER, band, difference, finals, last_layer, load, placement_label, report_main,
                             wall_times)
 
 
@@ -59,22 +58,9 @@ def report(sweep_dir: Path) -> tuple[str, object]:
     return "\n".join(lines) + "\n", runs
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("sweep_dir", type=Path)
-    parser.add_argument("--out", type=Path, help="directory for report.md and runs.csv (default: print the Markdown)")
-    args = parser.parse_args()
-    text, runs = report(args.sweep_dir)
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        columns = ["run", "seed", "data", "status", "model.name", "model.activation", "bn.norm", "placement",
-                   "trainer.batch_size", "step", "examples", "final", "best", "skew_norm_unit", "skew_unit"]
-        runs[columns].sort_values(["model.activation", "placement", "seed"]).to_csv(args.out / "runs.csv", index=False)
-        (args.out / "report.md").write_text(text)
-        print(f"wrote {args.out / 'report.md'} and {args.out / 'runs.csv'}")
-    else:
-        print(text, end="")
+COLUMNS = ["run", "seed", "data", "status", "model.name", "model.activation", "bn.norm", "placement",
+           "trainer.batch_size", "step", "examples", "final", "best", "skew_norm_unit", "skew_unit"]
 
 
 if __name__ == "__main__":
-    main()
+    report_main(__doc__, report, COLUMNS, ["model.activation", "placement", "seed"])
