@@ -181,7 +181,7 @@ class StackedMLP(nn.Module):
             saved.append((h, x_hat, inv_std))
             h = self._act(z)
         out = self.depth + 1
-        logits = torch.baddbmm(self._get("b", out), h, self._get("w", out).transpose(1, 2))
+        logits = self.last_logits = torch.baddbmm(self._get("b", out), h, self._get("w", out).transpose(1, 2))
         log_p = torch.log_softmax(logits, 2)
         target = y.unsqueeze(2)
         loss = log_p.gather(2, target).mean((1, 2)).neg_()

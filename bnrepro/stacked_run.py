@@ -29,7 +29,7 @@ from bnrepro.probes import ActivationProbe, drift_statistics, typical_unit
 from bnrepro.run import provenance, resolve_device, seed_everything
 from bnrepro.stacked import StackedMLP
 from bnrepro.tracking import RunLogger, flatten, write_json_atomic
-from bnrepro.train import build_optimizer
+from bnrepro.train import build_optimizer, input_independent
 
 
 def check_supported(cfg: DictConfig) -> None:
@@ -197,8 +197,9 @@ def fit_stacked(model: StackedMLP, template: torch.nn.Module, splits: tensors.Sp
                 logs: list[RunLogger]) -> tuple[list[dict[str, object]], dict[str, float]]:
     """`train.fit` for every member at once: the same schedule, the same records in the same order.
 
-    A member whose loss stops being finite is recorded as diverged at that log point, as a single
-    run is, and is no longer logged; its arithmetic goes on harmlessly (nothing mixes members).
+    A member that diverges (a non-finite loss, or logits that stopped depending on the input at two
+    consecutive log points: `train.input_independent`) is recorded as diverged at that log point, as
+    a single run is, and is no longer logged; its arithmetic goes on harmlessly (nothing mixes members).
     Returns each member's result (status, steps, final, best, drift) and where the time went.
     """
     t = cfg.trainer
@@ -206,7 +207,9 @@ def fit_stacked(model: StackedMLP, template: torch.nn.Module, splits: tensors.Sp
     size = model.size
     optimizer, schedule = build_optimizer(model, cfg.optim)
     batches = StackedBatches(splits, t.batch_size, [int(c) for c in cfg.seeds], cfg.data.reshuffle)
-    results = [{"status": "completed", "steps": 0, "best_accuracy": math.nan, "best_step": 0} for _ in range(size)]
+    results = [{"status": "completed", "divergence": None, "steps": 0, "best_accuracy": math.nan, "best_step": 0}
+               for _ in range(size)]
+    dead_checks = [0] * size
     active = list(range(size))
     timing = {"eval_time_s": 0.0, "probe_time_s": 0.0}
     x_test, y_test = splits.x_test, splits.y_test
@@ -253,15 +256,18 @@ def fit_stacked(model: StackedMLP, template: torch.nn.Module, splits: tensors.Sp
         window += 1
         last = step == max_steps
         if step % log_every == 0 or last:
-            losses = (loss_sum / window).tolist()
+            losses, dead = torch.stack([loss_sum / window, input_independent(model.last_logits)]).tolist()
             loss_sum.zero_()
             window = 0
             lr = optimizer.param_groups[0]["lr"]
             for i in list(active):
                 results[i]["steps"] = step
-                if not math.isfinite(losses[i]):
+                dead_checks[i] = dead_checks[i] + 1 if dead[i] == 1.0 else 0
+                divergence = ("nonfinite" if not math.isfinite(losses[i]) else "dead" if dead_checks[i] >= 2
+                              else None)
+                if divergence:
                     logs[i].log(step, "train", {"loss": losses[i], "diverged": 1.0})
-                    results[i]["status"] = "diverged"
+                    results[i]["status"], results[i]["divergence"] = "diverged", divergence
                     active.remove(i)
                 else:
                     logs[i].log(step, "train", {"loss": losses[i], "lr": lr, "epoch": batches.epoch})

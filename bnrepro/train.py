@@ -48,12 +48,13 @@ class FitResult:
 
 
 def input_independent(logits: torch.Tensor) -> torch.Tensor:
-    """1.0 when every example of the batch got the same logits (to float precision), else 0.0,
-    as a device tensor (read back with the loss, no extra sync). A batch of one proves nothing."""
-    if logits.shape[0] < 2:
-        return torch.zeros((), device=logits.device)
-    spread = (logits.amax(0) - logits.amin(0)).max()
-    return (spread <= 1e-6 * (1.0 + logits.abs().max())).float()
+    """1.0 where every example of the batch got the same logits (to float precision), else 0.0, as a
+    device tensor (read back with the loss, no extra sync). logits: (..., batch, classes), so a
+    stacked (members, batch, classes) gives one flag per member. A batch of one proves nothing."""
+    if logits.shape[-2] < 2:
+        return torch.zeros(logits.shape[:-2], device=logits.device)
+    spread = (logits.amax(-2) - logits.amin(-2)).amax(-1)
+    return (spread <= 1e-6 * (1.0 + logits.abs().flatten(-2).amax(-1))).float()
 
 
 def build_optimizer(model: nn.Module, cfg: DictConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:

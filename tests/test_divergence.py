@@ -17,6 +17,9 @@ def test_input_independent_flags_identical_rows_only():
     assert input_independent(same) == 1.0
     assert input_independent(same + 1e-3 * torch.randn(8, 3)) == 0.0
     assert input_independent(same[:1]) == 0.0  # one example proves nothing
+    # Stacked members (bnrepro/stacked_run.py): one flag per member.
+    members = torch.stack([same, same + 1e-3 * torch.randn(8, 3)])
+    assert input_independent(members).tolist() == [1.0, 0.0]
 
 
 def fit_relu_mlp(make_cfg, tmp_path, first_bias: float):
