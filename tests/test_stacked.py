@@ -73,6 +73,17 @@ def test_stacked_run_equals_single_runs(make_cfg, tmp_path, variant):
     assert not values[0].equals(values[1])
 
 
+def test_stacked_member_dies_where_its_single_run_does(make_cfg, tmp_path):
+    """A ReLU MLP at lr 0.5 with momentum 0.9 kills its ReLUs within 20 steps (train.input_independent):
+    the stacked member must end as its single run does, diverged (dead) at the same step."""
+    overrides = [*SMOKE, "variant=baseline", "model.activation=relu", "optim.lr=0.5", "optim.momentum=0.9",
+                 "probe.every=0", "trainer.max_steps=40"]
+    stacked = run_stacked(make_cfg(*overrides, "seeds=[0]"), tmp_path / "stacked")[0]
+    single = run(make_cfg(*overrides, "seed=0"), tmp_path / "single")
+    assert (single["status"], single["divergence"]) == ("diverged", "dead")
+    assert (stacked["status"], stacked["divergence"], stacked["steps"]) == ("diverged", "dead", single["steps"])
+
+
 @pytest.mark.parametrize("override, named", [("model=inception_small", "model=inception_small"),
                                              ("bn.placement=after", "bn.placement=after"),
                                              ("bn.population=average", "bn.population"),
