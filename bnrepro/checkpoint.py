@@ -43,6 +43,7 @@ from bnrepro.errors import BnreproError
 from bnrepro.tracking import flatten
 
 CHECKPOINT_DIR = "checkpoints"
+STOP_POLL = 50  # steps between the ranks' agreement on a stop request under torchrun
 _NAME = re.compile(r"^step(\d+)-([0-9a-f]{16})\.pt$")
 # Keys that may change between an interrupted attempt and its resumption: where files are and
 # how the run reports, never what it computes.
@@ -257,8 +258,13 @@ class Checkpointer:
     # Saving
     def after_step(self, step: int, state: TrainingState, loss_sum: torch.Tensor, window: int) -> None:
         """Called at the end of every step: checkpoint when due, and stop when a signal asked to."""
+        due = bool(self.every) and step % self.every == 0
+        # Every rank must stop at the same step, and agreeing on it is a collective and a host sync:
+        # under torchrun it is polled every STOP_POLL steps (and at checkpoints), not every step.
+        if distributed.active() and not due and step % STOP_POLL:
+            return
         stop = distributed.any_rank(self.signum is not None)
-        if not (stop or (self.every and step % self.every == 0)):
+        if not (stop or due):
             return
         path = self.save(step, state, loss_sum, window) if self.every else None
         if stop:

@@ -31,6 +31,7 @@ from typing import Optional
 from torch import nn
 
 from bnrepro.bn import make_batchnorm
+from bnrepro.config import choice
 from bnrepro.errors import BnreproError
 
 NORMS = ("batch", "layer", "group", "instance", "none")
@@ -49,7 +50,7 @@ def make_norm(num_features: int, spatial: bool, norm: str = "batch", impl: str =
     """The normalization layer `norm` for (N, C, H, W) inputs if spatial else (N, C).
 
     impl and momentum apply to `batch` only (the others keep no running statistics)."""
-    norm = str(getattr(norm, "value", norm))
+    norm = choice(norm)
     if norm == "batch":
         return make_batchnorm(num_features, spatial=spatial, impl=impl, eps=eps, momentum=momentum)
     if norm == "layer":

@@ -94,6 +94,31 @@ def provenance(cfg: DictConfig, device: torch.device) -> dict[str, object]:
     }
 
 
+def new_summary(cfg: DictConfig, seed: int) -> dict[str, object]:
+    """summary.json as a run starts: who it is, status `running` until it ends."""
+    return {"variant": cfg.variant, "experiment": cfg.experiment, "seed": seed, "data": choice(cfg.data.name),
+            "model": cfg.model.name, "status": "running"}
+
+
+def ending(err: BaseException) -> dict[str, object]:
+    """What summary.json says of a run that `err` ended: `interrupted` (SIGTERM, Ctrl-C, exit) or
+    `failed` (a user error in one paragraph; anything else with its traceback)."""
+    if isinstance(err, Interrupted):
+        return {"status": "interrupted", "error": str(err), "steps": err.step, "checkpoint": str(err.checkpoint)}
+    if isinstance(err, (KeyboardInterrupt, SystemExit)):
+        return {"status": "interrupted", "error": f"{type(err).__name__} {err}".strip()}
+    if isinstance(err, BnreproError):
+        return {"status": "failed", "error": str(err)}
+    return {"status": "failed", "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}
+
+
+def times(start: float) -> dict[str, float]:
+    """Wall time since `start` (perf_counter) and the Unix times it spans; a sweep's elapsed time
+    comes from these, and the stacked seeds of one process share them (counted once)."""
+    wall, now = time.perf_counter() - start, time.time()
+    return {"wall_time_s": round(wall, 3), "started_at": round(now - wall, 3), "ended_at": round(now, 3)}
+
+
 def run(cfg: DictConfig, out_dir: str | os.PathLike) -> dict[str, object]:
     """Train `cfg` into `out_dir` and return the summary that was written to summary.json.
 
@@ -107,10 +132,7 @@ def run(cfg: DictConfig, out_dir: str | os.PathLike) -> dict[str, object]:
         print(f"{out} already holds this run ({previous['status']}); not rerunning it.", file=sys.stderr)
         return previous
     start = time.perf_counter()
-    summary: dict[str, object] = {
-        "variant": cfg.variant, "experiment": cfg.experiment, "seed": cfg.seed,
-        "data": choice(cfg.data.name), "model": cfg.model.name, "status": "running",
-    }
+    summary = new_summary(cfg, cfg.seed)
     try:
         validate(cfg)
         if main_rank:
@@ -148,22 +170,11 @@ def run(cfg: DictConfig, out_dir: str | os.PathLike) -> dict[str, object]:
             train_time_s=round(train_time, 3), steps_per_s=round((result.steps - start_step) / train_time, 1),
             data_source=data.source, drift=result.drift,
         )
-    except BnreproError as err:
-        summary.update(status="failed", error=str(err))
-        raise
-    except Interrupted as err:
-        summary.update(status="interrupted", error=str(err), steps=err.step, checkpoint=str(err.checkpoint))
-        raise
-    except (KeyboardInterrupt, SystemExit) as err:
-        summary.update(status="interrupted", error=f"{type(err).__name__} {err}".strip())
-        raise
-    except Exception as err:
-        summary.update(status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
+    except BaseException as err:
+        summary.update(ending(err))
         raise
     finally:
-        summary["wall_time_s"] = round(time.perf_counter() - start, 3)
-        summary["ended_at"] = round(time.time(), 3)  # Unix time; a sweep's elapsed wall time comes from these
-        summary["started_at"] = round(summary["ended_at"] - summary["wall_time_s"], 3)
+        summary.update(times(start))
         if main_rank:
             write_json_atomic(out / "summary.json", summary)
     return summary

@@ -20,13 +20,14 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from bnrepro import summarize
 from bnrepro.config import choice, validate
 from bnrepro.data import tensors
 from bnrepro.data.tensors import EpochBatches
 from bnrepro.errors import BnreproError
 from bnrepro.models import build_model
 from bnrepro.probes import ActivationProbe, drift_statistics, typical_unit
-from bnrepro.run import provenance, resolve_device, seed_everything
+from bnrepro.run import ending, new_summary, provenance, resolve_device, seed_everything, times
 from bnrepro.stacked import StackedMLP
 from bnrepro.tracking import RunLogger, flatten, write_json_atomic
 from bnrepro.train import build_optimizer, input_independent
@@ -145,14 +146,13 @@ def run_stacked(cfg: DictConfig, out_dir: str | Path) -> list[dict[str, object]]
     seeds = list(cfg.seeds)
     configs = [member_config(cfg, s) for s in seeds]
     dirs = [out / f"seed={s}" for s in seeds]
-    summaries = [{"variant": cfg.variant, "experiment": cfg.experiment, "seed": s, "data": choice(cfg.data.name),
-                  "model": cfg.model.name, "status": "running", "stacked_seeds": seeds} for s in seeds]
+    summaries = [{**new_summary(cfg, s), "stacked_seeds": seeds} for s in seeds]
     try:
         for c, d in zip(configs, dirs):
             d.mkdir(parents=True, exist_ok=True)
             OmegaConf.save(c, d / "config.yaml", resolve=True)
-        if cfg.trainer.threads:
-            torch.set_num_threads(cfg.trainer.threads)
+        if threads := cfg.trainer.threads or summarize.threads_per_job():  # as run.run does
+            torch.set_num_threads(threads)
         device = resolve_device(cfg.trainer.device)
         for c, d in zip(configs, dirs):
             write_json_atomic(d / "provenance.json", {**provenance(c, device), "stacked_seeds": seeds})
@@ -179,17 +179,15 @@ def run_stacked(cfg: DictConfig, out_dir: str | Path) -> list[dict[str, object]]
                            steps_per_s=round(result["steps"] / train_time, 1), data_source=splits.source,
                            stacked={"model_steps_per_s": round(model_steps / train_time, 1),
                                     **{k: round(v, 3) for k, v in timing.items()}})
-    except BnreproError as err:
+    except BaseException as err:
         for summary in summaries:
-            summary.update(status="failed", error=str(err))
+            summary.update(ending(err))
         raise
     finally:
-        wall = round(time.perf_counter() - start, 3)
-        # One process for every member: the same started_at/ended_at tell readers to count it once.
-        stamps = {"started_at": round(time.time() - wall, 3), "ended_at": round(time.time(), 3)}
+        stamps = times(start)  # one process for every member: the same times, counted once
         for summary, d in zip(summaries, dirs):
             if d.is_dir():
-                write_json_atomic(d / "summary.json", {**summary, "wall_time_s": wall, **stamps})
+                write_json_atomic(d / "summary.json", {**summary, **stamps})
     return summaries
 
 

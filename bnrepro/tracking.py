@@ -97,13 +97,12 @@ class RunLogger:
         self._last_line = 0
         # A resumed run (resume_step > 0) keeps the rows up to its checkpoint and appends; TensorBoard
         # drops the earlier attempt's events after that step (purge_step).
-        if resume_step and (self.out_dir / METRICS_FILE).exists():
+        append = bool(resume_step) and (self.out_dir / METRICS_FILE).exists()
+        if append:
             truncate_metrics(self.out_dir / METRICS_FILE, resume_step)
-            self._file = open(self.out_dir / METRICS_FILE, "a", newline="")
-            self._csv = csv.writer(self._file)
-        else:
-            self._file = open(self.out_dir / METRICS_FILE, "w", newline="")
-            self._csv = csv.writer(self._file)
+        self._file = open(self.out_dir / METRICS_FILE, "a" if append else "w", newline="")
+        self._csv = csv.writer(self._file)
+        if not append:
             self._csv.writerow(METRICS_COLUMNS)
         if resume_step:
             wait_for_a_later_second(self.out_dir)

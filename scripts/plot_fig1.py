@@ -9,11 +9,10 @@ Reads the runs' metrics.csv only; plots whatever exists (a sweep still running, 
 """
 from __future__ import annotations
 
-import argparse
 import re
 from pathlib import Path
 
-from bnrepro.plots import mean_band, plt, save
+from bnrepro.plots import mean_band, plot_main, plt, save
 from bnrepro.results import curve, load_metrics
 
 LABELS = {"baseline": "Without BN", "bn": "With BN"}
@@ -52,14 +51,5 @@ def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
     return save(fig, out_dir / "fig1.png", out_dir / "fig1.pdf")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("sweep_dir", type=Path)
-    parser.add_argument("--out", type=Path, help="directory for fig1.png and fig1.pdf (default SWEEP_DIR)")
-    args = parser.parse_args()
-    for path in plot(args.sweep_dir, args.out or args.sweep_dir):
-        print(f"wrote {path}")
-
-
 if __name__ == "__main__":
-    main()
+    plot_main(__doc__, plot, "fig1")

@@ -12,12 +12,11 @@ the run counts are the ones scripts/table_fig3.py reports.
 """
 from __future__ import annotations
 
-import argparse
 import math
 from pathlib import Path
 
 from bnrepro.paper import fig3_name, fig3_order
-from bnrepro.plots import mean_band, plt, save
+from bnrepro.plots import mean_band, plot_main, plt, save
 from bnrepro.results import curve, is_diverged, load_metrics, load_runs, run_status, threshold_of
 
 
@@ -48,14 +47,5 @@ def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
     return save(fig, out_dir / "fig2.png", out_dir / "fig2.pdf")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("sweep_dir", type=Path)
-    parser.add_argument("--out", type=Path, help="directory for fig2.png and fig2.pdf (default SWEEP_DIR)")
-    args = parser.parse_args()
-    for path in plot(args.sweep_dir, args.out or args.sweep_dir):
-        print(f"wrote {path}")
-
-
 if __name__ == "__main__":
-    main()
+    plot_main(__doc__, plot, "fig2")

@@ -12,10 +12,9 @@ Reads metrics only (bnrepro.results via bnrepro.sweeps); plots whatever exists.
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from bnrepro.plots import plt, save
+from bnrepro.plots import plot_main, plt, save
 from bnrepro.results import curve
 from bnrepro.sweeps import NORM_NAMES, NORM_ORDER, finals, load
 
@@ -62,14 +61,5 @@ def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
     return save(fig, out_dir / "norms.png", out_dir / "norms.pdf")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("sweep_dir", type=Path)
-    parser.add_argument("--out", type=Path, help="directory for norms.png and norms.pdf (default SWEEP_DIR)")
-    args = parser.parse_args()
-    for path in plot(args.sweep_dir, args.out or args.sweep_dir):
-        print(f"wrote {path}")
-
-
 if __name__ == "__main__":
-    main()
+    plot_main(__doc__, plot, "norms")

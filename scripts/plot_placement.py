@@ -13,10 +13,9 @@ Reads metrics only (bnrepro.results via bnrepro.sweeps); plots whatever exists.
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from bnrepro.plots import mean_band, plt, save
+from bnrepro.plots import mean_band, plot_main, plt, save
 from bnrepro.results import curve, seed_band
 from bnrepro.sweeps import PLACEMENT_ORDER, finals, last_layer, load, placement_label, skew
 
@@ -70,14 +69,5 @@ def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
     return save(fig, out_dir / "placement.png", out_dir / "placement.pdf")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("sweep_dir", type=Path)
-    parser.add_argument("--out", type=Path, help="directory for placement.png and .pdf (default SWEEP_DIR)")
-    args = parser.parse_args()
-    for path in plot(args.sweep_dir, args.out or args.sweep_dir):
-        print(f"wrote {path}")
-
-
 if __name__ == "__main__":
-    main()
+    plot_main(__doc__, plot, "placement")
