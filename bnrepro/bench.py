@@ -6,7 +6,7 @@
 
 (a) naive: the tutorial loop for the Figure 1 MLP, a DataLoader over a TensorDataset, batch 60,
     `loss.item()` each step, training only;
-(b) suite, single run: `bnrepro.run.run` at the Figure 1 defaults (variant=bn), evaluation
+(b) suite, single run: `bnrepro.training.session.run` at the Figure 1 defaults (variant=bn), evaluation
     every 500 steps and probes every 200 steps on;
 (c) suite, stacked: the same five seeds as one process (`seeds=[0,1,2,3,4]`), evaluation and
     probes on; its model-steps/s is steps/s times the number of seeds.
@@ -37,7 +37,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from bnrepro import METRICS_COLUMNS, METRICS_FILE
 from bnrepro.errors import BnreproError
-from bnrepro.run import REPO, cpu_name
+from bnrepro.config import compose
+from bnrepro.training.session import REPO, cpu_name
 
 FIG1 = ["experiment=fig1_mnist", "variant=bn", "trainer.progress=none"]
 
@@ -47,13 +48,6 @@ def machine(device: torch.device) -> str:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return (f"{name} ({device}), {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, "
             f"torch {torch.__version__}, load average {load} (other processes slow every number alike)")
-
-
-def compose(*overrides: str):
-    from hydra import compose as hydra_compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        return hydra_compose(config_name="train", overrides=list(overrides))
 
 
 def data_overrides(data: str) -> list[str]:
@@ -100,16 +94,14 @@ def naive_loop(x: torch.Tensor, y: torch.Tensor, steps: int, device: torch.devic
 def suite_runs(overrides: list[str], steps: int, seeds: list[int], out: Path) -> dict[str, float]:
     """Model-steps/s of the single-run path (seed 0) and of the stacked path (all `seeds`),
     evaluation and probes on, and the share of the stacked loop spent evaluating and probing."""
-    from bnrepro.run import run
-    from bnrepro.stacked_run import run_stacked
+    from bnrepro.training.session import run
 
     common = [*FIG1, *overrides, f"trainer.max_steps={steps}"]
-    single = run(compose(*common, "seed=0"), out / "single")
-    stacked = run_stacked(compose(*common, f"seeds=[{','.join(map(str, seeds))}]"), out / "stacked")[0]
-    share = stacked["stacked"]
-    return {"single": single["steps_per_s"], "stacked": share["model_steps_per_s"],
-            "eval_pct": 100 * share["eval_time_s"] / stacked["train_time_s"],
-            "probe_pct": 100 * share["probe_time_s"] / stacked["train_time_s"]}
+    single = run(compose(*common, "seed=0"), out / "single")[0]
+    stacked = run(compose(*common, f"seeds=[{','.join(map(str, seeds))}]"), out / "stacked")[0]
+    return {"single": single["steps_per_s"], "stacked": stacked["model_steps_per_s"],
+            "eval_pct": 100 * stacked["eval_time_s"] / stacked["train_time_s"],
+            "probe_pct": 100 * stacked["probe_time_s"] / stacked["train_time_s"]}
 
 
 def side_by_side(overrides: list[str], steps: int, out: Path, variants=("baseline", "bn")) -> float:
@@ -127,7 +119,7 @@ def side_by_side(overrides: list[str], steps: int, out: Path, variants=("baselin
         _, err = proc.communicate()
         if proc.returncode:
             raise RuntimeError(f"the side-by-side {v} run failed:\n{err}")
-        rates.append(json.loads((out / v / "seed=0" / "summary.json").read_text())["stacked"]["model_steps_per_s"])
+        rates.append(json.loads((out / v / "seed=0" / "summary.json").read_text())["model_steps_per_s"])
     return len(rates) * min(rates)
 
 

@@ -1,7 +1,7 @@
 """Images/s of the Sec. 4.2 Inceptions at 32 px, faithful vs fast trainer, and the fraction of peak.
 
 Used by bnrepro/bench.py (`--device cuda`, or `--conv` on a CPU). A training step here is the
-step of `train.fit`: forward under the trainer's autocast, cross-entropy, backward, SGD, with
+step of `training.loop.fit`: forward under the trainer's autocast, cross-entropy, backward, SGD, with
 the trainer's channels_last / compile knobs. FLOPs per image are counted once, in float32
 eager mode, with torch.utils.flop_counter (forward + backward: what a training step computes).
 """
@@ -13,8 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from bnrepro.config import compose
 from bnrepro.models import build_model
-from bnrepro.train import autocast, build_optimizer
+from bnrepro.training.members import autocast
+from bnrepro.training.optim import build_optimizer
 
 # Dense bf16 tensor-core peaks in TFLOP/s (vendor data sheets, SXM parts); --peak-tflops overrides.
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0}
@@ -49,12 +51,10 @@ def step_flops(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> floa
 
 def images_per_s(model_name: str, trainer: str, device: torch.device, batch: int, steps: int,
                  warmup: int, extra: list[str] = ()) -> dict[str, float]:
-    from bnrepro.bench import compose
-
     cfg = compose(f"model={model_name}", "variant=bn_baseline", f"trainer={trainer}", "optim.lr=0.01",
                   *MODELS[model_name], *extra)
     t = cfg.trainer
-    model = build_model(cfg, (3, 32, 32), 10).to(device)
+    model = build_model(cfg.model, cfg.bn, (3, 32, 32), 10).to(device)
     x = torch.rand(batch, 3, 32, 32, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
     flops = step_flops(model, x, y) / batch

@@ -4,21 +4,22 @@
     python experiments/train.py -m experiment=fig1_mnist variant=baseline,bn seed=0,1,2,3,4
 
 Everything a run writes goes to Hydra's output directory (see configs/train.yaml). Under
-`torchrun --nproc_per_node=N experiments/train.py ...` it trains data-parallel (bnrepro/distributed.py).
+`torchrun --nproc_per_node=N experiments/train.py ...` it trains data-parallel
+(bnrepro/training/distributed.py).
 """
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-import bnrepro.distributed
-import bnrepro.run
+from bnrepro import config
+from bnrepro.training import distributed, session
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train")
 def main(cfg: DictConfig) -> None:
-    bnrepro.run.main(cfg, HydraConfig.get().runtime.output_dir)
+    job = config.job()
+    session.main(lambda: config.typed(cfg), job.out_dir, job.sweep_dir, job.threads)
 
 
 if __name__ == "__main__":
-    bnrepro.distributed.init_from_env()  # torchrun: one process group, one run directory for all ranks
+    distributed.init_from_env()  # torchrun: one process group, one run directory for all ranks
     main()

@@ -2,7 +2,6 @@ import os
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -16,13 +15,10 @@ SMOKE = ["data=synthetic", "trainer.max_steps=20", "trainer.eval_every=10", "tra
 
 @pytest.fixture
 def make_cfg():
-    """Compose the real configs/train.yaml with overrides, as the runner would."""
+    """Compose the real configs/train.yaml with overrides, as the runner would: a typed schema.Config."""
+    from bnrepro.config import compose
 
-    def _make(*overrides: str):
-        with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-            return compose(config_name="train", overrides=list(overrides))
-
-    return _make
+    return compose
 
 
 @pytest.fixture(autouse=True)
@@ -39,3 +35,11 @@ def _torch_threads_restored():
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
+
+
+def run_one(cfg, out_dir):
+    """`session.run` of a single run (no `seeds`): its one summary."""
+    from bnrepro.training.session import run
+
+    (summary,) = run(cfg, out_dir)
+    return summary

@@ -3,9 +3,9 @@ import pytest
 import torch
 from torch import nn
 
-from bnrepro.bn import (Affine, BatchNorm, BatchNormFunction, bn_affine, fold_batchnorm,
+from bnrepro.nn.bn import (Affine, BatchNorm, BatchNormFunction, bn_affine, fold_batchnorm,
                         is_batchnorm, make_batchnorm, recompute_population_stats)
-from bnrepro.config import BNImpl
+from bnrepro.schema import BNImpl
 
 EPS = 1e-5
 SHAPES = [(8, 4), (8, 4, 5), (4, 3, 5, 6)]  # (N, C), (N, C, L), (N, C, H, W)

@@ -11,10 +11,9 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from bnrepro.checkpoint import CHECKPOINT_DIR, CorruptCheckpoint, checkpoints, read_verified
+from bnrepro.training.checkpoint import CHECKPOINT_DIR, CorruptCheckpoint, checkpoints, read_verified
 from bnrepro.errors import BnreproError
-from bnrepro.run import run
-from tests.conftest import REPO, SMOKE
+from tests.conftest import REPO, SMOKE, run_one
 
 # Long enough to be stopped mid-way (~1 s of training), with every kind of saved state in use:
 # augmentation generator, Algorithm 2's population stream, probes, a learning-rate decay.
@@ -50,10 +49,9 @@ def stop_at(proc, out, step, signum):
 
 @pytest.fixture(scope="module")
 def resumable_cfg():
-    from hydra import compose, initialize_config_dir
+    from bnrepro.config import compose
 
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        return compose("train", overrides=RESUMABLE)
+    return compose(*RESUMABLE)
 
 
 @pytest.fixture(scope="module")
@@ -61,13 +59,13 @@ def reference(tmp_path_factory, resumable_cfg):
     """The uninterrupted run (in this process: the same numbers as a subprocess, one start fewer)."""
     threads = torch.get_num_threads()
     out = tmp_path_factory.mktemp("reference")
-    run(resumable_cfg, out)
+    run_one(resumable_cfg, out)
     torch.set_num_threads(threads)
     return out
 
 
 def resume(cfg, out):
-    return run(cfg, out)  # (conftest restores torch's thread count after each test)
+    return run_one(cfg, out)  # (conftest restores torch's thread count after each test)
 
 
 def same_record(a, b):
@@ -118,13 +116,13 @@ def small(tmp_path, *extra):
 
 def test_corrupt_checkpoint_is_reported_and_the_previous_one_used(make_cfg, tmp_path, capfd):
     out = tmp_path / "run"
-    ref = run(make_cfg(*small(tmp_path)), out)
+    ref = run_one(make_cfg(*small(tmp_path)), out)
     kept = checkpoints(out / CHECKPOINT_DIR)
     assert [s for s, _ in kept] == [20, 15, 10]  # the newest 3
     newest, previous = kept[0][1], kept[1][1]
     newest.write_bytes(newest.read_bytes()[:-100])  # truncated
     (out / "summary.json").unlink()  # as if killed after the last checkpoint
-    summary = run(make_cfg(*small(tmp_path)), out)
+    summary = run_one(make_cfg(*small(tmp_path)), out)
     err = capfd.readouterr().err
     assert str(newest) in err and "sha256" in err
     assert summary["resumed_from"] == str(previous)
@@ -133,7 +131,7 @@ def test_corrupt_checkpoint_is_reported_and_the_previous_one_used(make_cfg, tmp_
 
 
 def test_checksum_catches_a_flipped_byte(make_cfg, tmp_path):
-    run(make_cfg(*small(tmp_path)), tmp_path)
+    run_one(make_cfg(*small(tmp_path)), tmp_path)
     path = checkpoints(tmp_path / CHECKPOINT_DIR)[0][1]
     assert read_verified(path)["step"] == 20
     data = bytearray(path.read_bytes())
@@ -146,31 +144,31 @@ def test_checksum_catches_a_flipped_byte(make_cfg, tmp_path):
 
 
 def test_finished_run_is_not_redone_and_a_changed_config_is_refused(make_cfg, tmp_path):
-    first = run(make_cfg(*small(tmp_path)), tmp_path)
+    first = run_one(make_cfg(*small(tmp_path)), tmp_path)
     mtime = (tmp_path / "metrics.csv").stat().st_mtime_ns
-    assert run(make_cfg(*small(tmp_path), "trainer.progress=lines"), tmp_path) == first
+    assert run_one(make_cfg(*small(tmp_path), "trainer.progress=lines"), tmp_path) == first
     assert (tmp_path / "metrics.csv").stat().st_mtime_ns == mtime
     with pytest.raises(BnreproError, match="different config"):
-        run(make_cfg(*small(tmp_path), "optim.lr=0.3"), tmp_path)
+        run_one(make_cfg(*small(tmp_path), "optim.lr=0.3"), tmp_path)
     (tmp_path / "summary.json").unlink()
     with pytest.raises(BnreproError, match="optim.lr"):  # the checkpoints say which keys differ
-        run(make_cfg(*small(tmp_path), "optim.lr=0.3"), tmp_path)
+        run_one(make_cfg(*small(tmp_path), "optim.lr=0.3"), tmp_path)
     # trainer.resume=false starts over there, with none of the old checkpoints left to outrank its own.
-    summary = run(make_cfg(*small(tmp_path), "optim.lr=0.3", "trainer.resume=false", "trainer.max_steps=12"),
+    summary = run_one(make_cfg(*small(tmp_path), "optim.lr=0.3", "trainer.resume=false", "trainer.max_steps=12"),
                   tmp_path)
     assert summary["status"] == "completed" and "resumed_from" not in summary
     assert [s for s, _ in checkpoints(tmp_path / CHECKPOINT_DIR)] == [10, 5]
 
 
 def test_unexpected_exception_is_recorded_as_failed(make_cfg, tmp_path, monkeypatch):
-    import bnrepro.run
+    import bnrepro.training.session
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(bnrepro.run, "fit", broken)
+    monkeypatch.setattr(bnrepro.training.session, "fit", broken)
     with pytest.raises(RuntimeError):
-        run(make_cfg(*SMOKE, "trainer.threads=1"), tmp_path)
+        run_one(make_cfg(*SMOKE, "trainer.threads=1"), tmp_path)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "failed" and summary["error"] == "RuntimeError: boom"
     assert "Traceback" in summary["traceback"]
@@ -178,8 +176,8 @@ def test_unexpected_exception_is_recorded_as_failed(make_cfg, tmp_path, monkeypa
 
 def test_metrics_keep_one_row_per_step_after_resume(make_cfg, tmp_path):
     """Extending a finished schedule continues from its last checkpoint, appending."""
-    run(make_cfg(*small(tmp_path)), tmp_path)
-    summary = run(make_cfg(*small(tmp_path), "trainer.max_steps=30"), tmp_path)
+    run_one(make_cfg(*small(tmp_path)), tmp_path)
+    summary = run_one(make_cfg(*small(tmp_path), "trainer.max_steps=30"), tmp_path)
     assert summary["steps"] == 30 and summary["resumed_from"].endswith(".pt")
     metrics = pd.read_csv(tmp_path / "metrics.csv")
     acc = metrics[(metrics.split == "test") & (metrics.name == "accuracy")]
@@ -190,7 +188,7 @@ def test_metrics_keep_one_row_per_step_after_resume(make_cfg, tmp_path):
 def test_sigusr2_handler_runs_after_the_checkpoint(make_cfg, tmp_path):
     """submitit handles SIGUSR2 (SLURM's warning before the time limit) by requeueing the job:
     the run checkpoints first, then hands the signal on, then stops as interrupted."""
-    from bnrepro.checkpoint import Checkpointer, Interrupted
+    from bnrepro.training.checkpoint import Checkpointer, Interrupted
 
     calls = []
     previous = signal.signal(signal.SIGUSR2, lambda signum, frame: calls.append(signum))

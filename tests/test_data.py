@@ -9,7 +9,7 @@ import torch
 from omegaconf import OmegaConf
 from torchvision.datasets import CIFAR10, MNIST, FashionMNIST
 
-from bnrepro.config import DataConfig
+from bnrepro.schema import DataConfig, SyntheticOptions
 from bnrepro.data import build_data, imagenet, locate
 from bnrepro.data.tensors import TensorBatches
 from bnrepro.errors import BnreproError, DataCorruptError, DataNotFoundError
@@ -19,8 +19,9 @@ FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
 
 
 def data_cfg(name, root, **overrides):
-    """A data config as Hydra composes it (enums, schema-checked), reading from `root`."""
-    return OmegaConf.merge(OmegaConf.structured(DataConfig), {"name": name, "root": str(root), **overrides})
+    """A data config as the runner hands it over (Hydra-composed, schema-checked, typed), reading from `root`."""
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(DataConfig),
+                                               {"name": name, "root": str(root), **overrides}))
 
 
 def build(cfg, batch_size=16, eval_batch_size=20):
@@ -255,10 +256,9 @@ def test_batch_larger_than_training_split_is_refused():
 # --- synthetic ------------------------------------------------------------------------------
 
 def test_synthetic_is_fixed_and_learnable():
-    # Plain strings, as a user's DictConfig may hold them, work like Hydra's enums.
-    plain = OmegaConf.create(OmegaConf.to_yaml(OmegaConf.structured(DataConfig)))  # enums -> str
-    cfg = OmegaConf.merge(plain, {"name": "synthetic", "preprocess": "none", "synthetic": {
-        "shape": [1, 8, 8], "num_classes": 5, "train_size": 500, "test_size": 200, "noise": 1.0}})
+    # Plain strings, as a user of the library may write them, work like the schema's enums.
+    cfg = DataConfig(name="synthetic", preprocess="none", synthetic=SyntheticOptions(
+        shape=[1, 8, 8], num_classes=5, train_size=500, test_size=200, noise=1.0))
     assert isinstance(cfg.name, str)
     a, b = build(cfg, batch_size=500, eval_batch_size=200), build(cfg, batch_size=500, eval_batch_size=200)
     assert (a.input_shape, a.num_classes, a.train_size, a.test_size, a.source) == ((1, 8, 8), 5, 500, 200, "synthetic")
@@ -266,8 +266,8 @@ def test_synthetic_is_fixed_and_learnable():
     assert torch.equal(x_test, x_test_b)  # the run seed never changes the data
     assert 0 <= x_test.min() and x_test.max() <= 1
     # Learnable: nearest class mean of the training split classifies the test split well.
-    x, y = next(a.train_batches(seed=0))
-    assert not torch.equal(y, next(b.train_batches(seed=1))[1])
+    x, y = next(a.train_batches(0))
+    assert not torch.equal(y, next(b.train_batches(1))[1])
     means = torch.stack([x[y == k].mean(0) for k in range(5)]).flatten(1)
     accuracy = (torch.cdist(x_test.flatten(1), means).argmin(1) == y_test).float().mean()
     assert accuracy > 0.9  # chance is 0.2

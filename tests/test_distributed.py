@@ -8,21 +8,20 @@ import pandas as pd
 import pytest
 
 from bnrepro.errors import BnreproError
-from bnrepro.run import run
-from tests.conftest import REPO, SMOKE
+from tests.conftest import REPO, SMOKE, run_one
 
 DDP_SMOKE = [*SMOKE, "trainer.threads=1"]
 
 
 def test_sync_bn_needs_cuda_and_says_so(make_cfg, tmp_path):
     with pytest.raises(BnreproError, match="bn.sync=true needs CUDA"):
-        run(make_cfg(*DDP_SMOKE, "bn.sync=true"), tmp_path)
+        run_one(make_cfg(*DDP_SMOKE, "bn.sync=true"), tmp_path)
 
 
 def test_shard_is_identity_in_one_process():
     import torch
 
-    from bnrepro import distributed
+    from bnrepro.training import distributed
 
     x, y = torch.arange(8.0).view(4, 2), torch.arange(4)
     assert distributed.shard(x, y)[0] is x and distributed.world_size() == 1 and distributed.is_main()
@@ -44,7 +43,7 @@ def test_torchrun_two_processes_rank0_writes_and_matches_one_process(make_cfg, t
         ddp = pd.read_csv(job / "metrics.csv")
         assert not ddp.duplicated(["step", "split", "name"]).any()
         assert json.loads((job / "summary.json").read_text())["status"] == "completed"
-        one = run(make_cfg(*DDP_SMOKE, f"variant={variant}"), tmp_path / variant)
+        one = run_one(make_cfg(*DDP_SMOKE, f"variant={variant}"), tmp_path / variant)
         ddp_loss = ddp[(ddp.split == "test") & (ddp.name == "loss")].value.tolist()
         one_loss = [one["final"]["test/loss"]]
         if variant == "baseline":  # averaged gradients of two halves == the whole batch's gradient

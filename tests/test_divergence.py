@@ -1,15 +1,14 @@
-"""Divergence, both ways it shows (bnrepro/train.py): a non-finite loss, and a dead network."""
+"""Divergence, both ways it shows (bnrepro/training/loop.py): a non-finite loss, and a dead network."""
 import math
 
 import torch
-from omegaconf import OmegaConf
+import yaml
 
 from bnrepro.data import build_data
-from bnrepro.models import build_model
-from bnrepro.run import run
-from bnrepro.tracking import RunLogger
-from bnrepro.train import fit, input_independent
-from tests.conftest import SMOKE
+from bnrepro.tracking.logger import RunLogger
+from bnrepro.training.loop import fit, input_independent
+from bnrepro.training.members import build_members
+from tests.conftest import SMOKE, run_one
 
 
 def test_input_independent_flags_identical_rows_only():
@@ -17,7 +16,7 @@ def test_input_independent_flags_identical_rows_only():
     assert input_independent(same) == 1.0
     assert input_independent(same + 1e-3 * torch.randn(8, 3)) == 0.0
     assert input_independent(same[:1]) == 0.0  # one example proves nothing
-    # Stacked members (bnrepro/stacked_run.py): one flag per member.
+    # Stacked members (bnrepro/training/members.py): one flag per member.
     members = torch.stack([same, same + 1e-3 * torch.randn(8, 3)])
     assert input_independent(members).tolist() == [1.0, 0.0]
 
@@ -26,11 +25,11 @@ def fit_relu_mlp(make_cfg, tmp_path, first_bias: float):
     cfg = make_cfg(*SMOKE, "variant=baseline", "model.activation=relu", "probe.every=0", "trainer.max_steps=40")
     data = build_data(cfg.data, batch_size=cfg.trainer.batch_size, eval_batch_size=cfg.trainer.eval_batch_size,
                       device=torch.device("cpu"))
-    model = build_model(cfg, data.input_shape, data.num_classes)
+    members = build_members(cfg, data.input_shape, data.num_classes, torch.device("cpu"))
     with torch.no_grad():
-        model.hidden[0].linear.bias.fill_(first_bias)  # every first-layer ReLU below zero for every input: a dead network
+        members.module.hidden[0].linear.bias.fill_(first_bias)  # every first-layer ReLU below zero for every input: a dead network
     with RunLogger(tmp_path, {}, cfg.trainer.max_steps, "none") as log:
-        return fit(model, data, cfg, log)
+        return fit(members, data, cfg, [log])[0][0]
 
 
 def test_dead_network_ends_as_diverged(make_cfg, tmp_path):
@@ -51,13 +50,13 @@ def test_sigmoid_network_at_chance_is_not_dead(make_cfg, tmp_path):
     cfg = make_cfg(*SMOKE, "variant=baseline", "model.init_std=10.0", "probe.every=0", "optim.lr=1e-6")
     data = build_data(cfg.data, batch_size=cfg.trainer.batch_size, eval_batch_size=cfg.trainer.eval_batch_size,
                       device=torch.device("cpu"))
-    model = build_model(cfg, data.input_shape, data.num_classes)
+    members = build_members(cfg, data.input_shape, data.num_classes, torch.device("cpu"))
     with RunLogger(tmp_path, {}, cfg.trainer.max_steps, "none") as log:
-        result = fit(model, data, cfg, log)
+        [result], _ = fit(members, data, cfg, [log])
     assert result.status == "completed"
 
 
 def test_summary_names_the_divergence(make_cfg, tmp_path):
-    summary = run(make_cfg(*SMOKE, "variant=baseline", "model.activation=relu", "optim.lr=1e10"), tmp_path)
+    summary = run_one(make_cfg(*SMOKE, "variant=baseline", "model.activation=relu", "optim.lr=1e10"), tmp_path)
     assert summary["status"] == "diverged" and summary["divergence"] in ("nonfinite", "dead")
-    assert OmegaConf.load(tmp_path / "config.yaml").variant == "baseline"
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["variant"] == "baseline"

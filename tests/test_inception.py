@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from bnrepro.bn import BatchNorm, fold_batchnorm, is_batchnorm
+from bnrepro.nn.bn import BatchNorm, fold_batchnorm, is_batchnorm
 from bnrepro.models import MODELS, build_model
 from bnrepro.models.inception import BNInception, InceptionSmall, scale_width
 
@@ -197,7 +197,7 @@ def test_build_model_from_the_real_configs(make_cfg, name, cls):
     assert name in MODELS
     cfg = make_cfg(f"model={name}", "data=synthetic", "data.synthetic.shape=[1,32,32]",
                    "model.width_mult=0.125", "model.small_input=true", "bn.impl=paper")
-    model = build_model(cfg, (1, 32, 32), 10)
+    model = build_model(cfg.model, cfg.bn, (1, 32, 32), 10)
     assert type(model) is cls
     assert isinstance(model.dropout, nn.Dropout) and model.dropout.p == 0.4  # the YAML's GoogLeNet habits
     assert any(isinstance(m, nn.LocalResponseNorm) for m in model.modules())
@@ -208,7 +208,7 @@ def test_build_model_from_the_real_configs(make_cfg, name, cls):
     # The Figure 2 variants reach the model through the same keys.
     cfg = make_cfg(f"model={name}", "data=synthetic", "model.width_mult=0.125", "model.small_input=true",
                    "variant=bn_x5_sigmoid")
-    model = build_model(cfg, (3, 32, 32), 10)
+    model = build_model(cfg.model, cfg.bn, (3, 32, 32), 10)
     assert isinstance(model.dropout, nn.Identity)
     assert not any(isinstance(m, (nn.LocalResponseNorm, nn.ReLU)) for m in model.modules())
     assert any(is_batchnorm(m) for m in model.modules())

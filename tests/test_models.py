@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from bnrepro.bn import BatchNorm, fold_batchnorm, is_batchnorm
+from bnrepro.nn.bn import BatchNorm, fold_batchnorm, is_batchnorm
 from bnrepro.models.mlp import MLP
 
 

@@ -3,12 +3,12 @@ import pytest
 import torch
 from torch import nn
 
-from bnrepro.bn import BatchNorm
-from bnrepro.config import scaled_lr, steps_for
+from bnrepro.nn.bn import BatchNorm
+from bnrepro.schema import scaled_lr, steps_for
 from bnrepro.errors import BnreproError
 from bnrepro.models.inception import InceptionSmall
 from bnrepro.models.mlp import MLP
-from bnrepro.norms import NORMS, group_count, make_norm
+from bnrepro.nn.norms import NORMS, group_count, make_norm
 
 LAYER_NORMS = [n for n in NORMS if n != "none"]
 
@@ -127,7 +127,7 @@ def test_norm_batchsize_config_states_its_rules(make_cfg, batch_size, steps, lr)
 
 
 def test_population_average_needs_batch_norm(make_cfg, tmp_path):
-    from bnrepro.run import run
+    from bnrepro.training.session import run
     from tests.conftest import SMOKE
 
     with pytest.raises(BnreproError, match="bn.population=average"):

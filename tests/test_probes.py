@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from bnrepro.models.mlp import MLP
-from bnrepro.probes import ActivationProbe, percentiles, typical_unit
+from bnrepro.tracking.probes import ActivationProbe, percentiles, typical_unit
+from bnrepro.training.members import SingleModel
 
 
 @pytest.mark.parametrize("q", [(15, 50, 85), (1, 99), (50,)])
@@ -30,21 +31,36 @@ def _probe(seed, placement="before", **kw):
     torch.manual_seed(seed)
     model = MLP(20, 4, depth=3, width=16, placement=placement)
     batch = torch.randn(64, 20, generator=torch.Generator().manual_seed(99))
-    return model, ActivationProbe(model, batch, **kw)
+    return model, Probe(model, batch, **kw)
+
+
+class Probe(ActivationProbe):
+    """The probe of a single model, with one member's record, units and drift."""
+
+    def __init__(self, model, batch, **kw):
+        super().__init__(SingleModel(model), batch, **kw)
+        self.model = model
+
+    def __call__(self, step):
+        return super().__call__(step)[0]
+
+    @property
+    def unit_choice(self):
+        return self.units[0]
 
 
 def test_typical_unit_is_stable_across_runs_and_probes():
     _, a = _probe(seed=0)
     _, b = _probe(seed=0)
     a(0), b(0)
-    assert a.units == b.units and set(a.units) == {"layer1", "layer2", "layer3"}
-    first = dict(a.units)
+    assert a.unit_choice == b.unit_choice and set(a.unit_choice) == {"layer1", "layer2", "layer3"}
+    first = dict(a.unit_choice)
     a.model.hidden[0].linear.weight.data.mul_(3)  # training moves the weights; the unit stays
     a(1)
-    assert a.units == first
+    assert a.unit_choice == first
     _, fixed = _probe(seed=0, unit=5)
     fixed(0)
-    assert set(fixed.units.values()) == {5}
+    assert set(fixed.unit_choice.values()) == {5}
 
 
 def test_probe_records_the_nonlinearity_input_and_leaves_the_model_alone():
@@ -61,7 +77,7 @@ def test_probe_records_the_nonlinearity_input_and_leaves_the_model_alone():
         h = twin.hidden[1](twin.hidden[0](probe.batch))
         block = twin.hidden[2]
         pre = torch.nn.functional.batch_norm(block.linear(h), None, None, block.bn.weight, block.bn.bias, training=True)
-    unit = probe.units["layer3"]
+    unit = probe.unit_choice["layer3"]
     expected = np.percentile(pre[:, unit].numpy(), [15, 50, 85])
     got = [record[f"layer3/unit_p{q}"] for q in (15, 50, 85)]
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
@@ -86,15 +102,15 @@ def test_probe_records_the_norm_output_of_the_same_unit(placement):
     torch.manual_seed(3)
     model = MLP(20, 4, depth=2, width=16, activation="relu", placement=placement)
     batch = torch.randn(64, 20, generator=torch.Generator().manual_seed(99))
-    probe = ActivationProbe(model, batch, norm_output=True)
+    probe = Probe(model, batch, norm_output=True)
     record = probe(0)
-    plain = ActivationProbe(model, batch)(0)
+    plain = Probe(model, batch)(0)
     assert len(record) == 2 * 4 * 3 and all(record[k] == plain[k] for k in plain)  # layers x kinds x q
     with torch.no_grad():  # layer2's BN output by hand, batch statistics
         block = model.hidden[1]
         h = block.linear(model.hidden[0](batch))
         out = block.bn(h) if placement == "before" else block.bn(block.act(h))
-    unit = probe.units["layer2"]  # the nonlinearity input's typical unit, for both
+    unit = probe.unit_choice["layer2"]  # the nonlinearity input's typical unit, for both
     expected = np.percentile(out[:, unit].numpy(), [15, 50, 85])
     np.testing.assert_allclose([record[f"layer2/norm_unit_p{q}"] for q in (15, 50, 85)], expected, rtol=1e-5, atol=1e-6)
     if placement == "before":  # the norm's output is the nonlinearity's input
@@ -106,5 +122,5 @@ def test_probe_records_the_norm_output_of_the_same_unit(placement):
 
 def test_probe_without_norms_records_no_norm_output():
     model = MLP(20, 4, depth=2, width=16, placement="none")
-    record = ActivationProbe(model, torch.randn(32, 20), norm_output=True)(0)
+    record = Probe(model, torch.randn(32, 20), norm_output=True)(0)
     assert not any("norm" in k for k in record)

@@ -5,7 +5,7 @@ from torch import nn
 
 from bnrepro.data.augment import BatchAugment
 from bnrepro.data.tensors import TensorBatches, pad_to
-from bnrepro.train import build_optimizer
+from bnrepro.training.optim import build_optimizer
 
 # variant -> (placement, activation, dropout, lrn, lr_scale, wd_scale, decay_speedup, reshuffle, jitter_scale)
 VARIANTS = {
@@ -100,13 +100,12 @@ def test_pad_to_centres_the_image():
 
 def test_fast_trainer_knobs_run_on_cpu(make_cfg, tmp_path):
     """channels_last and amp are accepted everywhere (amp is a no-op off CUDA); compile is GPU-checked."""
-    from bnrepro.run import run
-    from tests.conftest import SMOKE
+    from tests.conftest import SMOKE, run_one
 
     cfg = make_cfg(*SMOKE, "trainer=fast", "trainer.compile=false", "model=inception_small", "model.width_mult=0.125",
                    "data.synthetic.shape=[3,32,32]", "trainer.max_steps=4", "trainer.eval_every=2", "probe.every=2")
     assert cfg.trainer.channels_last and cfg.trainer.amp and cfg.trainer.cudnn_benchmark
-    assert run(cfg, tmp_path)["status"] == "completed"
+    assert run_one(cfg, tmp_path)["status"] == "completed"
 
 
 def test_faithful_is_the_default_trainer(make_cfg):

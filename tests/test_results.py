@@ -6,8 +6,7 @@ import sys
 import pytest
 
 from bnrepro.results import curve, load_metrics, load_runs
-from bnrepro.run import run
-from tests.conftest import REPO, SMOKE
+from tests.conftest import REPO, SMOKE, run_one
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +18,7 @@ def sweep(tmp_path_factory):
         for variant in ("baseline", "bn"):
             for seed in (0, 1):
                 cfg = compose("train", overrides=[*SMOKE, f"variant={variant}", f"seed={seed}"])
-                run(cfg, root / f"seed={seed},variant={variant}")
+                run_one(cfg, root / f"seed={seed},variant={variant}")
     return root
 
 
@@ -82,7 +81,7 @@ def test_scripts_handle_diverged_and_running_runs(sweep, tmp_path, make_cfg):
     copy = tmp_path / "sweep"
     shutil.copytree(sweep, copy)
     (copy / "seed=1,variant=bn" / "summary.json").unlink()  # still running
-    diverged = run(make_cfg(*SMOKE, "variant=baseline", "seed=2", "model.activation=relu", "optim.lr=1e10"),
+    diverged = run_one(make_cfg(*SMOKE, "variant=baseline", "seed=2", "model.activation=relu", "optim.lr=1e10"),
                    copy / "seed=2,variant=baseline")
     assert diverged["status"] == "diverged"
     script("plot_fig1.py", copy, "--out", tmp_path)

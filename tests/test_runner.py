@@ -8,13 +8,12 @@ import pytest
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from bnrepro.run import run
-from tests.conftest import EXPERIMENTS, REPO, SMOKE
+from tests.conftest import EXPERIMENTS, REPO, SMOKE, run_one
 
 
 def test_run_writes_complete_record(make_cfg, tmp_path):
     cfg = make_cfg(*SMOKE, "variant=bn", "seed=3", "probe.histogram_every=2")
-    summary = run(cfg, tmp_path)
+    summary = run_one(cfg, tmp_path)
 
     assert summary["status"] == "completed" and summary["steps"] == 20
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "completed"
@@ -44,25 +43,25 @@ def test_run_writes_complete_record(make_cfg, tmp_path):
 
 
 def test_bn_variant_learns_synthetic_data(make_cfg, tmp_path):
-    summary = run(make_cfg(*SMOKE, "variant=bn", "trainer.max_steps=200", "trainer.eval_every=200"), tmp_path)
+    summary = run_one(make_cfg(*SMOKE, "variant=bn", "trainer.max_steps=200", "trainer.eval_every=200"), tmp_path)
     assert summary["final"]["test/accuracy"] > 0.5  # 10 classes: chance is 0.1
 
 
 def test_same_seed_same_metrics(make_cfg, tmp_path):
-    a = run(make_cfg(*SMOKE, "seed=1"), tmp_path / "a")
-    b = run(make_cfg(*SMOKE, "seed=1"), tmp_path / "b")
-    c = run(make_cfg(*SMOKE, "seed=2"), tmp_path / "c")
+    a = run_one(make_cfg(*SMOKE, "seed=1"), tmp_path / "a")
+    b = run_one(make_cfg(*SMOKE, "seed=1"), tmp_path / "b")
+    c = run_one(make_cfg(*SMOKE, "seed=2"), tmp_path / "c")
     assert a["final"] == b["final"]
     assert a["final"] != c["final"]
 
 
 @pytest.mark.parametrize("variant, bn_modules", [("baseline", 0), ("bn", 3)])
 def test_variants_set_bn_placement(make_cfg, variant, bn_modules):
-    from bnrepro.bn import is_batchnorm
+    from bnrepro.nn.bn import is_batchnorm
     from bnrepro.models import build_model
 
     cfg = make_cfg(*SMOKE, f"variant={variant}")
-    model = build_model(cfg, (1, 28, 28), 10)
+    model = build_model(cfg.model, cfg.bn, (1, 28, 28), 10)
     assert sum(is_batchnorm(m) for m in model.modules()) == bn_modules
     assert cfg.variant == variant
 
@@ -97,14 +96,14 @@ TINY = ["trainer.max_steps=4", "trainer.eval_every=2", "trainer.log_every=2", "t
 def test_every_experiment_composes_and_runs_on_its_real_format(make_cfg, tmp_path, experiment):
     cfg = make_cfg(f"experiment={experiment}", *TINY, *tiny_data(experiment, tmp_path / "data"))
     assert cfg.experiment == experiment
-    assert run(cfg, tmp_path / "run")["status"] == "completed"
+    assert run_one(cfg, tmp_path / "run")["status"] == "completed"
 
 
 @pytest.mark.parametrize("variant", ["baseline", "bn", *FIG2_VARIANTS])
 def test_every_variant_runs(make_cfg, tmp_path, variant):
     overrides = tiny_data("fig2_fashion_mnist", tmp_path / "data")
     cfg = make_cfg("experiment=fig2_fashion_mnist", f"variant={variant}", *TINY, *overrides)
-    assert run(cfg, tmp_path / "run")["status"] in ("completed", "diverged")
+    assert run_one(cfg, tmp_path / "run")["status"] in ("completed", "diverged")
 
 
 @pytest.mark.parametrize("experiment, overrides", [
@@ -121,7 +120,7 @@ def test_placement_and_norm_experiments_record_norm_outputs(make_cfg, tmp_path, 
     data = tiny_data("fig2_cifar10" if "data=cifar10" in overrides else
                      "placement_conv" if "model=inception_small" in overrides else experiment, tmp_path / "data")
     cfg = make_cfg(f"experiment={experiment}", *TINY, *data, *overrides)
-    assert run(cfg, tmp_path / "run")["status"] == "completed"
+    assert run_one(cfg, tmp_path / "run")["status"] == "completed"
     names = set(pd.read_csv(tmp_path / "run" / "metrics.csv").name)
     assert any(n.endswith("/norm_unit_p85") for n in names) and any(n.endswith("/unit_p15") for n in names)
 
@@ -133,7 +132,7 @@ def test_experiment_keeps_command_line_overrides(make_cfg):
 
 
 def test_paper_bn_impl_runs(make_cfg, tmp_path):
-    assert run(make_cfg(*SMOKE, "bn.impl=paper", "bn.population=average", "bn.population_batches=3"),
+    assert run_one(make_cfg(*SMOKE, "bn.impl=paper", "bn.population=average", "bn.population_batches=3"),
                tmp_path)["status"] == "completed"
 
 
@@ -182,7 +181,7 @@ def test_fig1_experiment_on_mnist_files(make_cfg, tmp_path):
     write_mnist(tmp_path / "data" / "MNIST" / "raw", n_train=300, n_test=100)
     smoke = [o for o in SMOKE if not o.startswith("data=")]
     cfg = make_cfg("experiment=fig1_mnist", "variant=bn", f"data.root={tmp_path / 'data'}", *smoke)
-    summary = run(cfg, tmp_path / "run")
+    summary = run_one(cfg, tmp_path / "run")
     assert summary["status"] == "completed" and summary["data"] == "mnist"
     assert summary["data_source"] == str(tmp_path / "data" / "MNIST" / "raw")
 
@@ -192,5 +191,5 @@ def test_non_positive_counts_are_a_clear_error(make_cfg, tmp_path, override):
     from bnrepro.errors import BnreproError
 
     with pytest.raises(BnreproError, match=override.split("=")[0]):
-        run(make_cfg(*SMOKE, override), tmp_path)
+        run_one(make_cfg(*SMOKE, override), tmp_path)
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "failed"

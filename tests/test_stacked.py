@@ -8,10 +8,10 @@ import torch.nn.functional as F
 
 from bnrepro.errors import BnreproError
 from bnrepro.models.mlp import MLP
-from bnrepro.run import run
-from bnrepro.stacked import StackedMLP
-from bnrepro.stacked_run import run_stacked
-from tests.conftest import SMOKE
+from bnrepro.training.session import run
+from bnrepro.models.stacked import StackedMLP
+from bnrepro.training.session import run
+from tests.conftest import SMOKE, run_one
 
 
 @pytest.mark.parametrize("placement, activation", [("before", "sigmoid"), ("none", "sigmoid"),
@@ -53,10 +53,10 @@ def test_stacked_gradients_are_autograd_gradients(placement, activation):
 @pytest.mark.parametrize("variant", ["bn", "baseline"])
 def test_stacked_run_equals_single_runs(make_cfg, tmp_path, variant):
     overrides = [*SMOKE, f"variant={variant}", "trainer.max_steps=30", "probe.histogram_every=2"]
-    stacked = run_stacked(make_cfg(*overrides, "seeds=[3,5]"), tmp_path / "stacked")
+    stacked = run(make_cfg(*overrides, "seeds=[3,5]"), tmp_path / "stacked")
     assert [s["seed"] for s in stacked] == [3, 5]
     for seed, summary in zip((3, 5), stacked):
-        single = run(make_cfg(*overrides, f"seed={seed}"), tmp_path / f"single{seed}")
+        single = run_one(make_cfg(*overrides, f"seed={seed}"), tmp_path / f"single{seed}")
         member = tmp_path / "stacked" / f"seed={seed}"
         a, b = (pd.read_csv(d / "metrics.csv") for d in (tmp_path / f"single{seed}", member))
         assert a[["step", "split", "name"]].equals(b[["step", "split", "name"]])
@@ -78,8 +78,8 @@ def test_stacked_member_dies_where_its_single_run_does(make_cfg, tmp_path):
     the stacked member must end as its single run does, diverged (dead) at the same step."""
     overrides = [*SMOKE, "variant=baseline", "model.activation=relu", "optim.lr=0.5", "optim.momentum=0.9",
                  "probe.every=0", "trainer.max_steps=40"]
-    stacked = run_stacked(make_cfg(*overrides, "seeds=[0]"), tmp_path / "stacked")[0]
-    single = run(make_cfg(*overrides, "seed=0"), tmp_path / "single")
+    stacked = run(make_cfg(*overrides, "seeds=[0]"), tmp_path / "stacked")[0]
+    single = run_one(make_cfg(*overrides, "seed=0"), tmp_path / "single")
     assert (single["status"], single["divergence"]) == ("diverged", "dead")
     assert (stacked["status"], stacked["divergence"], stacked["steps"]) == ("diverged", "dead", single["steps"])
 
@@ -92,7 +92,7 @@ def test_stacked_member_dies_where_its_single_run_does(make_cfg, tmp_path):
                                              ("trainer.compile=true", "trainer.compile")])
 def test_stacked_unsupported_options_are_one_clear_error(make_cfg, tmp_path, override, named):
     with pytest.raises(BnreproError, match=named.replace(".", r"\.")):
-        run_stacked(make_cfg(*SMOKE, "seeds=[0,1]", override), tmp_path)
+        run(make_cfg(*SMOKE, "seeds=[0,1]", override), tmp_path)
 
 
 def test_runner_dispatches_seeds_to_the_stacked_path(tmp_path):

@@ -8,9 +8,8 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
-from bnrepro.run import run
 from bnrepro.summarize import SUMMARY_CSV, main, summarize
-from tests.conftest import CONFIGS, REPO, SMOKE
+from tests.conftest import CONFIGS, REPO, SMOKE, run_one
 
 
 def hydra_cfg(*overrides):
@@ -69,11 +68,11 @@ def test_sweep_with_a_failing_job_keeps_every_result(tmp_path, launcher):
 def test_summarize_lists_running_and_failed_jobs(make_cfg, tmp_path, capsys):
     sweep = tmp_path / "sweep"
     smoke = [*SMOKE, "trainer.threads=1"]
-    run(make_cfg(*smoke, "seed=0"), sweep / "seed=0")
-    run(make_cfg(*smoke, "seed=1"), sweep / "seed=1")
+    run_one(make_cfg(*smoke, "seed=0"), sweep / "seed=0")
+    run_one(make_cfg(*smoke, "seed=1"), sweep / "seed=1")
     (sweep / "seed=1" / "summary.json").unlink()  # still running (or killed without a word)
     with pytest.raises(Exception):
-        run(make_cfg(*smoke, "seed=2", "trainer.batch_size=5000"), sweep / "seed=2")
+        run_one(make_cfg(*smoke, "seed=2", "trainer.batch_size=5000"), sweep / "seed=2")
     (sweep / "seed=3" / ".hydra").mkdir(parents=True)  # just started: only Hydra's files so far
     (sweep / "seed=3" / ".hydra" / "config.yaml").write_text("variant: bn\nseed: 3\n")
 

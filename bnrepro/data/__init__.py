@@ -1,9 +1,9 @@
-"""The data layer: `build_data(cfg.data, ...)` gives any data set as a `DataBundle`.
+"""The data layer: `build_data(data_config, ...)` gives any data set as a `DataBundle`.
 
 MNIST, Fashion-MNIST, CIFAR-10/100 and `synthetic` are held whole on the device as tensors
 (`tensors.py`); ImageNet subsets are read from ImageFolder trees by a DataLoader
-(`imagenet.py`). Either way, training draws from `bundle.train_batches(seed)`, an infinite
-iterator of full batches whose position (`epoch`, `index`, `state_dict()`) resumes exactly,
+(`imagenet.py`). Either way, training draws from `bundle.train_batches(seed or seeds)`, an infinite
+iterator of full batches (of one run, or of several seeds' runs at once) whose position (`epoch`, `index`, `state_dict()`) resumes exactly,
 and evaluation makes one pass over `bundle.test_batches()`. Where files are looked for, and
 what is said when they are missing or corrupt, is `locate.py`.
 """
@@ -14,12 +14,11 @@ from functools import partial
 from typing import Callable, Iterator
 
 import torch
-from omegaconf import DictConfig
-
-from bnrepro.config import choice
 from bnrepro.data import imagenet, tensors
+from bnrepro.data.augment import AugmentedBatches, BatchAugment
 from bnrepro.data.tensors import Batch, EpochBatches
 from bnrepro.errors import BnreproError
+from bnrepro.schema import AugmentOptions, DataConfig, choice
 
 __all__ = ["DataBundle", "EpochBatches", "build_data"]
 
@@ -32,28 +31,47 @@ class DataBundle:
     train_size: int
     test_size: int
     source: str  # the directory the files were read from, or "synthetic"
-    train_batches: Callable[[int], EpochBatches]  # seed -> infinite iterator of (x, y) on the device
+    device: torch.device
+    augment: AugmentOptions
+    order: Callable[[int], EpochBatches]  # seed -> that seed's infinite iterator of (x, y) on the device
+    stacked: Callable[[list[int]], tensors.StackedBatches] | None  # seeds -> all their batches at once
     test_batches: Callable[[], Iterator[Batch]]  # one pass over the held-out split, on the device
 
+    def train_batches(self, seed: int | list[int], augment: bool = True):
+        """The training batches of one run (a seed: (N, C, H, W), augmented as `data.augment` says)
+        or of a stack of runs (a list of seeds: (S, N, C*H*W), each seed's own order; resident data,
+        no augmentation). Either resumes exactly from its `state_dict()`."""
+        first = seed[0] if isinstance(seed, list) else seed
+        aug = BatchAugment.from_config(self.augment, first, self.device) if augment else None
+        if isinstance(seed, list):
+            if self.stacked is None or aug is not None:
+                raise BnreproError(f"Several seeds at once (seeds=[...]) need a data set held whole on the device "
+                                   f"and no augmentation (data.augment); {self.name} as configured is not both. "
+                                   "Sweep seed=0,1,... with -m instead.")
+            return self.stacked(seed)
+        batches = self.order(seed)
+        return AugmentedBatches(batches, aug) if aug else batches
 
-def build_data(cfg: DictConfig, batch_size: int, eval_batch_size: int, device: torch.device | str) -> DataBundle:
+
+def build_data(cfg: DataConfig, batch_size: int, eval_batch_size: int, device: torch.device | str) -> DataBundle:
     name = choice(cfg.name)
     device = torch.device(device)
     if name == "imagenet_subset":
         train, val, source = imagenet.load(cfg)
         size, workers = cfg.imagenet.image_size, cfg.imagenet.num_workers
         bundle = DataBundle(
-            name, (3, size, size), len(train.classes), len(train), len(val), source,
-            train_batches=partial(imagenet.LoaderBatches, train, batch_size, device, workers, reshuffle=cfg.reshuffle),
+            name, (3, size, size), len(train.classes), len(train), len(val), source, device, cfg.augment,
+            order=partial(imagenet.LoaderBatches, train, batch_size, device, workers, reshuffle=cfg.reshuffle),
+            stacked=None,
             test_batches=partial(imagenet.val_batches, val, eval_batch_size, device, workers),
         )
     else:
         splits = tensors.load(cfg, device)
         bundle = DataBundle(
             name, tuple(splits.x_train.shape[1:]), splits.num_classes, len(splits.y_train),
-            len(splits.y_test), splits.source,
-            train_batches=partial(tensors.TensorBatches, splits.x_train, splits.y_train, batch_size,
-                                  reshuffle=cfg.reshuffle),
+            len(splits.y_test), splits.source, device, cfg.augment,
+            order=partial(tensors.TensorBatches, splits.x_train, splits.y_train, batch_size, reshuffle=cfg.reshuffle),
+            stacked=partial(tensors.StackedBatches, splits.x_train, splits.y_train, batch_size, reshuffle=cfg.reshuffle),
             test_batches=partial(tensors.chunks, splits.x_test, splits.y_test, eval_batch_size),
         )
     if bundle.train_size < batch_size:

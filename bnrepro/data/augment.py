@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
 from torch import Tensor
+
+from bnrepro.schema import AugmentOptions
 
 
 class BatchAugment:
@@ -19,7 +20,7 @@ class BatchAugment:
         self.generator = torch.Generator(device=device).manual_seed(seed)
 
     @classmethod
-    def from_config(cls, cfg: DictConfig, seed: int, device: torch.device) -> "BatchAugment | None":
+    def from_config(cls, cfg: AugmentOptions, seed: int, device: torch.device) -> "BatchAugment | None":
         """The augmentation `data.augment` asks for, or None when it asks for none."""
         jitter = cfg.jitter * cfg.jitter_scale
         if not (cfg.crop_padding or cfg.flip or jitter):
@@ -49,3 +50,29 @@ class BatchAugment:
             mean = x.mean(dim=(1, 2, 3), keepdim=True)
             x = (x - mean) * contrast + mean + brightness
         return x.contiguous()
+
+
+class AugmentedBatches:
+    """A training-batch iterator with `augment` applied to every batch. Its state (for exact
+    resume) is the data order's position plus the augmentation generator's state."""
+
+    def __init__(self, batches, augment: BatchAugment):
+        self.batches, self.augment = batches, augment
+
+    def __iter__(self) -> "AugmentedBatches":
+        return self
+
+    def __next__(self) -> tuple[Tensor, Tensor]:
+        x, y = next(self.batches)
+        return self.augment(x), y
+
+    @property
+    def epoch(self) -> int:
+        return self.batches.epoch
+
+    def state_dict(self) -> dict:
+        return {**self.batches.state_dict(), "augment": self.augment.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.batches.load_state_dict(state)
+        self.augment.generator.set_state(state["augment"])

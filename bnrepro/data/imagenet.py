@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
-from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 from torchvision.datasets import ImageFolder
@@ -21,6 +20,7 @@ from torchvision.datasets import ImageFolder
 from bnrepro.data.locate import locate_imagenet
 from bnrepro.data.tensors import Batch, EpochBatches, epoch_generator
 from bnrepro.errors import BnreproError, DataNotFoundError
+from bnrepro.schema import DataConfig, ImageNetOptions
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet's, as torchvision's models use
 
@@ -42,7 +42,7 @@ class SubsetFolder(ImageFolder):
         return [s for _, group in groupby(samples, key=itemgetter(1)) for s in islice(group, self.per_class)]
 
 
-def select_classes(available: list[str], opts: DictConfig) -> list[str]:
+def select_classes(available: list[str], opts: ImageNetOptions) -> list[str]:
     """The subset: `classes` if given, else `num_classes` evenly spaced over the sorted ids, else all.
 
     Evenly spaced rather than the first N because sorted WordNet ids follow the hierarchy: the
@@ -65,7 +65,7 @@ def select_classes(available: list[str], opts: DictConfig) -> list[str]:
     return [available[i * len(available) // k] for i in range(k)]
 
 
-def load(cfg: DictConfig) -> tuple[SubsetFolder, SubsetFolder, str]:
+def load(cfg: DataConfig) -> tuple[SubsetFolder, SubsetFolder, str]:
     """The training and validation sets of the subset, and the directory they come from."""
     top = locate_imagenet(cfg)
     opts = cfg.imagenet

@@ -14,11 +14,11 @@ import zlib
 from http.client import HTTPException
 from pathlib import Path
 
-from omegaconf import DictConfig
 from torchvision.datasets import CIFAR10, CIFAR100, MNIST, FashionMNIST
 from torchvision.datasets.utils import extract_archive
 
 from bnrepro.errors import DataCorruptError, DataNotFoundError
+from bnrepro.schema import DataConfig
 
 TORCHVISION = {"mnist": MNIST, "fashion_mnist": FashionMNIST, "cifar10": CIFAR10, "cifar100": CIFAR100}
 TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10",
@@ -32,7 +32,7 @@ APT_PACKAGES = {"fashion_mnist": "dataset-fashion-mnist"}
 CACHE_DIR = "~/.cache/bnrepro"
 
 
-def data_root(cfg: DictConfig) -> Path:
+def data_root(cfg: DataConfig) -> Path:
     """`data.root` as an absolute path; a relative one is taken from the current directory."""
     return Path(str(cfg.root)).expanduser().absolute()
 
@@ -63,7 +63,7 @@ def corrupt(name: str, path: Path, problem: str) -> DataCorruptError:
     return DataCorruptError(f"{TITLES[name]} file {path} {problem}. {fix}")
 
 
-def locate(name: str, cfg: DictConfig) -> Path:
+def locate(name: str, cfg: DataConfig) -> Path:
     """The root to hand to torchvision's class for `name`, whose files are all present."""
     cls = TORCHVISION[name]
     root = data_root(cfg)
@@ -94,7 +94,7 @@ def locate(name: str, cfg: DictConfig) -> Path:
     raise DataNotFoundError(_not_found(name, cls, looked))
 
 
-def locate_imagenet(cfg: DictConfig) -> Path:
+def locate_imagenet(cfg: DataConfig) -> Path:
     """ROOT/imagenet, which must hold train/ and val/ ImageFolder trees (nothing downloads them)."""
     top = data_root(cfg) / "imagenet"
     missing = [str(top / split) for split in ("train", "val") if not (top / split).is_dir()]

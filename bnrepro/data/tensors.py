@@ -13,14 +13,13 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
 from torch import Tensor
 from torchvision.datasets import CIFAR10
 from torchvision.datasets.mnist import read_image_file, read_label_file
 from torchvision.datasets.utils import check_integrity
 
-from bnrepro.config import choice
 from bnrepro.data.locate import TORCHVISION, corrupt, data_dir, expected_files, locate
+from bnrepro.schema import DataConfig, SyntheticOptions, choice
 
 Batch = tuple[Tensor, Tensor]
 
@@ -41,7 +40,7 @@ class Splits:
     source: str
 
 
-def load(cfg: DictConfig, device: torch.device) -> Splits:
+def load(cfg: DataConfig, device: torch.device) -> Splits:
     name = choice(cfg.name)
     splits = synthetic(cfg.synthetic) if name == "synthetic" else _read_torchvision(name, cfg, device)
     x_train, x_test = preprocess(splits.x_train.to(device), splits.x_test.to(device), cfg)
@@ -60,7 +59,7 @@ def pad_to(x: Tensor, size: int) -> Tensor:
     return torch.nn.functional.pad(x, (left, size - w - left, top, size - h - top))
 
 
-def preprocess(x_train: Tensor, x_test: Tensor, cfg: DictConfig) -> tuple[Tensor, Tensor]:
+def preprocess(x_train: Tensor, x_test: Tensor, cfg: DataConfig) -> tuple[Tensor, Tensor]:
     kind = choice(cfg.preprocess)
     if kind == "standardize":
         # The training split's statistics for both splits: the test split must not leak into them.
@@ -72,7 +71,7 @@ def preprocess(x_train: Tensor, x_test: Tensor, cfg: DictConfig) -> tuple[Tensor
     return x_train, x_test
 
 
-def synthetic(opts: DictConfig) -> Splits:
+def synthetic(opts: SyntheticOptions) -> Splits:
     """Fixed random class-mean images plus Gaussian noise, squashed into [0, 1] like pixels."""
     g = torch.Generator().manual_seed(SYNTHETIC_SEED)
     shape = tuple(opts.shape)
@@ -152,7 +151,7 @@ def chunks(x: Tensor, y: Tensor, size: int) -> Iterator[Batch]:
     return zip(x.split(size), y.split(size))
 
 
-def _read_torchvision(name: str, cfg: DictConfig, device: torch.device) -> Splits:
+def _read_torchvision(name: str, cfg: DataConfig, device: torch.device) -> Splits:
     cls = TORCHVISION[name]
     root = locate(name, cfg)
     directory = data_dir(cls, root)
@@ -212,3 +211,47 @@ def _tensors(name: str, dataset, directory: Path, device: torch.device) -> Batch
         raise corrupt(name, directory, f"holds {len(x)} {split} images but {len(y)} labels")
     # Scaled on the device, so that what crosses to it is uint8: a quarter of the bytes.
     return x.contiguous().to(device).float().div_(255), y
+
+
+class IndexBatches(EpochBatches):
+    """One seed's training batches as index tensors, in exactly `TensorBatches`'s order."""
+
+    def __init__(self, size: int, batch_size: int, seed: int, reshuffle: bool, device: torch.device):
+        super().__init__(size, batch_size, seed, reshuffle)
+        self.device = device
+
+    def _epoch_batches(self, indices: Tensor) -> Iterator[Tensor]:
+        return iter(indices.to(self.device).split(self.batch_size))
+
+
+class StackedBatches:
+    """Several seeds' next batches at once, gathered from a resident training split: x (S, N, C*H*W),
+    y (S, N), each member's batches in its single run's order (`TensorBatches` with its seed).
+
+    The gather writes into the same buffer each step (a step's batch is dead by the next step).
+    Every member has the same split and batch size, so all stand at the same (epoch, index)."""
+
+    def __init__(self, x: Tensor, y: Tensor, batch_size: int, seeds: list[int], reshuffle: bool = True):
+        self.x, self.y = x.flatten(1), y
+        self.members = [IndexBatches(len(y), batch_size, s, reshuffle, y.device) for s in seeds]
+        self.buffer = self.x.new_empty(len(seeds) * batch_size, self.x.size(1))
+        self.shape = (len(seeds), batch_size)
+
+    def __iter__(self) -> "StackedBatches":
+        return self
+
+    def __next__(self) -> Batch:
+        index = torch.cat([next(b) for b in self.members])
+        x = torch.index_select(self.x, 0, index, out=self.buffer)
+        return x.view(*self.shape, -1), self.y[index].view(self.shape)
+
+    @property
+    def epoch(self) -> int:
+        return self.members[0].epoch
+
+    def state_dict(self) -> dict[str, int]:
+        return self.members[0].state_dict()
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        for member in self.members:
+            member.load_state_dict(state)

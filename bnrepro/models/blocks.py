@@ -1,14 +1,14 @@
 """The unit every network here is built from: a linear or conv layer, BN, and a nonlinearity,
 in the order `bn.placement` says. Children are named `linear`/`conv`, `bn`, `act`, so probes
 and BN folding find them the same way in every model. The `bn` slot holds whichever member of
-the normalization family `bn.norm` names (bnrepro/norms.py); BN by default."""
+the normalization family `bn.norm` names (bnrepro/nn/norms.py); BN by default."""
 from __future__ import annotations
 
 from collections import OrderedDict
 
 from torch import nn
 
-from bnrepro.norms import make_norm
+from bnrepro.nn.norms import make_norm
 
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh}
 PLACEMENTS = ("none", "before", "after")

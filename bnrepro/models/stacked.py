@@ -9,7 +9,8 @@ step): Algorithm 1 with the backward pass of Sec. 3, as in `bn.BatchNormFunction
 
 Nothing mixes members: every reduction (BN's mu_B and var_B, the loss) is per member, so each
 member computes what the single-run model of the same seed computes, up to float rounding
-(tests/test_stacked.py checks both the gradients and whole runs).
+(tests/test_stacked.py checks both the gradients and whole runs). The training loop drives it
+through `bnrepro/training/members.py`, as it drives a single model.
 """
 from __future__ import annotations
 
@@ -52,10 +53,13 @@ class StackedMLP(nn.Module):
 
     Layer l (1-based) holds w{l} (S, out, in) as nn.Linear stores it, b{l} (S, 1, out) when the
     layer has a bias, and with BN gamma{l}, beta{l} (S, 1, out) and the buffers running_mean{l},
-    running_var{l}, num_batches_tracked{l}. The classifier is layer depth + 1. All parameters
-    are views of one flat nn.Parameter, `flat`, whose `.grad` `forward_backward` fills (the
-    named gradients are views of it too), so a torch optimizer steps every parameter of every
-    member in one elementwise kernel. Build it on its device (the views do not follow `.to()`).
+    running_var{l}, num_batches_tracked{l}. The classifier is layer depth + 1. The parameters are
+    views of two flat nn.Parameters, `flat_weights` (every w) and `flat_other` (biases, gamma, beta:
+    what `optim.weight_decay_params=weights` leaves undecayed), so a torch optimizer steps every
+    parameter of every member in one elementwise kernel per group. `forward_backward` writes the
+    gradients into buffers of their own (`grads[name]` are views of them) and sets them as the two
+    parameters' `.grad` on every call, so `optimizer.zero_grad()` in either form is harmless: it
+    is overwritten, never accumulated into. Build it on its device (the views do not follow `.to()`).
     """
 
     def __init__(self, models: list[MLP]):
@@ -88,10 +92,23 @@ class StackedMLP(nn.Module):
         out = self.depth + 1
         params[f"w{out}"] = torch.stack([m.classifier.weight for m in models])
         params[f"b{out}"] = torch.stack([m.classifier.bias.unsqueeze(0) for m in models])
-        params = {k: v.detach() for k, v in params.items()}
-        self.flat = nn.Parameter(torch.cat([v.flatten() for v in params.values()]))
-        self.flat.grad = torch.zeros_like(self.flat)
-        self.params, self.grads = self._views(self.flat, params), self._views(self.flat.grad, params)
+        groups = {"weights": {k: v.detach() for k, v in params.items() if k.startswith("w")},
+                  "other": {k: v.detach() for k, v in params.items() if not k.startswith("w")}}
+        self.params, self.grads, self._grad_buffers = {}, {}, {}
+        for group, tensors in groups.items():
+            flat = nn.Parameter(torch.cat([v.flatten() for v in tensors.values()]))
+            setattr(self, f"flat_{group}", flat)
+            self._grad_buffers[group] = torch.zeros_like(flat)
+            self.params.update(self._views(flat, tensors))
+            self.grads.update(self._views(self._grad_buffers[group], tensors))
+        self._bind_grads()
+
+    def decay_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """(weights, everything else), for `optim.weight_decay_params` (bnrepro/training/optim.py)."""
+        return [self.flat_weights], [self.flat_other]
+
+    def _bind_grads(self) -> None:
+        self.flat_weights.grad, self.flat_other.grad = self._grad_buffers["weights"], self._grad_buffers["other"]
 
     @staticmethod
     def _views(flat: Tensor, like: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -166,9 +183,10 @@ class StackedMLP(nn.Module):
         """One training step's forward and backward pass for x (S, N, in), y (S, N).
 
         Returns each member's mean cross-entropy (S,) and leaves the gradient of each member's
-        loss in `flat.grad` (`grads[name]` are its views); BN's running statistics are updated
-        as torch's BN updates them.
+        loss in the flat parameters' `.grad` (`grads[name]` are its views); BN's running
+        statistics are updated as torch's BN updates them.
         """
+        self._bind_grads()
         n, grads = x.size(1), self.grads
         h, saved = x, []
         for l in range(1, self.depth + 1):
@@ -211,11 +229,13 @@ class StackedMLP(nn.Module):
     # -- inference, and the probes' view of the network --
 
     @torch.no_grad()
-    def pre_activations(self, x: Tensor, train_stats: bool) -> tuple[list[Tensor], Tensor]:
+    def pre_activations(self, x: Tensor, train_stats: bool, norm_output: bool = False) -> tuple[dict[str, Tensor], Tensor]:
         """For a batch x (B, in) seen by every member: each hidden nonlinearity's input (S, B, width)
-        and the logits (S, B, classes). BN uses the batch's statistics if `train_stats` (nothing is
-        updated) and else the population statistics (Algorithm 2)."""
-        zs, h = [], None
+        as "layer<l>", with norm_output also BN's output as "layer<l>/norm" (the same tensor: BN sits
+        right before the nonlinearity), in the order a single run's probe hooks see them; and the
+        logits (S, B, classes). BN uses the batch's statistics if `train_stats` (nothing is updated)
+        and else the population statistics (Algorithm 2)."""
+        zs, h = {}, None
         for l in range(1, self.depth + 1):
             a = self._shared_input(x, l) if l == 1 else torch.bmm(h, self._get("w", l).transpose(1, 2))
             if not self.bn:
@@ -225,19 +245,23 @@ class StackedMLP(nn.Module):
             else:
                 scale = torch.rsqrt(self._get("running_var", l) + self.eps) * self._get("gamma", l)
                 z = torch.addcmul(self._get("beta", l) - self._get("running_mean", l) * scale, a, scale)
-            zs.append(z)
+            if norm_output and self.bn:
+                zs[f"layer{l}/norm"] = z
+            zs[f"layer{l}"] = z
             h = self._act(z)
         out = self.depth + 1
         return zs, torch.baddbmm(self._get("b", out), h, self._get("w", out).transpose(1, 2))
 
     @torch.no_grad()
-    def evaluate(self, x: Tensor, y: Tensor, chunk: int) -> Tensor:
-        """Summed cross-entropy and number correct per member on (x, y), in chunks: (S, 2)."""
-        total = torch.zeros(self.size, 2, device=x.device, dtype=torch.float64)
-        for xb, yb in zip(x.split(chunk), y.split(chunk)):
+    def evaluate(self, batches) -> Tensor:
+        """Summed cross-entropy and number correct per member over (x, y) batches: (S, 2)."""
+        total = None
+        for xb, yb in batches:
             logits = self.pre_activations(xb.flatten(1), train_stats=False)[1]
             target = yb.expand(self.size, -1)
             loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none").view(self.size, -1)
+            if total is None:
+                total = torch.zeros(self.size, 2, device=xb.device, dtype=torch.float64)
             total[:, 0] += loss.sum(1)
             total[:, 1] += (logits.argmax(2) == target).sum(1)
         return total

@@ -10,7 +10,6 @@ Every number is logged once, through `RunLogger.log`, and lands in three places:
 from __future__ import annotations
 
 import csv
-import json
 import os
 import sys
 import time
@@ -21,35 +20,21 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
 from bnrepro import METRICS_COLUMNS, METRICS_FILE
-from bnrepro.config import choice
+from bnrepro.files import atomic_open
+from bnrepro.schema import choice
 
 # The HParams table shows the latest value of these scalar tags for each run.
 HPARAM_METRICS = ("test/accuracy", "test/loss", "train/loss", "test/best_accuracy")
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON so that a crash leaves either the old file or the new one, never half of one."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True, default=str)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def truncate_metrics(path: Path, last_step: int) -> None:
     """Keep the header and the rows of steps <= last_step, atomically; a torn last line goes too."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(path, newline="") as src, open(tmp, "w", newline="") as dst:
+    with open(path, newline="") as src, atomic_open(path, "w", newline="") as dst:
         dst.write(src.readline())
         for line in src:
             step = line.split(",", 1)[0]
             if line.endswith("\n") and step.isdigit() and int(step) <= last_step:
                 dst.write(line)
-        dst.flush()
-        os.fsync(dst.fileno())
-    os.replace(tmp, path)
 
 
 def wait_for_a_later_second(run_dir: Path) -> None:
@@ -84,7 +69,10 @@ def progress_mode(requested: str) -> str:
 
 
 class RunLogger:
-    """Logs one run's scalars to metrics.csv, TensorBoard and the progress display."""
+    """Logs one run's scalars to metrics.csv, TensorBoard and the progress display.
+
+    Several of them log the members of a stacked run (one per member's run directory); only one
+    of those shows progress. A process that must not write (a DDP rank > 0) uses `QuietLogger`."""
 
     def __init__(self, out_dir: Path, hparam_dict: dict[str, Any], max_steps: int, progress: str = "auto",
                  name: str | None = None, resume_step: int = 0):
@@ -168,3 +156,25 @@ class RunLogger:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class QuietLogger:
+    """RunLogger's interface for processes that must not write (DDP ranks > 0): remembers the
+    latest values, writes nothing."""
+
+    def __init__(self, *args, **kwargs):
+        self.latest: dict[str, float] = {}
+
+    def log(self, step: int, split: str, metrics: Mapping[str, float]) -> None:
+        self.latest.update({f"{split}/{k}": float(v) for k, v in metrics.items()})
+
+    def charts(self, *args: Any) -> None: ...
+    def histograms(self, *args: Any) -> None: ...
+    def progress(self, *args: Any) -> None: ...
+    def sync(self) -> None: ...
+    def close(self) -> None: ...
+
+    def __enter__(self) -> "QuietLogger":
+        return self
+
+    def __exit__(self, *exc) -> None: ...

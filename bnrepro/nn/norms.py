@@ -30,8 +30,8 @@ from typing import Optional
 
 from torch import nn
 
-from bnrepro.bn import make_batchnorm
-from bnrepro.config import choice
+from bnrepro.nn.bn import make_batchnorm
+from bnrepro.schema import choice
 from bnrepro.errors import BnreproError
 
 NORMS = ("batch", "layer", "group", "instance", "none")
@@ -62,6 +62,6 @@ def make_norm(num_features: int, spatial: bool, norm: str = "batch", impl: str =
             raise BnreproError(
                 "bn.norm=instance needs feature maps with positions (a conv model): it normalizes each "
                 "channel of each example over its positions, and a fully-connected unit has only one, so "
-                "every output would be beta. For the MLP use bn.norm=layer or bn.norm=group (see bnrepro/norms.py).")
+                "every output would be beta. For the MLP use bn.norm=layer or bn.norm=group (see bnrepro/nn/norms.py).")
         return nn.InstanceNorm2d(num_features, eps=eps, affine=True)
     raise ValueError(f"bn.norm must be one of {NORMS}, got {norm!r}")

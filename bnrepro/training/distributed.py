@@ -12,7 +12,7 @@ With `bn.sync=true` BN layers become `torch.nn.SyncBatchNorm`, whose statistics 
 global batch, as on one device (CUDA only; `bn.impl=torch`).
 
 Only rank 0 writes (config, metrics, TensorBoard, checkpoints, summary); the others log to a
-`QuietLogger`. Every rank must use the same run directory, but Hydra names it from `${now:...}`,
+`tracking.logger.QuietLogger`. Every rank must use the same run directory, but Hydra names it from `${now:...}`,
 which can straddle a second between ranks: `init_from_env` therefore starts the process group
 before Hydra, broadcasts rank 0's time as BNREPRO_RUN_TIME (configs/train.yaml names run and
 sweep directories from it when set), and turns off Hydra's own files on ranks > 0.
@@ -23,7 +23,6 @@ import atexit
 import os
 import sys
 import time
-from typing import Any, Mapping
 
 import torch
 import torch.distributed as dist
@@ -121,24 +120,3 @@ def any_rank(flag: bool) -> bool:
     t = torch.tensor([float(flag)], device="cuda" if dist.get_backend() == "nccl" else "cpu")
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
-
-
-class QuietLogger:
-    """RunLogger's interface for ranks > 0: remembers the latest values, writes nothing."""
-
-    def __init__(self, *args, **kwargs):
-        self.latest: dict[str, float] = {}
-
-    def log(self, step: int, split: str, metrics: Mapping[str, float]) -> None:
-        self.latest.update({f"{split}/{k}": float(v) for k, v in metrics.items()})
-
-    def charts(self, *args: Any) -> None: ...
-    def histograms(self, *args: Any) -> None: ...
-    def progress(self, *args: Any) -> None: ...
-    def sync(self) -> None: ...
-    def close(self) -> None: ...
-
-    def __enter__(self) -> "QuietLogger":
-        return self
-
-    def __exit__(self, *exc) -> None: ...

@@ -104,7 +104,7 @@ class BatchNorm(nn.Module):
 
     Same parameter and buffer names as torch (weight, bias, running_mean, running_var,
     num_batches_tracked), so state_dicts load both ways.
-    Momentum follows PyTorch's convention, stated once in bnrepro/config.py (BNConfig): momentum
+    Momentum follows PyTorch's convention, stated once in bnrepro/schema.py (BNConfig): momentum
     weights the new batch; None = cumulative average.
     """
 
@@ -158,16 +158,20 @@ class BatchNorm(nn.Module):
             # fixed affine map and each output depends on its own input only.
             scale, shift = _scale_shift(self.weight, self.bias, self.running_mean,
                                         self.running_var, self.eps)
-            return x * _per_channel(scale, x.dim()) + _per_channel(shift, x.dim())
+            return (x * _per_channel(scale, x.dim()) + _per_channel(shift, x.dim())).to(x.dtype)
         m = x.numel() // x.size(1)
         if m < 2:
             # Same check and message as torch: var_B of one value is 0 and m/(m-1) is undefined.
             raise ValueError(f"Expected more than 1 value per channel when training, got input "
                              f"size {tuple(x.shape)}")
-        y, mu_B, var_B = BatchNormFunction.apply(x, self.weight, self.bias, self.eps)
+        # Statistics in float32 whatever the input's dtype (bf16 under autocast, trainer.amp):
+        # mu_B and var_B of a low-precision batch would lose digits, and the float32 running
+        # averages could not take them in place. The output goes back to the input's dtype.
+        with torch.autocast(x.device.type, enabled=False):
+            y, mu_B, var_B = BatchNormFunction.apply(x.float(), self.weight, self.bias, self.eps)
         if self.training and self.track_running_stats:
             self._update_running_stats(mu_B, var_B, m)
-        return y
+        return y.to(x.dtype)
 
     @torch.no_grad()
     def _update_running_stats(self, mu_B: Tensor, var_B: Tensor, m: int) -> None:
@@ -185,7 +189,7 @@ class BatchNorm(nn.Module):
 def make_batchnorm(num_features: int, spatial: bool, impl: str = "torch", eps: float = 1e-5,
                    momentum: Optional[float] = 0.1) -> nn.Module:
     """BN layer for (N, C, H, W) inputs if spatial else (N, C); impl is "torch" or "paper"."""
-    name = str(getattr(impl, "value", impl))  # accepts config.BNImpl as well as plain strings
+    name = str(getattr(impl, "value", impl))  # accepts schema.BNImpl as well as plain strings
     if name == "torch":
         cls = nn.BatchNorm2d if spatial else nn.BatchNorm1d
         return cls(num_features, eps=eps, momentum=momentum)

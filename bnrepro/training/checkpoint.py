@@ -2,8 +2,10 @@
 
 A checkpoint is `RUN_DIR/checkpoints/step<N>-<sha256 prefix>.pt`, a plain `torch.load`-able
 file holding the model, optimizer, schedule, every RNG (torch CPU and CUDA, numpy, python, the
-augmentation generator), the data order position, the loop's running loss window, the best
-accuracy so far, the probe history and the step. It is written to a temporary file, fsynced,
+augmentation generator), the data order position, the loop's running loss window, and per
+member the best accuracy so far, the divergence counters, the latest values and the probe
+history, and the step. A stack of seeds (`seeds=[...]`) is one model: its checkpoints go to
+`RUN_DIR/checkpoints/seeds=<s1>,<s2>,.../`, beside the members' own run directories. It is written to a temporary file, fsynced,
 and renamed into place, so a crash leaves the previous checkpoint intact; the checksum in its
 name detects a file damaged afterwards (truncated copy, bad disk), which is then reported, set
 aside as `*.corrupt`, and the previous checkpoint used. The data order needs no generator
@@ -29,18 +31,18 @@ import signal
 import sys
 import threading
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+import yaml
 
-from bnrepro import distributed
-from bnrepro.config import choice
 from bnrepro.errors import BnreproError
-from bnrepro.tracking import flatten
+from bnrepro.files import atomic_open
+from bnrepro.schema import Config, plain
+from bnrepro.tracking.logger import flatten
+from bnrepro.training import distributed
 
 CHECKPOINT_DIR = "checkpoints"
 STOP_POLL = 50  # steps between the ranks' agreement on a stop request under torchrun
@@ -66,14 +68,13 @@ class CorruptCheckpoint(Exception):
         self.damaged = damaged  # the bytes are not what was written (else: intact but unreadable here)
 
 
-def comparable(cfg: DictConfig | dict) -> dict[str, Any]:
-    """The flattened, resolved config minus RESUME_IGNORES: what must match to resume."""
-    container = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
-    return {k: choice(v) if isinstance(v, Enum) else v for k, v in flatten(container).items()
-            if k not in RESUME_IGNORES}
+def comparable(cfg: Config | dict) -> dict[str, Any]:
+    """The flattened config (a `Config` or a config.yaml's dict) minus RESUME_IGNORES: what must
+    match to resume."""
+    return {k: v for k, v in flatten(plain(cfg)).items() if k not in RESUME_IGNORES}
 
 
-def finished_run(out: Path, cfg: DictConfig) -> dict | None:
+def finished_run(out: Path, cfg: Config) -> dict | None:
     """The summary of a run already completed (or diverged) in `out` with this config, else None."""
     summary, saved = out / "summary.json", out / "config.yaml"
     if not (summary.exists() and saved.exists()):
@@ -81,7 +82,7 @@ def finished_run(out: Path, cfg: DictConfig) -> dict | None:
     previous = json.loads(summary.read_text())
     if previous.get("status") not in ("completed", "diverged"):
         return None
-    if comparable(OmegaConf.load(saved)) != comparable(cfg):
+    if comparable(yaml.safe_load(saved.read_text())) != comparable(cfg):
         raise BnreproError(f"{out} already holds a finished run with a different config. Give this run its own "
                            "directory (hydra.run.dir=... / hydra.sweep.dir=...), or delete the old one.")
     if previous["status"] == "completed" and previous.get("steps") != cfg.trainer.max_steps:
@@ -120,17 +121,8 @@ def write_atomic(directory: Path, step: int, obj: dict) -> Path:
     torch.save(obj, buffer)
     data = buffer.getvalue()
     path = directory / f"step{step:08d}-{hashlib.sha256(data).hexdigest()[:16]}.pt"
-    tmp = directory / f".{path.name}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as f:
+    with atomic_open(path, "wb", sync_dir=True) as f:  # the rename itself survives a power cut
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)  # the rename itself survives a power cut
-    finally:
-        os.close(fd)
     return path
 
 
@@ -157,28 +149,26 @@ def checkpoints(directory: Path) -> list[tuple[int, Path]]:
 
 @dataclass
 class TrainingState:
-    """Everything `fit` holds between two steps that a resumed run needs back."""
+    """Everything `fit` holds between two steps that a resumed run needs back (per member where
+    members differ: their records, results and probes)."""
 
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     schedule: Any
-    batches: Any  # EpochBatches
-    augment: Any  # BatchAugment | None
+    batches: Any  # the training batches (data order and augmentation), with state_dict()
     population: Any  # EpochBatches | None: Algorithm 2's own stream of training batches
     probe: Any  # ActivationProbe | None
-    log: Any  # RunLogger: its `latest` values become the summary's final metrics
-    result: Any  # FitResult: best accuracy so far
+    logs: list  # RunLogger per member: their `latest` values become the summaries' final metrics
+    results: list  # FitResult per member: status, best accuracy, divergence counter
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(), "batches": self.batches.state_dict(),
-            "augment": self.augment.generator.get_state() if self.augment else None,
             "population": self.population.state_dict() if self.population else None,
-            "probe": {"history": self.probe.history, "units": self.probe.units} if self.probe else None,
-            "latest": dict(self.log.latest),
-            "best": [self.result.best_accuracy, self.result.best_step],
-            "dead_checks": self.result.dead_checks,
+            "probe": self.probe.state_dict() if self.probe else None,
+            "latest": [dict(log.latest) for log in self.logs],
+            "results": [r.state_dict() for r in self.results],
             "rng": rng_state(),
         }
 
@@ -187,16 +177,14 @@ class TrainingState:
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         self.batches.load_state_dict(state["batches"])
-        if self.augment:
-            self.augment.generator.set_state(state["augment"])
         if self.population:
             self.population.load_state_dict(state["population"])
         if self.probe:
-            self.probe.history = [tuple(h) for h in state["probe"]["history"]]
-            self.probe.units = dict(state["probe"]["units"])
-        self.log.latest.update(state["latest"])
-        self.result.best_accuracy, self.result.best_step = state["best"]
-        self.result.dead_checks = state.get("dead_checks", 0)
+            self.probe.load_state_dict(state["probe"])
+        for log, latest in zip(self.logs, state["latest"]):
+            log.latest.update(latest)
+        for result, saved in zip(self.results, state["results"]):
+            result.load_state_dict(saved)
         set_rng_state(state["rng"])
 
 
@@ -217,8 +205,13 @@ class Checkpointer:
         self._previous: dict[int, Any] = {}
 
     @classmethod
-    def from_config(cls, out_dir: Path, cfg: DictConfig, write: bool = True) -> "Checkpointer":
-        return cls(out_dir, cfg.trainer.checkpoint_every, cfg.trainer.checkpoint_keep, comparable(cfg), write)
+    def from_config(cls, out_dir: Path, cfg: Config, write: bool = True) -> "Checkpointer":
+        """The checkpoints of the run `cfg` describes in `out_dir`: its own checkpoints/ for one
+        seed, checkpoints/seeds=.../ for a stack (whose members have run directories of their own)."""
+        checkpointer = cls(out_dir, cfg.trainer.checkpoint_every, cfg.trainer.checkpoint_keep, comparable(cfg), write)
+        if cfg.seeds is not None:
+            checkpointer.directory = checkpointer.directory / f"seeds={','.join(map(str, cfg.seeds))}"
+        return checkpointer
 
     # Loading
     def load_latest(self) -> int:
@@ -275,10 +268,11 @@ class Checkpointer:
 
     def save(self, step: int, state: TrainingState, loss_sum: torch.Tensor, window: int) -> Path | None:
         # The ranks' windows averaged: resumed ranks all start from it, and the mean is linear.
-        window_state = {"loss_sum": float(distributed.average(loss_sum.clone())), "window": window}
+        window_state = {"loss_sum": distributed.average(loss_sum.clone()).tolist(), "window": window}
         if not self.write:
             return None
-        state.log.sync()  # metrics.csv on disk up to `step` before the checkpoint that vouches for it
+        for log in state.logs:  # metrics.csv on disk up to `step` before the checkpoint that vouches for it
+            log.sync()
         self.directory.mkdir(parents=True, exist_ok=True)
         self.last_path = write_atomic(self.directory, step, {
             "step": step, "config": self.config, "window": window_state, "training": state.state_dict()})

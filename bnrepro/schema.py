@@ -1,0 +1,299 @@
+"""The typed configuration of a run: one dataclass per config group, plain Python.
+
+The library takes a `Config` (or one of its groups) and nothing else; it never sees Hydra or
+OmegaConf. `bnrepro/config.py` registers these classes as Hydra's schema (`config_schema`, first
+in `configs/train.yaml`'s defaults), so every value a YAML file or a command-line override sets is
+checked against these types at composition: a typo'd key (`trainer.max_step=...`), a wrong type
+(`trainer.max_steps=abc`) or an unknown choice (`model.activation=relu6`) fails before any data is
+read. `validate` checks what types cannot say.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, List, Optional
+
+from bnrepro.errors import BnreproError
+
+MISSING: Any = "???"  # OmegaConf's marker of a value the composition must provide (omegaconf.MISSING)
+
+
+class Dataset(str, Enum):
+    mnist = "mnist"
+    fashion_mnist = "fashion_mnist"
+    cifar10 = "cifar10"
+    cifar100 = "cifar100"
+    imagenet_subset = "imagenet_subset"
+    synthetic = "synthetic"
+
+
+class Preprocess(str, Enum):
+    none = "none"  # pixels scaled to [0, 1]
+    standardize = "standardize"  # per channel, with the training split's mean and std
+    binarize = "binarize"  # Sec. 4.1 says "binary" MNIST inputs: pixel > threshold -> 1
+
+
+class Activation(str, Enum):
+    sigmoid = "sigmoid"
+    relu = "relu"
+    tanh = "tanh"
+
+
+class Placement(str, Enum):
+    none = "none"  # no BN (the paper's baselines)
+    before = "before"  # z = g(BN(Wu)), the paper's choice (Sec. 3.2)
+    after = "after"  # z = BN(g(Wu)), the alternative the seeds discuss
+
+
+class Norm(str, Enum):
+    """The normalization in BN's slot (bnrepro/norms.py says what each pools, for MLP and conv features)."""
+
+    batch = "batch"  # the paper's BN (bn.impl picks torch's or ours)
+    layer = "layer"  # per example, over all of a layer's features
+    group = "group"  # per example, over groups of features (bn.groups)
+    instance = "instance"  # per example and channel, over positions (conv models only)
+    none = "none"  # no normalization, wherever bn.placement says
+
+
+class BNImpl(str, Enum):
+    torch = "torch"  # nn.BatchNorm1d/2d
+    paper = "paper"  # bnrepro.bn.BatchNorm: Algorithm 1 with the paper's backward pass
+
+
+class Population(str, Enum):
+    ema = "ema"  # running averages kept during training (bn.momentum)
+    # Algorithm 2: before every evaluation, recomputed as the average over bn.population_batches
+    # training batches (own stream, training order untouched) with the m/(m-1) correction.
+    average = "average"
+
+
+@dataclass
+class SyntheticOptions:
+    """A learnable stand-in for smoke runs: fixed random class-mean images plus Gaussian noise."""
+
+    shape: List[int] = field(default_factory=lambda: [1, 28, 28])
+    num_classes: int = 10
+    train_size: int = 2000
+    test_size: int = 500
+    noise: float = 1.0
+
+
+@dataclass
+class ImageNetOptions:
+    """Deterministic class subset of an ImageFolder tree (ROOT/imagenet/{train,val}/<wnid>/)."""
+
+    classes: Optional[List[str]] = None  # explicit class ids (wnids); wins over num_classes
+    num_classes: Optional[int] = 100  # else: this many, evenly spaced over the sorted class ids
+    images_per_class: Optional[int] = None  # training images per class (first N, sorted); None = all
+    image_size: int = 224
+    resize_size: int = 256  # validation: resize to this, then one center crop of image_size
+    num_workers: int = 4
+
+
+@dataclass
+class AugmentOptions:
+    """Training-time augmentation of whole batches on the device (bnrepro/data/augment.py).
+
+    An experiment sets the base amounts; a variant scales the photometric one (Sec. 4.2.1:
+    "reduce the photometric distortions")."""
+
+    crop_padding: int = 0  # random crops of the original size from a zero-padded image; 0 = off
+    flip: bool = False  # random horizontal flips
+    jitter: float = 0.0  # photometric distortion: random brightness and contrast of +/- this much
+    jitter_scale: float = 1.0  # the variant's factor on `jitter`
+
+
+@dataclass
+class DataConfig:
+    name: Dataset = MISSING
+    # Where the files are looked for first. BNREPRO_DATA overrides the default; relative paths are
+    # taken from the directory the command was started in, never from the run directory.
+    root: str = "${oc.env:BNREPRO_DATA,data}"
+    download: bool = False  # torchvision's download, when nothing is found locally
+    verify_checksums: bool = True  # torchvision's md5 checks (CIFAR); tests with tiny files turn it off
+    preprocess: Preprocess = Preprocess.none
+    binarize_threshold: float = 0.5
+    pad_to: Optional[int] = None  # zero-pad images to this size (Fashion-MNIST 28 -> 32 for the Inceptions)
+    test_size: Optional[int] = None  # evaluate on this many held-out examples (a fixed prefix); null = all
+    reshuffle: bool = True  # a new order every epoch; false repeats the first (Sec. 4.2.1's shuffling knob)
+    augment: AugmentOptions = field(default_factory=AugmentOptions)
+    synthetic: SyntheticOptions = field(default_factory=SyntheticOptions)
+    imagenet: ImageNetOptions = field(default_factory=ImageNetOptions)
+
+
+@dataclass
+class BNConfig:
+    impl: BNImpl = BNImpl.torch
+    placement: Placement = Placement.none
+    norm: Norm = Norm.batch  # impl, momentum and population apply to norm=batch only
+    groups: int = 32  # norm=group: at most this many groups per layer (the largest divisor of its width)
+    eps: float = 1e-5
+    # The one statement of the momentum convention, used everywhere in this suite: PyTorch's.
+    # running = (1 - momentum) * running + momentum * batch_stat, so momentum weights the NEW
+    # batch (Keras's 0.99 weights the OLD value: Keras 0.99 == ours 0.01). momentum=null gives
+    # the cumulative average over all batches seen, which is what Algorithm 2 asks for.
+    momentum: Optional[float] = 0.1
+    population: Population = Population.ema
+    population_batches: int = 100
+    # Several processes (torchrun): true = SyncBatchNorm, statistics over the whole global batch;
+    # false = each process normalizes over its own batch_size / world_size slice (bnrepro/distributed.py).
+    sync: bool = False
+
+
+@dataclass
+class ModelConfig:
+    name: str = "mlp"  # mlp | bn_inception | inception_small
+    activation: Activation = Activation.sigmoid
+    init_std: Optional[float] = None  # Gaussian weight std; null keeps torch's default init
+    # mlp
+    depth: int = 3  # hidden layers
+    width: int = 100
+    # convolutional models (Sec. 4.2)
+    width_mult: float = 1.0  # every layer's channel count scaled by this (rounded, at least 1)
+    small_input: bool = False  # bn_inception: a stem for 28-64 px inputs instead of 224 px
+    dropout: float = 0.0  # before the classifier (GoogLeNet: 0.4; Sec. 4.2.1 removes it)
+    lrn: bool = False  # local response normalization in the stem (Sec. 4.2.1 removes it)
+
+
+class DecayParams(str, Enum):
+    all = "all"  # every parameter: weights, biases, BN's gamma and beta (torch.optim.SGD's default)
+    # only the weights of linear and conv layers (tensors of 2+ dimensions); biases and BN's
+    # gamma/beta are not decayed ("no bias decay", He et al. 2019, "Bag of Tricks", Sec. 3.1)
+    weights = "weights"
+
+
+@dataclass
+class OptimConfig:
+    """SGD. An experiment sets the base values; a variant sets the *_scale / speedup factors
+    (Sec. 4.2.1: learning rate x5 or x30, weight decay / 5, learning-rate decay 6x faster)."""
+
+    name: str = "sgd"
+    lr: float = MISSING  # the base learning rate of the data set / experiment
+    lr_scale: float = 1.0  # the variant's factor: lr = lr * lr_scale
+    momentum: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    weight_decay_scale: float = 1.0  # the variant's factor on weight_decay
+    # Which parameters weight decay applies to. The paper says only "L2 weight regularization"; `all`
+    # keeps what every committed result was trained with (torch's default), `weights` the usual reading.
+    weight_decay_params: DecayParams = DecayParams.all
+    # The Inception recipe's step-wise exponential decay: lr * lr_decay ** floor(step / interval),
+    # interval = lr_decay_every / lr_decay_speedup. lr_decay_every=0 keeps the rate constant.
+    lr_decay: float = 1.0
+    lr_decay_every: int = 0
+    lr_decay_speedup: float = 1.0
+
+
+@dataclass
+class TrainerConfig:
+    max_steps: int = 50_000
+    batch_size: int = 60
+    eval_every: int = 500  # test accuracy on the held-out split every this many steps
+    eval_batch_size: int = 10_000
+    log_every: int = 100  # train loss is averaged on the device and read back this often
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    progress: str = "auto"  # auto (bar on a terminal, lines otherwise, quiet under CI) | bar | lines | none
+    threads: Optional[int] = None  # torch.set_num_threads; null keeps torch's default
+    deterministic: bool = False
+    # bnrepro/checkpoint.py: a checkpoint every N steps (0 = none), the newest K kept; rerunning into
+    # the same run directory resumes from the newest (resume=false starts over).
+    checkpoint_every: int = 5000
+    checkpoint_keep: int = 2
+    resume: bool = True
+    # GPU speed knobs, all off in the `faithful` preset (configs/trainer/faithful.yaml):
+    channels_last: bool = False  # NHWC memory format for conv models
+    amp: bool = False  # bf16 autocast (for GPUs; runs on CPUs too); BN's parameters and statistics stay float32
+    compile: bool = False  # torch.compile the model
+    cudnn_benchmark: bool = False
+
+
+@dataclass
+class ProbeConfig:
+    """Figure 1(b, c): percentiles of each hidden nonlinearity's input over training."""
+
+    every: int = 200  # steps between probes; 0 turns probing off
+    batch_size: int = 500  # the fixed probe batch: the first examples of the held-out split
+    percentiles: List[float] = field(default_factory=lambda: [15.0, 50.0, 85.0])
+    unit: Optional[int] = None  # the "typical" unit; null = the median unit at the first probe
+    # train: BN normalizes with the probe batch's statistics, as the training network does (the
+    # paper plots the training network); eval: BN uses its population statistics.
+    mode: str = "train"
+    histogram_every: int = 0  # a TensorBoard histogram of each layer every N probes; 0 = never
+    # Also the percentiles of the normalization layer's output ("<layer>/norm_unit_p15", ...), the
+    # next layer's input: with BN after a ReLU, the skew the placement debate is about (seed 001).
+    norm_output: bool = False
+
+
+@dataclass
+class Config:
+    data: DataConfig = MISSING
+    model: ModelConfig = MISSING
+    optim: OptimConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    bn: BNConfig = field(default_factory=BNConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    variant: str = MISSING  # set by the chosen configs/variant/*.yaml
+    experiment: Optional[str] = None  # set by the chosen configs/experiment/*.yaml
+    seed: int = 0
+    # Train these seeds at once as one stacked model, each into <run dir>/seed=<s>/ (bnrepro/models/stacked.py).
+    seeds: Optional[List[int]] = None
+
+
+def steps_for(examples, batch_size) -> int:
+    """`${steps_for:EXAMPLES,${trainer.batch_size}}`: the steps that show the network about EXAMPLES
+    training examples at this batch size (at least 1), for schedules fixed in examples, not steps."""
+    return max(1, round(int(examples) / int(batch_size)))
+
+
+def scaled_lr(rule, lr, ref_batch, batch_size) -> float:
+    """`${scaled_lr:RULE,LR,REF,${trainer.batch_size}}`: LR at batch size REF, scaled to this batch size
+    by RULE: linear (lr * B / REF, Goyal et al. 2017) or sqrt (lr * sqrt(B / REF))."""
+    ratio = int(batch_size) / int(ref_batch)
+    if rule == "linear":
+        return float(lr) * ratio
+    if rule == "sqrt":
+        return float(lr) * ratio ** 0.5
+    raise BnreproError(f"scaled_lr: rule must be linear or sqrt, got {rule!r}.")
+
+
+def choice(option) -> str:
+    """A config choice as a plain string, whether an Enum member or already a str."""
+    return str(getattr(option, "value", option))
+
+
+def plain(obj) -> Any:
+    """A config (or any part of it) as plain dicts, lists and scalars: enums as their values.
+    What config.yaml, checkpoints and TensorBoard's HParams hold."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {k: plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    return obj.value if isinstance(obj, Enum) else obj
+
+
+def member_seeds(cfg: Config) -> list[int]:
+    """The seeds one process trains: `seeds` (a stack, bnrepro/models/stacked.py) or `[seed]`."""
+    return list(cfg.seeds) if cfg.seeds is not None else [cfg.seed]
+
+
+def validate(cfg: Config) -> None:
+    """What types cannot say: counts that must be positive. Raises BnreproError (one paragraph)."""
+    for key in ("max_steps", "batch_size", "eval_every", "eval_batch_size", "log_every"):
+        if getattr(cfg.trainer, key) <= 0:
+            raise BnreproError(f"trainer.{key}={getattr(cfg.trainer, key)} must be a positive integer "
+                               f"(e.g. trainer.{key}={TrainerConfig.__dataclass_fields__[key].default}).")
+    if not (math.isfinite(cfg.optim.lr) and cfg.optim.lr > 0):
+        raise BnreproError(f"optim.lr={cfg.optim.lr} must be a positive, finite number.")
+    if choice(cfg.bn.population) == "average" and choice(cfg.bn.norm) != "batch" and choice(cfg.bn.placement) != "none":
+        raise BnreproError(f"bn.population=average recomputes batch-norm statistics (Algorithm 2), but "
+                           f"bn.norm={choice(cfg.bn.norm)} keeps none; use bn.population=ema or bn.norm=batch.")
+    if cfg.trainer.checkpoint_every < 0 or cfg.trainer.checkpoint_keep < 1:
+        raise BnreproError(f"trainer.checkpoint_every={cfg.trainer.checkpoint_every} must be >= 0 (0 = no checkpoints) "
+                           f"and trainer.checkpoint_keep={cfg.trainer.checkpoint_keep} >= 1.")
+    if cfg.seeds is not None and (not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds)):
+        raise BnreproError(f"seeds={list(cfg.seeds)} must be a non-empty list of distinct seeds, e.g. 'seeds=[0,1,2,3,4]' "
+                           "(or leave seeds unset and give seed=N for one run).")

@@ -1,0 +1,186 @@
+"""The training loop: SGD on cross-entropy, test accuracy every `eval_every` steps, for one run
+or for a stack of runs (bnrepro/training/members.py) alike.
+
+The hot path never reads a value back from the device: the train loss is summed on the device
+and read once per `log_every` steps, which is also where divergence is detected. Evaluation
+reads back two numbers per member and pass. Every member has its own record (a `RunLogger`
+on its own run directory) and its own `FitResult`; one member ending does not stop the others.
+
+Divergence, the paper's word for Inception at 5x its learning rate (Sec. 4.2.2), shows up in two
+ways, and both end a member as `diverged` (the sweep goes on):
+- `nonfinite`: the loss became NaN or infinite ("parameters reached machine infinity"); a NaN
+  anywhere in the window poisons the sum.
+- `dead`: a too-large step pushed every ReLU of some layer below zero for every input, so the
+  logits no longer depend on the input (the same row for every example of the batch) and no
+  gradient reaches any weight but the classifier's bias: training cannot recover. Checked at two
+  consecutive log steps, so momentum still carrying the weights cannot revive what we called dead.
+  A sigmoid network at chance is not dead: its output still varies with the input.
+A diverged member of a stack is no longer logged; its arithmetic goes on harmlessly (nothing
+mixes members) until every member has ended.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from itertools import islice
+
+import torch
+
+from bnrepro.data import DataBundle
+from bnrepro.schema import Config, choice, member_seeds
+from bnrepro.tracking.probes import ActivationProbe
+from bnrepro.training import distributed
+from bnrepro.training.checkpoint import Checkpointer, TrainingState
+from bnrepro.training.optim import build_optimizer
+
+
+@dataclass
+class FitResult:
+    """How one member's training went."""
+
+    status: str = "completed"  # completed | diverged
+    steps: int = 0
+    final: dict[str, float] = field(default_factory=dict)
+    best_accuracy: float = float("nan")
+    best_step: int = 0
+    drift: dict[str, dict[str, float]] = field(default_factory=dict)
+    divergence: str | None = None  # nonfinite | dead, when status == diverged
+    dead_checks: int = 0  # consecutive log steps so far at which the logits did not depend on the input
+
+    @property
+    def active(self) -> bool:
+        return self.status == "completed"
+
+    def state_dict(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("final", "drift")}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
+
+def input_independent(logits: torch.Tensor) -> torch.Tensor:
+    """1.0 where every example of the batch got the same logits (to float precision), else 0.0, as a
+    device tensor (read back with the loss, no extra sync). logits: (..., batch, classes), so a
+    stacked (members, batch, classes) gives one flag per member. A batch of one proves nothing."""
+    if logits.shape[-2] < 2:
+        return torch.zeros(logits.shape[:-2], device=logits.device)
+    spread = (logits.amax(-2) - logits.amin(-2)).amax(-1)
+    return (spread <= 1e-6 * (1.0 + logits.abs().flatten(-2).amax(-1))).float()
+
+
+def divergence_of(loss: float, result: FitResult, dead: bool) -> str | None:
+    """The one place that decides whether a member diverged at this log step (module docstring)."""
+    result.dead_checks = result.dead_checks + 1 if dead else 0
+    if not math.isfinite(loss):
+        return "nonfinite"
+    return "dead" if result.dead_checks >= 2 else None
+
+
+def fit(members, data: DataBundle, cfg: Config, logs: list, checkpoints: Checkpointer | None = None
+        ) -> tuple[list[FitResult], dict[str, float]]:
+    """Train every member for `trainer.max_steps` (or until all have diverged); each member's
+    records go to its own logger in `logs`. Returns each member's result and where the time went
+    (seconds spent evaluating and probing)."""
+    # Plain ints for the hot loop.
+    t = cfg.trainer
+    max_steps, log_every, eval_every, probe_every = t.max_steps, t.log_every, t.eval_every, cfg.probe.every
+    seeds = member_seeds(cfg)
+    optimizer, schedule = build_optimizer(members.module, cfg.optim)
+    batches = data.train_batches(cfg.seeds if cfg.seeds is not None else cfg.seed)
+    # Algorithm 2 proper: before each evaluation, population statistics are recomputed over
+    # fixed-size training batches drawn from their own stream, so training's order is untouched.
+    population = choice(cfg.bn.population) == "average" and choice(cfg.bn.placement) != "none"
+    population_batches = data.train_batches(cfg.seed + 1, augment=False) if population else None
+    results = [FitResult() for _ in seeds]
+    timing = {"eval_time_s": 0.0, "probe_time_s": 0.0}
+
+    def evaluate_and_log(step: int) -> None:
+        tic = time.perf_counter()
+        if population:
+            members.recompute_population(islice(population_batches, cfg.bn.population_batches),
+                                         cfg.bn.population_batches)
+        totals = members.evaluate(data.test_batches()).tolist()
+        for (loss, correct), r, log in zip(totals, results, logs):
+            if not r.active:
+                continue
+            accuracy = correct / data.test_size
+            log.log(step, "test", {"loss": loss / data.test_size, "accuracy": accuracy})
+            if accuracy > r.best_accuracy or math.isnan(r.best_accuracy):
+                r.best_accuracy, r.best_step = accuracy, step
+            log.log(step, "test", {"best_accuracy": r.best_accuracy})
+        timing["eval_time_s"] += time.perf_counter() - tic
+
+    probe = None
+    if probe_every > 0:  # Figure 1's probe on the first `probe.batch_size` held-out examples
+        x, _ = next(iter(data.test_batches()))
+        p = cfg.probe
+        probe = ActivationProbe(members, x[:p.batch_size], p.percentiles, p.unit, choice(p.mode), p.norm_output)
+        for log in logs:
+            log.charts("activation percentiles", probe.charts())
+
+    def probe_and_log(step: int) -> None:
+        tic = time.perf_counter()
+        records = probe(step)
+        histograms = cfg.probe.histogram_every and (len(probe.history[0]) - 1) % cfg.probe.histogram_every == 0
+        for record, inputs, r, log in zip(records, probe.last_inputs, results, logs):
+            if r.active:
+                log.log(step, "probe", record)
+                if histograms:
+                    log.histograms(step, "probe", inputs)
+        timing["probe_time_s"] += time.perf_counter() - tic
+
+    loss_sum = torch.zeros(len(seeds), device=data.device)
+    window = 0
+    state = TrainingState(members.module, optimizer, schedule, batches, population_batches, probe, logs, results)
+    resumed = checkpoints.restore(state) if checkpoints else None
+    if resumed:
+        loss_sum.copy_(torch.as_tensor(resumed["loss_sum"], dtype=loss_sum.dtype).view_as(loss_sum))
+        window = resumed["window"]
+    elif probe:
+        probe_and_log(0)
+    members.module.train()
+    step = resumed["step"] if resumed else 0
+    while step < max_steps and any(r.active for r in results):
+        step += 1
+        x, y = next(batches)
+        optimizer.zero_grad(set_to_none=True)
+        loss_sum += members.forward_backward(x, y)
+        optimizer.step()
+        schedule.step()
+        window += 1
+        last = step == max_steps
+        if step % log_every == 0 or last:
+            # One read-back for the window: the losses and whether the logits ignored the input,
+            # averaged over ranks so every rank takes the same decision (dead only when dead everywhere).
+            totals, dead = distributed.average(torch.stack([loss_sum, input_independent(members.last_logits)])).tolist()
+            loss_sum.zero_()
+            lr = optimizer.param_groups[0]["lr"]
+            for total, is_dead, r, log in zip(totals, dead, results, logs):
+                if not r.active:
+                    continue
+                r.steps = step
+                if divergence := divergence_of(total / window, r, is_dead == 1.0):
+                    log.log(step, "train", {"loss": total / window, "diverged": 1.0})
+                    r.status, r.divergence = "diverged", divergence
+                else:
+                    log.log(step, "train", {"loss": total / window, "lr": lr, "epoch": batches.epoch})
+            window = 0
+            if not any(r.active for r in results):
+                break
+        if step % eval_every == 0 or last:
+            evaluate_and_log(step)
+        if probe and step % probe_every == 0:
+            probe_and_log(step)
+        if step % log_every == 0 or last:
+            logs[0].progress(step)
+        if checkpoints:
+            checkpoints.after_step(step, state, loss_sum, window)
+    for i, (r, log) in enumerate(zip(results, logs)):
+        if r.active:
+            r.steps = step
+        r.drift = probe.drift(i) if probe else {}
+        r.final = {k: v for k, v in log.latest.items() if k in ("train/loss", "test/loss", "test/accuracy")}
+    return results, timing

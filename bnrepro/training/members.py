@@ -1,0 +1,160 @@
+"""What the training loop trains: one model, or several seeds of one model stacked into one.
+
+The loop (bnrepro/training/loop.py) sees every run as S members trained in lockstep: S = 1 for
+a single run (`SingleModel`, any network, DDP, autocast, compile), S = len(seeds) for a seed
+sweep of the MLP trained as one model (`StackedMembers` over `models.stacked.StackedMLP`). Both
+answer the same calls with a leading member dimension: the step's losses (S,) and logits
+(S, B, classes), evaluation totals (S, 2), probed activations (S, B, C, ...). Each member is
+initialized exactly as its single run would be (`build_members`), so a stacked member's numbers
+equal its single run's up to float rounding (tests/test_stacked.py).
+"""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bnrepro.errors import BnreproError
+from bnrepro.models import build_model
+from bnrepro.models.stacked import StackedMLP
+from bnrepro.nn.bn import recompute_population_stats
+from bnrepro.schema import Config, choice, member_seeds
+from bnrepro.tracking.probes import capture, norm_points, probe_points
+from bnrepro.training import distributed
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    # Set both ways: a joblib (loky) worker process runs one job after another.
+    torch.use_deterministic_algorithms(deterministic)
+    if deterministic:
+        torch.backends.cudnn.benchmark = False
+
+
+def autocast(enabled: bool, device: torch.device):
+    """bf16 autocast when asked (`trainer.amp`; meant for GPUs, also runs on CPUs); BN layers keep
+    float32 parameters and statistics (bnrepro/nn/bn.py)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+class SingleModel:
+    """One network as a stack of one: DDP under torchrun, trainer.amp/channels_last/compile."""
+
+    size = 1
+
+    def __init__(self, model: nn.Module, amp: bool = False, channels_last: bool = False, compile: bool = False):
+        self.module, self.amp, self.channels_last = model, amp, channels_last
+        self.device = next(model.parameters()).device
+        # The probes hook the plain module; training and evaluation may run a compiled twin of it.
+        net = distributed.wrap(model)  # DDP under torchrun, `model` itself otherwise
+        self.net = torch.compile(net) if compile else net
+        self.last_logits: Tensor | None = None
+
+    def forward_backward(self, x: Tensor, y: Tensor) -> Tensor:
+        """One step's forward and backward pass on this process's slice of the batch: the loss (1,)."""
+        x, y = distributed.shard(x, y)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(self.amp, self.device):
+            logits = self.net(x).float()
+            loss = F.cross_entropy(logits, y)
+        loss.backward()
+        self.last_logits = logits.detach().unsqueeze(0)
+        return loss.detach().unsqueeze(0)
+
+    @torch.no_grad()
+    def evaluate(self, batches) -> Tensor:
+        """Summed loss and number correct over the batches, in inference mode (Algorithm 2): (1, 2)."""
+        was_training = self.module.training
+        self.module.eval()
+        loss_sum = correct = 0
+        for x, y in batches:
+            with autocast(self.amp, x.device):
+                logits = self.net(x).float()
+            loss_sum = loss_sum + F.cross_entropy(logits, y, reduction="sum")
+            correct = correct + (logits.argmax(1) == y).sum()
+        self.module.train(was_training)
+        return torch.stack([torch.as_tensor(loss_sum).double(), torch.as_tensor(correct).double()]).view(1, 2)
+
+    def probe_layers(self) -> dict[str, bool]:
+        points = probe_points(self.module)
+        norms = norm_points(self.module, points)
+        return {name: name in norms for name in points}
+
+    def probe_inputs(self, batch: Tensor, train_stats: bool, norm_output: bool) -> dict[str, Tensor]:
+        return {k: v.unsqueeze(0) for k, v in capture(self.module, batch, train_stats, norm_output).items()}
+
+    def recompute_population(self, batches, num_batches: int) -> None:
+        recompute_population_stats(self.module, batches, num_batches)
+
+
+class StackedMembers:
+    """Several seeds of the MLP as one `StackedMLP`, its own forward and backward passes."""
+
+    def __init__(self, model: StackedMLP):
+        self.module, self.size = model, model.size
+        self.last_logits: Tensor | None = None
+
+    def forward_backward(self, x: Tensor, y: Tensor) -> Tensor:
+        loss = self.module.forward_backward(x, y)
+        self.last_logits = self.module.last_logits
+        return loss
+
+    def evaluate(self, batches) -> Tensor:
+        return self.module.evaluate(batches)
+
+    def probe_layers(self) -> dict[str, bool]:
+        return {f"layer{l}": self.module.bn for l in range(1, self.module.depth + 1)}
+
+    def probe_inputs(self, batch: Tensor, train_stats: bool, norm_output: bool) -> dict[str, Tensor]:
+        return self.module.pre_activations(batch.flatten(1), train_stats, norm_output)[0]  # changes nothing
+
+    def recompute_population(self, batches, num_batches: int) -> None:
+        raise BnreproError("bn.population=average is not supported by the stacked path (check_stackable).")
+
+
+def check_stackable(cfg: Config) -> None:
+    """The stacked path covers the MLP on resident data; anything else is one clear error."""
+    problems = []
+    if cfg.model.name != "mlp":
+        problems.append(f"model={cfg.model.name} (only model=mlp is stacked; run conv nets one seed at a time)")
+    if choice(cfg.data.name) == "imagenet_subset":
+        problems.append("data=imagenet_subset (only data sets held whole on the device are stacked)")
+    if choice(cfg.bn.placement) == "after":
+        problems.append("bn.placement=after (stacked: none or before)")
+    if choice(cfg.bn.norm) != "batch" and choice(cfg.bn.placement) != "none":
+        problems.append(f"bn.norm={choice(cfg.bn.norm)} (stacked: batch normalization only)")
+    if choice(cfg.bn.population) != "ema":
+        problems.append("bn.population=average (stacked: ema)")
+    aug = cfg.data.augment
+    if aug.crop_padding or aug.flip or aug.jitter:
+        problems.append("data.augment (stacked: no augmentation)")
+    for knob in ("compile", "amp", "channels_last"):
+        if getattr(cfg.trainer, knob):
+            problems.append(f"trainer.{knob}=true (the stacked MLP is its own fast path; use trainer=faithful)")
+    if distributed.active():
+        problems.append("torchrun (stacked seeds train in one process)")
+    if problems:
+        raise BnreproError("The stacked seed path (seeds=[...]) does not support: " + "; ".join(problems)
+                           + ". Drop `seeds` and sweep `seed=0,1,...` with -m instead, or change those options.")
+
+
+def build_members(cfg: Config, input_shape: tuple[int, ...], num_classes: int, device: torch.device):
+    """The members `cfg` trains, each initialized exactly as the single run of its seed is."""
+    models = []
+    for seed in member_seeds(cfg):
+        seed_everything(seed, cfg.trainer.deterministic)
+        models.append(build_model(cfg.model, cfg.bn, input_shape, num_classes))
+    if cfg.seeds is None:  # the torch RNG goes on from here into training (dropout), as it always has
+        model = distributed.convert_sync_bn(models[0], cfg.bn.sync, device).to(device)
+        if cfg.trainer.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = cfg.trainer.cudnn_benchmark
+        t = cfg.trainer
+        return SingleModel(model, t.amp, t.channels_last, t.compile)
+    return StackedMembers(StackedMLP([m.to(device) for m in models]))

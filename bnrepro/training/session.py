@@ -1,0 +1,245 @@
+"""One run end to end (or one stack of seeds, each member a run of its own): check, set up,
+train, and leave a complete record in each run directory.
+
+A run directory holds: config.yaml (resolved), provenance.json, metrics.csv, TensorBoard
+events, and summary.json (status completed | diverged | failed | interrupted, final and best
+metrics, wall time, steps/s). Hydra adds its own .hydra/ with the unresolved config and the
+overrides. Checkpoints go to checkpoints/ (bnrepro/training/checkpoint.py); under torchrun only
+rank 0 writes. With `seeds=[...]` every seed's run directory is `<run dir>/seed=<s>/`, holding
+what the single run with `seed=<s>` writes; the stack's checkpoints are in
+`<run dir>/checkpoints/seeds=.../`.
+
+Before anything is written: the config is validated, members already finished in their run
+directory with this config are not redone (a different config there is refused), and a
+checkpoint of a different config is refused.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import os
+import platform
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torchvision
+import yaml
+
+from bnrepro.data import build_data
+from bnrepro.errors import BnreproError
+from bnrepro.files import write_atomic, write_json
+from bnrepro.schema import Config, choice, member_seeds, plain, validate
+from bnrepro.tracking.logger import QuietLogger, RunLogger, flatten
+from bnrepro.training import distributed
+from bnrepro.training.checkpoint import Checkpointer, Interrupted, finished_run
+from bnrepro.training.loop import fit
+from bnrepro.training.members import build_members, check_stackable
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BnreproError(f"trainer.device={name} was asked for, but torch sees no CUDA device. "
+                           "Use trainer.device=cpu (or auto).")
+    return device
+
+
+@functools.cache
+def git_state() -> dict[str, object]:
+    """The checkout's SHA and dirty flag, read once per process: a sweep's jobs all run the code
+    imported when it started, whatever is edited while it runs."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
+
+    try:
+        return {"git_sha": git("rev-parse", "HEAD") or None, "git_dirty": bool(git("status", "--porcelain"))}
+    except (OSError, subprocess.SubprocessError):
+        return {"git_sha": None, "git_dirty": None}
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def provenance(cfg: Config, device: torch.device) -> dict[str, object]:
+    return {
+        **git_state(),
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "seed": cfg.seed,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "cuda": torch.version.cuda,
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "host": platform.node(),
+    }
+
+
+def new_summary(cfg: Config) -> dict[str, object]:
+    """summary.json as a run starts: who it is, status `running` until it ends."""
+    return {"variant": cfg.variant, "experiment": cfg.experiment, "seed": cfg.seed, "data": choice(cfg.data.name),
+            "model": cfg.model.name, "status": "running"}
+
+
+def ending(err: BaseException) -> dict[str, object]:
+    """What summary.json says of a run that `err` ended: `interrupted` (SIGTERM, Ctrl-C, exit) or
+    `failed` (a user error in one paragraph; anything else with its traceback)."""
+    if isinstance(err, Interrupted):
+        return {"status": "interrupted", "error": str(err), "steps": err.step, "checkpoint": str(err.checkpoint)}
+    if isinstance(err, (KeyboardInterrupt, SystemExit)):
+        return {"status": "interrupted", "error": f"{type(err).__name__} {err}".strip()}
+    if isinstance(err, BnreproError):
+        return {"status": "failed", "error": str(err)}
+    return {"status": "failed", "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}
+
+
+def times(start: float) -> dict[str, float]:
+    """Wall time since `start` (perf_counter) and the Unix times it spans; a sweep's elapsed time
+    comes from these, and the stacked seeds of one process share them (counted once)."""
+    wall, now = time.perf_counter() - start, time.time()
+    return {"wall_time_s": round(wall, 3), "started_at": round(now - wall, 3), "ended_at": round(now, 3)}
+
+
+def member_config(cfg: Config, seed: int) -> Config:
+    """The config of the single run a member of `cfg` is: `seed` set, `seeds` unset."""
+    return dataclasses.replace(cfg, seed=seed, seeds=None)
+
+
+def save_config(cfg: Config, path: Path) -> None:
+    """The resolved config as YAML, in the schema's order (what readers and resume compare)."""
+    write_atomic(path, yaml.safe_dump(plain(cfg), sort_keys=False, default_flow_style=False))
+
+
+def run(cfg: Config, out_dir: str | os.PathLike, threads: int | None = None) -> list[dict[str, object]]:
+    """Train `cfg` into `out_dir` and return one summary per member (one for a single run), as
+    written to each member's summary.json.
+
+    Any exception is recorded as status `failed` (with the error) and re-raised; SIGTERM, Ctrl-C
+    and SystemExit as `interrupted`. Members already finished in their directory with this
+    config are not redone; their summaries are returned as they are. `threads`: torch threads
+    when `trainer.threads` is unset (a parallel sweep's share of the cores)."""
+    out, start = Path(out_dir), time.perf_counter()
+    stacked = cfg.seeds is not None
+    seeds = member_seeds(cfg)
+    configs = {s: member_config(cfg, s) if stacked else cfg for s in seeds}
+    dirs = {s: out / f"seed={s}" if stacked else out for s in seeds}
+    main_rank = distributed.is_main()  # under torchrun only rank 0 writes
+    try:  # refusals come before anything is written
+        validate(cfg)
+        if stacked:
+            check_stackable(cfg)
+        finished = {s: prev for s in seeds if cfg.trainer.resume and (prev := finished_run(dirs[s], configs[s]))}
+        todo = [s for s in seeds if s not in finished]
+        if stacked and todo:  # the unfinished members train as a stack of their own
+            cfg = dataclasses.replace(cfg, seeds=todo)
+        checkpoints = Checkpointer.from_config(out, cfg, write=main_rank)
+        if todo and not cfg.trainer.resume:
+            checkpoints.clear()
+        start_step = checkpoints.load_latest() if todo else 0  # refuses a checkpoint of another config
+    except BnreproError as err:
+        # Recorded where no run has left its record yet (a sweep lists the job as failed); an
+        # earlier run's record is never touched by a refused one.
+        for s, d in dirs.items():
+            if main_rank and not (d / "summary.json").exists():
+                d.mkdir(parents=True, exist_ok=True)
+                write_json(d / "summary.json", {**new_summary(configs[s]), **ending(err), **times(start)})
+        raise
+    for s, previous in finished.items():
+        print(f"{dirs[s]} already holds this run ({previous['status']}); not rerunning it.", file=sys.stderr)
+    if not todo:
+        return [finished[s] for s in seeds]
+    summaries = {s: {**new_summary(configs[s]), **({"stacked_seeds": todo} if stacked else {})} for s in todo}
+    try:
+        if main_rank:
+            for s in todo:
+                dirs[s].mkdir(parents=True, exist_ok=True)
+                save_config(configs[s], dirs[s] / "config.yaml")
+        if threads := cfg.trainer.threads or threads:
+            torch.set_num_threads(threads)
+        device = distributed.device_for_rank(resolve_device(cfg.trainer.device))
+        if main_rank:
+            for s in todo:
+                write_json(dirs[s] / "provenance.json", {**provenance(configs[s], device),
+                                                         **({"stacked_seeds": todo} if stacked else {})})
+        data = build_data(cfg.data, batch_size=cfg.trainer.batch_size, eval_batch_size=cfg.trainer.eval_batch_size,
+                          device=device)
+        members = build_members(cfg, data.input_shape, data.num_classes, device)
+        if start_step:
+            for s in todo:
+                summaries[s]["resumed_from"] = str(checkpoints.last_path)
+        name = f"{cfg.variant} " + (f"seeds={','.join(map(str, todo))}" if stacked else f"seed={cfg.seed}")
+        logger = RunLogger if main_rank else QuietLogger
+        with contextlib.ExitStack() as stack:
+            logs = [stack.enter_context(logger(dirs[s], flatten(plain(configs[s])), cfg.trainer.max_steps,
+                                               cfg.trainer.progress if i == 0 else "none", name, start_step))
+                    for i, s in enumerate(todo)]
+            stack.enter_context(checkpoints)
+            train_start = time.perf_counter()
+            results, timing = fit(members, data, cfg, logs, checkpoints)
+            train_time = time.perf_counter() - train_start
+        model_steps = sum(r.steps - start_step for r in results)
+        for s, r in zip(todo, results):
+            summaries[s].update(
+                status=r.status, divergence=r.divergence, steps=r.steps, final=r.final,
+                best_accuracy=r.best_accuracy, best_step=r.best_step, drift=r.drift,
+                train_time_s=round(train_time, 3), steps_per_s=round((r.steps - start_step) / train_time, 1),
+                data_source=data.source, **{k: round(v, 3) for k, v in timing.items()},
+                **({"model_steps_per_s": round(model_steps / train_time, 1)} if stacked else {}))
+    except BaseException as err:
+        for summary in summaries.values():
+            summary.update(ending(err))
+        raise
+    finally:
+        stamps = times(start)  # one process for every member: the same times, counted once
+        if main_rank:
+            for s in todo:
+                if dirs[s].is_dir():
+                    write_json(dirs[s] / "summary.json", {**summaries[s], **stamps})
+    return [finished[s] if s in finished else {**summaries[s], **stamps} for s in seeds]
+
+
+def main(load: Callable[[], Config], out_dir: str | os.PathLike, sweep_dir: str | os.PathLike | None = None,
+         threads: int | None = None) -> None:
+    """The runner's body (experiments/train.py): `load()` gives the typed config, `run` trains it; a
+    user error in either is one paragraph on stderr and exit status 2.
+
+    Inside a multirun (`sweep_dir` given) the error is raised instead, so Hydra records the job as
+    failed and the sweep's other jobs still run; each job, however it ends, refreshes the sweep's
+    summary.csv (Hydra skips on_multirun_end callbacks when a job failed, so nothing waits for the
+    sweep's end). SIGTERM / Ctrl-C stop the run (and the sweep) after a checkpoint, exit status
+    128 + signal.
+    """
+    try:
+        run(load(), out_dir, threads)
+    except BnreproError as err:
+        if sweep_dir is not None:
+            raise
+        print(f"Error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except Interrupted as err:
+        print(f"Interrupted: {err}. Rerun the same command (same output directory) to resume.", file=sys.stderr)
+        sys.exit(128 + err.signum)
+    finally:
+        if sweep_dir is not None and distributed.is_main():
+            from bnrepro.analysis import summarize
+
+            summarize.refresh(sweep_dir)
