@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bnrepro.plots import mean_band, plt, save
-from bnrepro.results import curve, load_metrics
+from bnrepro.analysis.plots import mean_band, plt, save
+from bnrepro.analysis.results import curve, load_metrics
 
 
 def plot(sweep_dir: Path, out: Path, title: str | None = None) -> list[Path]:

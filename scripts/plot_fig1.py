@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from bnrepro.plots import mean_band, plot_main, plt, save
-from bnrepro.results import curve, load_metrics
+from bnrepro.analysis.plots import mean_band, plot_main, plt, save
+from bnrepro.analysis.results import curve, load_metrics
 
 LABELS = {"baseline": "Without BN", "bn": "With BN"}
 

@@ -8,15 +8,15 @@
     python scripts/plot_norms.py outputs/results/norm_batchsize_fashion_mnist --out results/norm_batchsize_fashion_mnist
     (writes norms.png and norms.pdf into --out, default the sweep directory)
 
-Reads metrics only (bnrepro.results via bnrepro.sweeps); plots whatever exists.
+Reads metrics only (bnrepro.analysis.results via bnrepro.analysis.sweeps); plots whatever exists.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from bnrepro.plots import plot_main, plt, save
-from bnrepro.results import curve
-from bnrepro.sweeps import NORM_NAMES, NORM_ORDER, finals, load
+from bnrepro.analysis.plots import plot_main, plt, save
+from bnrepro.analysis.results import curve
+from bnrepro.analysis.sweeps import NORM_NAMES, NORM_ORDER, finals, load
 
 BY = ("bn.norm", "trainer.batch_size")
 

@@ -9,15 +9,15 @@
     python scripts/plot_placement.py outputs/results/placement_mlp_fashion_mnist --out results/placement_mlp_fashion_mnist
     (writes placement.png and placement.pdf into --out, default the sweep directory)
 
-Reads metrics only (bnrepro.results via bnrepro.sweeps); plots whatever exists.
+Reads metrics only (bnrepro.analysis.results via bnrepro.analysis.sweeps); plots whatever exists.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from bnrepro.plots import mean_band, plot_main, plt, save
-from bnrepro.results import curve, seed_band
-from bnrepro.sweeps import PLACEMENT_ORDER, finals, last_layer, load, placement_label, skew
+from bnrepro.analysis.plots import mean_band, plot_main, plt, save
+from bnrepro.analysis.results import curve, seed_band
+from bnrepro.analysis.sweeps import PLACEMENT_ORDER, finals, last_layer, load, placement_label, skew
 
 BY = ("model.activation", "placement")
 

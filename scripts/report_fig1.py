@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from bnrepro.analysis.results import load_metrics, provenance_lines
+from bnrepro.analysis.sweeps import wall_times
 from bnrepro.probes import drift_statistics
-from bnrepro.results import load_metrics, provenance_lines
-from bnrepro.sweeps import wall_times
 
 LABELS = {"baseline": "Without BN", "bn": "With BN"}
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bnrepro.results import provenance_lines
-from bnrepro.sweeps import NORM_NAMES, NORM_ORDER, band, difference, finals, load, report_main, wall_times
+from bnrepro.analysis.results import provenance_lines
+from bnrepro.analysis.sweeps import NORM_NAMES, NORM_ORDER, band, difference, finals, load, report_main, wall_times
 
 
 def report(sweep_dir: Path) -> tuple[str, object]:

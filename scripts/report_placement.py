@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bnrepro.analysis.results import provenance_lines
+from bnrepro.analysis.sweeps import (PLACEMENT_ORDER, band, difference, finals, last_layer, load, placement_label,
+                                     report_main, wall_times)
 from bnrepro.paper import PLACEMENT_ANCHORS
-from bnrepro.results import provenance_lines
-from bnrepro.sweeps import (PLACEMENT_ORDER, band, difference, finals, last_layer, load, placement_label, report_main,
-                            wall_times)
 
 
 def report(sweep_dir: Path) -> tuple[str, object]:

@@ -11,7 +11,8 @@ Threshold: the maximum over steps of the `inception` variant's seed-mean validat
 still running). Speed-up: Inception's steps to threshold / the variant's. A seed-mean at a step
 averages the seeds that reached that step, so unfinished runs count as far as they got.
 A diverged variant says how (bnrepro/train.py): "dead" (the logits stopped depending on the input)
-or "nonfinite" (the loss overflowed). Reads the runs through bnrepro.results only (metrics.csv, config.yaml, summary.json, provenance.json).
+or "nonfinite" (the loss overflowed). Reads the runs through bnrepro.analysis.results only (metrics.csv,
+config.yaml, summary.json, provenance.json).
 """
 from __future__ import annotations
 
@@ -21,9 +22,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from bnrepro.analysis.results import (BASE, STATUSES, curve, divergence_kinds, is_diverged, load_metrics, load_runs,
+                                      provenance_lines, run_status, threshold_of)
 from bnrepro.paper import FIG3, fig3_name, fig3_order
-from bnrepro.results import (BASE, STATUSES, curve, divergence_kinds, is_diverged, load_metrics, load_runs, provenance_lines,
-                             run_status, threshold_of)
 
 PAPER_WORDS = ("never", "diverged", "chance")
 COLUMNS = ["variant", "name", *STATUSES, "outcome", "divergence", "threshold", "steps_to_threshold", "speedup",

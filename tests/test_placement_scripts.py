@@ -111,8 +111,8 @@ def test_norm_report_tables_norms_by_batch_size_and_checks_bn_against_ln(norm_sw
 
 
 def test_quantile_skew_and_norm_of_none():
-    from bnrepro.results import quantile_skew
-    from bnrepro.sweeps import placement_label
+    from bnrepro.analysis.results import quantile_skew
+    from bnrepro.analysis.sweeps import placement_label
 
     s = quantile_skew(pd.Series([-1.0, 0.0, -1.0, 1.0]), pd.Series([0.0, 0.0, 0.0, 1.0]),
                       pd.Series([1.0, 2.0, 3.0, 1.0]))

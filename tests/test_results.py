@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from bnrepro.results import curve, load_metrics, load_runs
+from bnrepro.analysis.results import curve, load_metrics, load_runs
 from bnrepro.run import run
 from tests.conftest import REPO, SMOKE
 

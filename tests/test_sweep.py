@@ -9,7 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from bnrepro.run import run
-from bnrepro.summarize import SUMMARY_CSV, main, summarize
+from bnrepro.analysis.summarize import SUMMARY_CSV, main, summarize
 from tests.conftest import CONFIGS, REPO, SMOKE
 
 

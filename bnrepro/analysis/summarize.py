@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from bnrepro import METRICS_FILE
-from bnrepro.results import find_jobs, read_summary, run_info
+from bnrepro.analysis.results import find_jobs, read_summary, run_info
 
 SUMMARY_CSV = "summary.csv"
 COLUMNS = ["run", "variant", "seed", "experiment", "data", "status", "steps", "test_accuracy", "test_loss",

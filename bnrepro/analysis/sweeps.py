@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bnrepro.results import find_runs, final_values, load_metrics, quantile_skew, seed_band
+from bnrepro.analysis.results import find_runs, final_values, load_metrics, quantile_skew, seed_band
 
 KEYS = ("model.name", "model.activation", "bn.placement", "bn.norm", "trainer.batch_size", "trainer.max_steps", "optim.lr")
 NORM_NAMES = {"batch": "BN", "layer": "LN", "group": "GN", "instance": "IN", "none": "no norm"}
