@@ -1,4 +1,4 @@
-"""Sweeps: one table of every job, however it ended, and CPU threads shared between parallel jobs.
+"""Sweeps: one table of every job, however it ended.
 
     bnrepro-summarize SWEEP_DIR            # or: python scripts/summarize.py SWEEP_DIR
 
@@ -20,6 +20,7 @@ import pandas as pd
 
 from bnrepro import METRICS_FILE
 from bnrepro.analysis.results import find_jobs, read_summary, run_info
+from bnrepro.files import atomic_open
 
 SUMMARY_CSV = "summary.csv"
 COLUMNS = ["run", "variant", "seed", "experiment", "data", "status", "steps", "test_accuracy", "test_loss",
@@ -58,10 +59,10 @@ def summarize(sweep_dir: str | Path) -> pd.DataFrame:
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> None:
-    """Atomically, with a per-process temporary name: parallel jobs may refresh it at once."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    """Atomically (bnrepro.files): parallel jobs may refresh it at once, and a reader must never
+    see half a table."""
+    with atomic_open(path, newline="") as f:
+        frame.to_csv(f, index=False)
 
 
 def refresh(sweep_dir: str | Path) -> None:
@@ -78,22 +79,6 @@ def table(frame: pd.DataFrame) -> str:
     shown["error"] = shown.error.fillna("").astype(str).str.split("\n").str[0].str.slice(0, 60)
     head = f"{len(frame)} jobs: " + ", ".join(f"{n} {s}" for s, n in counts.items())
     return head + "\n" + shown.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.4g}")
-
-
-def threads_per_job() -> int | None:
-    """Torch threads for a job of a joblib sweep (hydra/launcher=local): the cores this process may
-    use, divided among `hydra.launcher.n_jobs` parallel jobs, so they do not oversubscribe the CPU.
-    None (torch's default) outside such a sweep; `trainer.threads` wins when set."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return None
-    launcher = HydraConfig.get().launcher
-    if "joblib" not in str(launcher.get("_target_", "")):
-        return None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    jobs = launcher.n_jobs if launcher.n_jobs and launcher.n_jobs > 0 else cores
-    return max(1, cores // jobs)
 
 
 def main(argv: list[str] | None = None) -> int:
