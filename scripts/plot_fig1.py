@@ -9,18 +9,12 @@ Reads the runs' metrics.csv only; plots whatever exists (a sweep still running, 
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from bnrepro.analysis.plots import mean_band, plot_main, plt, save
-from bnrepro.analysis.results import curve, load_metrics
+from bnrepro.analysis.results import curve, last_layer, load_metrics
 
 LABELS = {"baseline": "Without BN", "bn": "With BN"}
-
-
-def last_layer(names) -> str:
-    layers = {m.group(1) for n in names if (m := re.match(r"(layer\d+)/unit_p", n))}
-    return max(layers, key=lambda name: int(name[5:]))
 
 
 def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
@@ -33,7 +27,7 @@ def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
     axes[0].set(title="(a) test accuracy", xlabel="training steps", ylabel="accuracy")
     axes[0].legend()
     if not probes.empty:
-        layer = last_layer(probes.name.unique())
+        layer = last_layer(probes)
         for ax, variant, tag in ((axes[1], "baseline", "(b)"), (axes[2], "bn", "(c)")):
             ax.set(title=f"{tag} {LABELS[variant]}: {layer} typical unit", xlabel="training steps",
                    ylabel="sigmoid input")

@@ -16,8 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from bnrepro.analysis.plots import mean_band, plot_main, plt, save
-from bnrepro.analysis.results import curve, seed_band
-from bnrepro.analysis.sweeps import PLACEMENT_ORDER, finals, last_layer, load, placement_label, skew
+from bnrepro.analysis.results import curve, last_layer, seed_band
+from bnrepro.analysis.sweeps import PLACEMENT_ORDER, finals, load, placement_label, skew
 
 BY = ("model.activation", "placement")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bnrepro.analysis.results import load_metrics, provenance_lines
+from bnrepro.analysis.results import last_layer, load_metrics, provenance_lines
 from bnrepro.analysis.sweeps import wall_times
 from bnrepro.probes import drift_statistics
 
@@ -33,7 +33,8 @@ def per_run(metrics: pd.DataFrame, target: float) -> pd.DataFrame:
         probes = m[m.split == "probe"].sort_values("step")
         series = {name: g.value.tolist() for name, g in probes.groupby("name")}
         drift = drift_statistics(series)
-        last = max((k for k in drift if k.endswith("/unit")), key=lambda k: int(k.split("/")[0][5:]), default=None)
+        unit = f"{last_layer(m)}/unit"  # the deepest layer's typical unit; none before a second probe
+        last = unit if unit in drift else None
         final = float(acc.value.iloc[-1]) if len(acc) else float("nan")
         rows.append({
             "run": run, "variant": m.variant.iloc[0], "status": m.status.iloc[0], "steps": int(m.step.max()),

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bnrepro.analysis.results import provenance_lines
-from bnrepro.analysis.sweeps import (PLACEMENT_ORDER, band, difference, finals, last_layer, load, placement_label,
-                                     report_main, wall_times)
+from bnrepro.analysis.results import last_layer, provenance_lines
+from bnrepro.analysis.sweeps import (PLACEMENT_ORDER, band, difference, finals, load, placement_label, report_main,
+                                     wall_times)
 from bnrepro.paper import PLACEMENT_ANCHORS
 
 

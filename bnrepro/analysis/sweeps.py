@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bnrepro.analysis.results import find_runs, final_values, load_metrics, quantile_skew, seed_band
+from bnrepro.analysis.results import find_runs, final_values, last_layer, load_metrics, quantile_skew, seed_band
 
 KEYS = ("model.name", "model.activation", "bn.placement", "bn.norm", "trainer.batch_size", "trainer.max_steps", "optim.lr")
 NORM_NAMES = {"batch": "BN", "layer": "LN", "group": "GN", "instance": "IN", "none": "no norm"}
@@ -27,13 +27,6 @@ def placement_label(placement: str, norm: str = "batch") -> str:
     name = NORM_NAMES.get(norm, norm)
     return {"none": "no norm" if norm != "batch" else "no BN", "before": f"{name} before g (paper)",
             "after": f"{name} after g"}.get(placement, placement)
-
-
-def last_layer(metrics: pd.DataFrame) -> str | None:
-    """The deepest probed layer: the last layer name, in the order the probes wrote them."""
-    names = metrics.name[metrics.split == "probe"].unique()
-    layers = [n.split("/")[0] for n in names]
-    return layers[-1] if layers else None
 
 
 def skew(metrics: pd.DataFrame, layer: str, kind: str = "norm_unit") -> pd.DataFrame:
