@@ -9,9 +9,11 @@ Reads the runs' metrics.csv only; plots whatever exists (a sweep still running, 
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-from bnrepro.analysis.plots import mean_band, plot_main, plt, save
+from bnrepro.analysis.cli import command
+from bnrepro.analysis.plots import mean_band, plt, save
 from bnrepro.analysis.results import curve, last_layer, load_metrics
 
 LABELS = {"baseline": "Without BN", "bn": "With BN"}
@@ -45,5 +47,7 @@ def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
     return save(fig, out_dir / "fig1.png", out_dir / "fig1.pdf")
 
 
+main = command(__doc__, plot, f"directory for fig1.png and fig1.pdf (default SWEEP_DIR)", default_out=".")
+
 if __name__ == "__main__":
-    plot_main(__doc__, plot, "fig1")
+    sys.exit(main())

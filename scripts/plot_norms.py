@@ -12,9 +12,11 @@ Reads metrics only (bnrepro.analysis.results via bnrepro.analysis.sweeps); plots
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-from bnrepro.analysis.plots import plot_main, plt, save
+from bnrepro.analysis.cli import command
+from bnrepro.analysis.plots import plt, save
 from bnrepro.analysis.results import curve
 from bnrepro.analysis.sweeps import NORM_NAMES, NORM_ORDER, finals, load
 
@@ -61,5 +63,7 @@ def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
     return save(fig, out_dir / "norms.png", out_dir / "norms.pdf")
 
 
+main = command(__doc__, plot, f"directory for norms.png and norms.pdf (default SWEEP_DIR)", default_out=".")
+
 if __name__ == "__main__":
-    plot_main(__doc__, plot, "norms")
+    sys.exit(main())

@@ -13,9 +13,11 @@ Reads metrics only (bnrepro.analysis.results via bnrepro.analysis.sweeps); plots
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-from bnrepro.analysis.plots import mean_band, plot_main, plt, save
+from bnrepro.analysis.cli import command
+from bnrepro.analysis.plots import mean_band, plt, save
 from bnrepro.analysis.results import curve, last_layer, seed_band
 from bnrepro.analysis.sweeps import PLACEMENT_ORDER, finals, load, placement_label, skew
 
@@ -69,5 +71,7 @@ def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
     return save(fig, out_dir / "placement.png", out_dir / "placement.pdf")
 
 
+main = command(__doc__, plot, f"directory for placement.png and placement.pdf (default SWEEP_DIR)", default_out=".")
+
 if __name__ == "__main__":
-    plot_main(__doc__, plot, "placement")
+    sys.exit(main())

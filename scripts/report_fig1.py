@@ -9,11 +9,12 @@ summary.json and provenance.json only.
 """
 from __future__ import annotations
 
-import argparse
+import sys
 from pathlib import Path
 
 import pandas as pd
 
+from bnrepro.analysis.cli import command, write_files
 from bnrepro.analysis.results import last_layer, load_metrics, provenance_lines
 from bnrepro.analysis.sweeps import wall_times
 from bnrepro.probes import drift_statistics
@@ -109,19 +110,13 @@ def report(sweep_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("sweep_dir", type=Path)
-    parser.add_argument("--out", type=Path, help="Markdown file to write (default: print)")
-    args = parser.parse_args()
-    text = report(args.sweep_dir)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
-        print(f"wrote {args.out}")
-    else:
-        print(text, end="")
+def write(sweep_dir: Path, out: Path | None) -> str | list[Path]:
+    """The report printed, or written to the file `out`."""
+    text = report(sweep_dir)
+    return text if out is None else write_files(out.parent, {out.name: text})
 
+
+main = command(__doc__, write, "Markdown file to write (default: print)")
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -11,7 +11,6 @@ there even when Hydra stops at the end of a sweep with a failed job.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from bnrepro import METRICS_FILE
+from bnrepro.analysis.cli import command
 from bnrepro.analysis.results import find_jobs, read_summary, run_info
 from bnrepro.files import atomic_open
 
@@ -81,26 +81,19 @@ def table(frame: pd.DataFrame) -> str:
     return head + "\n" + shown.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.4g}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bnrepro-summarize", description=__doc__.split("\n\n")[0])
-    parser.add_argument("sweep_dir", type=Path, help="a sweep directory (hydra.sweep.dir) or a run directory")
-    parser.add_argument("--out", type=Path, help=f"the CSV to write (default: SWEEP_DIR/{SUMMARY_CSV})")
-    args = parser.parse_args(argv)
-    try:
-        frame = summarize(args.sweep_dir)
-    except FileNotFoundError as err:
-        print(f"Error: {err}", file=sys.stderr)
-        return 2
+def write(sweep_dir: Path, out: Path | None) -> list[Path]:
+    """Write the table of every job to `out` (default SWEEP_DIR/summary.csv) and print it."""
+    frame = summarize(sweep_dir)
     if frame.empty:
-        print(f"Error: no job directories (config.yaml, summary.json or {METRICS_FILE}) under {args.sweep_dir}.",
-              file=sys.stderr)
-        return 2
-    out = args.out or args.sweep_dir / SUMMARY_CSV
+        raise FileNotFoundError(f"no job directories (config.yaml, summary.json or {METRICS_FILE}) under {sweep_dir}.")
+    out = out or sweep_dir / SUMMARY_CSV
     write_csv(frame, out)
     print(table(frame))
-    print(f"Written: {out}")
-    return 0
+    return [out]
 
+
+main = command(__doc__.split("\n\n")[0], write, f"the CSV to write (default: SWEEP_DIR/{SUMMARY_CSV})",
+               prog="bnrepro-summarize")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -90,21 +90,3 @@ def difference(a: pd.Series, b: pd.Series) -> str:
         return "n/a"
     return f"{ma - mb:+.2f} ± {math.sqrt(sa ** 2 / na + sb ** 2 / nb):.2f}"
 
-
-def report_main(doc: str, report, columns: list[str], sort_by: list[str]) -> None:
-    """The command line of a report script: `report(SWEEP_DIR) -> (markdown, per-run frame)`,
-    printed, or with --out written as report.md and runs.csv (`columns`, sorted by `sort_by`)."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("sweep_dir", type=Path)
-    parser.add_argument("--out", type=Path, help="directory for report.md and runs.csv (default: print the Markdown)")
-    args = parser.parse_args()
-    text, runs = report(args.sweep_dir)
-    if not args.out:
-        print(text, end="")
-        return
-    args.out.mkdir(parents=True, exist_ok=True)
-    runs[columns].sort_values(sort_by).to_csv(args.out / "runs.csv", index=False)
-    (args.out / "report.md").write_text(text)
-    print(f"wrote {args.out / 'report.md'} and {args.out / 'runs.csv'}")
