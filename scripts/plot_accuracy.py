@@ -5,11 +5,12 @@ band over seeds). Reads the runs' metrics.csv files only; works on a sweep still
 """
 from __future__ import annotations
 
-import argparse
+import sys
 from pathlib import Path
 
-from bnrepro.plots import mean_band, plt, save
-from bnrepro.results import curve, load_metrics
+from bnrepro.analysis.cli import command
+from bnrepro.analysis.plots import mean_band, plt, save
+from bnrepro.analysis.results import curve, load_metrics
 
 
 def plot(sweep_dir: Path, out: Path, title: str | None = None) -> list[Path]:
@@ -23,15 +24,9 @@ def plot(sweep_dir: Path, out: Path, title: str | None = None) -> list[Path]:
     return save(fig, out)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("sweep_dir", type=Path)
-    parser.add_argument("--out", type=Path, help="output file (.png or .pdf); default SWEEP_DIR/test_accuracy.png")
-    parser.add_argument("--title")
-    args = parser.parse_args()
-    for path in plot(args.sweep_dir, args.out or args.sweep_dir / "test_accuracy.png", args.title):
-        print(f"wrote {path}")
-
+main = command(__doc__, plot, "output file (.png or .pdf); default SWEEP_DIR/test_accuracy.png",
+               default_out="test_accuracy.png",
+               options=[(("--title",), {"help": "the figure's title (default: the sweep directory's name)"})])
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

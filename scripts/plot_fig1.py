@@ -9,18 +9,14 @@ Reads the runs' metrics.csv only; plots whatever exists (a sweep still running, 
 """
 from __future__ import annotations
 
-import re
+import sys
 from pathlib import Path
 
-from bnrepro.plots import mean_band, plot_main, plt, save
-from bnrepro.results import curve, load_metrics
+from bnrepro.analysis.cli import command
+from bnrepro.analysis.plots import mean_band, plt, save
+from bnrepro.analysis.results import curve, last_layer, load_metrics
 
 LABELS = {"baseline": "Without BN", "bn": "With BN"}
-
-
-def last_layer(names) -> str:
-    layers = {m.group(1) for n in names if (m := re.match(r"(layer\d+)/unit_p", n))}
-    return max(layers, key=lambda name: int(name[5:]))
 
 
 def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
@@ -33,7 +29,7 @@ def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
     axes[0].set(title="(a) test accuracy", xlabel="training steps", ylabel="accuracy")
     axes[0].legend()
     if not probes.empty:
-        layer = last_layer(probes.name.unique())
+        layer = last_layer(probes)
         for ax, variant, tag in ((axes[1], "baseline", "(b)"), (axes[2], "bn", "(c)")):
             ax.set(title=f"{tag} {LABELS[variant]}: {layer} typical unit", xlabel="training steps",
                    ylabel="sigmoid input")
@@ -51,5 +47,7 @@ def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
     return save(fig, out_dir / "fig1.png", out_dir / "fig1.pdf")
 
 
+main = command(__doc__, plot, f"directory for fig1.png and fig1.pdf (default SWEEP_DIR)", default_out=".")
+
 if __name__ == "__main__":
-    plot_main(__doc__, plot, "fig1")
+    sys.exit(main())

@@ -6,18 +6,20 @@ no-BN Inception's best seed-mean accuracy as a dotted line, as in the paper.
     (writes fig2.png and fig2.pdf into --out, default the sweep directory)
 
 Variants come in the paper's order, then any unknown ones. Reads metrics only (through
-bnrepro.results); plots whatever exists: unfinished runs as far as they got, and a diverged
+bnrepro.analysis.results); plots whatever exists: unfinished runs as far as they got, and a diverged
 variant up to where it stopped, marked with an x and "diverged" in the legend. The threshold and
 the run counts are the ones scripts/table_fig3.py reports.
 """
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
+from bnrepro.analysis.cli import command
+from bnrepro.analysis.plots import mean_band, plt, save
+from bnrepro.analysis.results import curve, is_diverged, load_metrics, load_runs, run_status, threshold_of
 from bnrepro.paper import fig3_name, fig3_order
-from bnrepro.plots import mean_band, plot_main, plt, save
-from bnrepro.results import curve, is_diverged, load_metrics, load_runs, run_status, threshold_of
 
 
 def legend_label(variant: str, counts) -> str:
@@ -47,5 +49,7 @@ def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
     return save(fig, out_dir / "fig2.png", out_dir / "fig2.pdf")
 
 
+main = command(__doc__, plot, f"directory for fig2.png and fig2.pdf (default SWEEP_DIR)", default_out=".")
+
 if __name__ == "__main__":
-    plot_main(__doc__, plot, "fig2")
+    sys.exit(main())

@@ -8,15 +8,17 @@
     python scripts/plot_norms.py outputs/results/norm_batchsize_fashion_mnist --out results/norm_batchsize_fashion_mnist
     (writes norms.png and norms.pdf into --out, default the sweep directory)
 
-Reads metrics only (bnrepro.results via bnrepro.sweeps); plots whatever exists.
+Reads metrics only (bnrepro.analysis.results via bnrepro.analysis.sweeps); plots whatever exists.
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-from bnrepro.plots import plot_main, plt, save
-from bnrepro.results import curve
-from bnrepro.sweeps import NORM_NAMES, NORM_ORDER, finals, load
+from bnrepro.analysis.cli import command
+from bnrepro.analysis.plots import plt, save
+from bnrepro.analysis.results import curve
+from bnrepro.analysis.sweeps import NORM_NAMES, NORM_ORDER, finals, load
 
 BY = ("bn.norm", "trainer.batch_size")
 
@@ -61,5 +63,7 @@ def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
     return save(fig, out_dir / "norms.png", out_dir / "norms.pdf")
 
 
+main = command(__doc__, plot, f"directory for norms.png and norms.pdf (default SWEEP_DIR)", default_out=".")
+
 if __name__ == "__main__":
-    plot_main(__doc__, plot, "norms")
+    sys.exit(main())

@@ -9,15 +9,17 @@
     python scripts/plot_placement.py outputs/results/placement_mlp_fashion_mnist --out results/placement_mlp_fashion_mnist
     (writes placement.png and placement.pdf into --out, default the sweep directory)
 
-Reads metrics only (bnrepro.results via bnrepro.sweeps); plots whatever exists.
+Reads metrics only (bnrepro.analysis.results via bnrepro.analysis.sweeps); plots whatever exists.
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-from bnrepro.plots import mean_band, plot_main, plt, save
-from bnrepro.results import curve, seed_band
-from bnrepro.sweeps import PLACEMENT_ORDER, finals, last_layer, load, placement_label, skew
+from bnrepro.analysis.cli import command
+from bnrepro.analysis.plots import mean_band, plt, save
+from bnrepro.analysis.results import curve, last_layer, seed_band
+from bnrepro.analysis.sweeps import PLACEMENT_ORDER, finals, load, placement_label, skew
 
 BY = ("model.activation", "placement")
 
@@ -69,5 +71,7 @@ def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
     return save(fig, out_dir / "placement.png", out_dir / "placement.pdf")
 
 
+main = command(__doc__, plot, f"directory for placement.png and placement.pdf (default SWEEP_DIR)", default_out=".")
+
 if __name__ == "__main__":
-    plot_main(__doc__, plot, "placement")
+    sys.exit(main())

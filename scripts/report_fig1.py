@@ -4,19 +4,20 @@
 
 Per variant: final and best test accuracy (mean +/- std over seeds), steps to reach 90% of the
 run's final accuracy, steps to reach the no-BN network's mean final accuracy, and the drift of
-the last hidden layer's sigmoid inputs (bnrepro.probes.drift_statistics). Reads metrics.csv,
+the last hidden layer's sigmoid inputs (bnrepro.tracking.probes.drift_statistics). Reads metrics.csv,
 summary.json and provenance.json only.
 """
 from __future__ import annotations
 
-import argparse
+import sys
 from pathlib import Path
 
 import pandas as pd
 
-from bnrepro.probes import drift_statistics
-from bnrepro.results import load_metrics, provenance_lines
-from bnrepro.sweeps import wall_times
+from bnrepro.analysis.cli import command, write_files
+from bnrepro.analysis.results import last_layer, load_metrics, provenance_lines
+from bnrepro.analysis.sweeps import wall_times
+from bnrepro.tracking.probes import drift_statistics
 
 LABELS = {"baseline": "Without BN", "bn": "With BN"}
 
@@ -33,7 +34,8 @@ def per_run(metrics: pd.DataFrame, target: float) -> pd.DataFrame:
         probes = m[m.split == "probe"].sort_values("step")
         series = {name: g.value.tolist() for name, g in probes.groupby("name")}
         drift = drift_statistics(series)
-        last = max((k for k in drift if k.endswith("/unit")), key=lambda k: int(k.split("/")[0][5:]), default=None)
+        unit = f"{last_layer(m)}/unit"  # the deepest layer's typical unit; none before a second probe
+        last = unit if unit in drift else None
         final = float(acc.value.iloc[-1]) if len(acc) else float("nan")
         rows.append({
             "run": run, "variant": m.variant.iloc[0], "status": m.status.iloc[0], "steps": int(m.step.max()),
@@ -108,19 +110,13 @@ def report(sweep_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("sweep_dir", type=Path)
-    parser.add_argument("--out", type=Path, help="Markdown file to write (default: print)")
-    args = parser.parse_args()
-    text = report(args.sweep_dir)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
-        print(f"wrote {args.out}")
-    else:
-        print(text, end="")
+def write(sweep_dir: Path, out: Path | None) -> str | list[Path]:
+    """The report printed, or written to the file `out`."""
+    text = report(sweep_dir)
+    return text if out is None else write_files(out.parent, {out.name: text})
 
+
+main = command(__doc__, write, "Markdown file to write (default: print)")
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -10,10 +10,12 @@ seed means ± the standard error of that difference. Reads the runs' files only.
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-from bnrepro.results import provenance_lines
-from bnrepro.sweeps import NORM_NAMES, NORM_ORDER, band, difference, finals, load, report_main, wall_times
+from bnrepro.analysis.cli import command, write_files
+from bnrepro.analysis.results import provenance_lines
+from bnrepro.analysis.sweeps import NORM_NAMES, NORM_ORDER, band, difference, finals, load, wall_times
 
 
 def report(sweep_dir: Path) -> tuple[str, object]:
@@ -58,6 +60,18 @@ def report(sweep_dir: Path) -> tuple[str, object]:
 COLUMNS = ["run", "seed", "data", "status", "model.name", "bn.norm", "placement", "trainer.batch_size",
            "trainer.max_steps", "optim.lr", "step", "examples", "final", "best", "skew_norm_unit", "skew_unit"]
 
+SORT_BY = ["bn.norm", "trainer.batch_size", "seed"]
+
+
+def write(sweep_dir: Path, out: Path | None) -> str | list[Path]:
+    """The report printed, or report.md and runs.csv (COLUMNS, sorted by SORT_BY) written into `out`."""
+    text, runs = report(sweep_dir)
+    if out is None:
+        return text
+    return write_files(out, {"report.md": text, "runs.csv": runs[COLUMNS].sort_values(SORT_BY)})
+
+
+main = command(__doc__, write, "directory for report.md and runs.csv (default: print the Markdown)")
 
 if __name__ == "__main__":
-    report_main(__doc__, report, COLUMNS, ["bn.norm", "trainer.batch_size", "seed"])
+    sys.exit(main())

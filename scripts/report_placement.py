@@ -12,12 +12,14 @@ Reads metrics.csv, config.yaml, summary.json and provenance.json only.
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+from bnrepro.analysis.cli import command, write_files
+from bnrepro.analysis.results import last_layer, provenance_lines
+from bnrepro.analysis.sweeps import (PLACEMENT_ORDER, band, difference, finals, load, placement_label,
+                                     wall_times)
 from bnrepro.paper import PLACEMENT_ANCHORS
-from bnrepro.results import provenance_lines
-from bnrepro.sweeps import (PLACEMENT_ORDER, band, difference, finals, last_layer, load, placement_label, report_main,
-                            wall_times)
 
 
 def report(sweep_dir: Path) -> tuple[str, object]:
@@ -61,6 +63,18 @@ def report(sweep_dir: Path) -> tuple[str, object]:
 COLUMNS = ["run", "seed", "data", "status", "model.name", "model.activation", "bn.norm", "placement",
            "trainer.batch_size", "step", "examples", "final", "best", "skew_norm_unit", "skew_unit"]
 
+SORT_BY = ["model.activation", "placement", "seed"]
+
+
+def write(sweep_dir: Path, out: Path | None) -> str | list[Path]:
+    """The report printed, or report.md and runs.csv (COLUMNS, sorted by SORT_BY) written into `out`."""
+    text, runs = report(sweep_dir)
+    if out is None:
+        return text
+    return write_files(out, {"report.md": text, "runs.csv": runs[COLUMNS].sort_values(SORT_BY)})
+
+
+main = command(__doc__, write, "directory for report.md and runs.csv (default: print the Markdown)")
 
 if __name__ == "__main__":
-    report_main(__doc__, report, COLUMNS, ["model.activation", "placement", "seed"])
+    sys.exit(main())

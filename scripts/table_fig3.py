@@ -11,19 +11,21 @@ Threshold: the maximum over steps of the `inception` variant's seed-mean validat
 still running). Speed-up: Inception's steps to threshold / the variant's. A seed-mean at a step
 averages the seeds that reached that step, so unfinished runs count as far as they got.
 A diverged variant says how (bnrepro/train.py): "dead" (the logits stopped depending on the input)
-or "nonfinite" (the loss overflowed). Reads the runs through bnrepro.results only (metrics.csv, config.yaml, summary.json, provenance.json).
+or "nonfinite" (the loss overflowed). Reads the runs through bnrepro.analysis.results only (metrics.csv,
+config.yaml, summary.json, provenance.json).
 """
 from __future__ import annotations
 
-import argparse
 import math
+import sys
 from pathlib import Path
 
 import pandas as pd
 
+from bnrepro.analysis.cli import command, write_files
+from bnrepro.analysis.results import (BASE, STATUSES, curve, divergence_kinds, is_diverged, load_metrics, load_runs,
+                                      provenance_lines, run_status, threshold_of)
 from bnrepro.paper import FIG3, fig3_name, fig3_order
-from bnrepro.results import (BASE, STATUSES, curve, divergence_kinds, is_diverged, load_metrics, load_runs, provenance_lines,
-                             run_status, threshold_of)
 
 PAPER_WORDS = ("never", "diverged", "chance")
 COLUMNS = ["variant", "name", *STATUSES, "outcome", "divergence", "threshold", "steps_to_threshold", "speedup",
@@ -104,21 +106,14 @@ def markdown(sweep_dir: Path, frame: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("sweep_dir", type=Path)
-    parser.add_argument("--out", type=Path, help="directory for fig3.csv and fig3.md (default: print the Markdown)")
-    args = parser.parse_args()
-    frame = table(args.sweep_dir)
-    text = markdown(args.sweep_dir, frame)
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(args.out / "fig3.csv", index=False)
-        (args.out / "fig3.md").write_text(text)
-        print(f"wrote {args.out / 'fig3.csv'} and {args.out / 'fig3.md'}")
-    else:
-        print(text, end="")
+def write(sweep_dir: Path, out: Path | None) -> str | list[Path]:
+    """The Markdown printed, or fig3.csv and fig3.md written into `out`."""
+    frame = table(sweep_dir)
+    text = markdown(sweep_dir, frame)
+    return text if out is None else write_files(out, {"fig3.csv": frame, "fig3.md": text})
 
+
+main = command(__doc__, write, "directory for fig3.csv and fig3.md (default: print the Markdown)")
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -3,7 +3,7 @@ import pandas as pd
 import torch
 
 from bnrepro import bench
-from bnrepro.results import load_runs
+from bnrepro.analysis.results import load_runs
 
 
 def test_naive_loop_trains_and_reports_a_rate():

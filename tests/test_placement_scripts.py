@@ -89,6 +89,8 @@ def test_placement_report_has_the_numbers_and_the_anchors(placement_sweep, tmp_p
     assert "after - before: +12.50 ± 0.00 points" in text  # sigmoid
     assert "58.18 ± 0.23 | 57.14 ± 0.28 | -1.04 | 10 runs" in text and "| 47.4 | 49.9 | +2.50 | 1 run |" in text
     assert "Wall time:" in text and "train.py -m experiment=test" in text
+    assert "; 6.0 min summed over runs." in text  # 12 runs x wall_time_s 30
+    assert "at the last probe of `layer3`'s typical unit" in text
     runs = pd.read_csv(tmp_path / "out" / "runs.csv")
     assert len(runs) == 12 and set(runs.placement) == {"none", "before", "after"}
 
@@ -111,10 +113,22 @@ def test_norm_report_tables_norms_by_batch_size_and_checks_bn_against_ln(norm_sw
 
 
 def test_quantile_skew_and_norm_of_none():
-    from bnrepro.results import quantile_skew
-    from bnrepro.sweeps import placement_label
+    from bnrepro.analysis.results import quantile_skew
+    from bnrepro.analysis.sweeps import placement_label
 
     s = quantile_skew(pd.Series([-1.0, 0.0, -1.0, 1.0]), pd.Series([0.0, 0.0, 0.0, 1.0]),
                       pd.Series([1.0, 2.0, 3.0, 1.0]))
     assert s.iloc[:3].tolist() == [0.0, 1.0, 0.5] and pd.isna(s.iloc[3])
     assert placement_label("after", "layer") == "LN after g" and placement_label("none") == "no BN"
+
+
+def test_last_layer_is_the_deepest_in_the_probes_order_not_the_alphabet():
+    from bnrepro.analysis.results import last_layer
+
+    def probes(*layers):
+        names = [f"{layer}/{kind}_p{q}" for layer in layers for kind in ("unit", "norm_unit") for q in (15, 85)]
+        return pd.DataFrame({"split": ["test", *["probe"] * len(names)], "name": ["accuracy", *names]})
+
+    assert last_layer(probes("stem", "1a", "2c", "3b")) == "3b"  # the small Inception (sorted: "stem")
+    assert last_layer(probes(*(f"layer{i}" for i in range(1, 11)))) == "layer10"  # sorted: "layer9"
+    assert last_layer(probes()) is None

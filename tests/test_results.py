@@ -5,20 +5,18 @@ import sys
 
 import pytest
 
-from bnrepro.results import curve, load_metrics, load_runs
+from bnrepro.analysis.results import curve, load_metrics, load_runs
 from tests.conftest import REPO, SMOKE, run_one
 
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
-    from hydra import compose, initialize_config_dir
+    from bnrepro.config import compose
 
     root = tmp_path_factory.mktemp("sweep")
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        for variant in ("baseline", "bn"):
-            for seed in (0, 1):
-                cfg = compose("train", overrides=[*SMOKE, f"variant={variant}", f"seed={seed}"])
-                run_one(cfg, root / f"seed={seed},variant={variant}")
+    for variant in ("baseline", "bn"):
+        for seed in (0, 1):
+            run_one(compose(*SMOKE, f"variant={variant}", f"seed={seed}"), root / f"seed={seed},variant={variant}")
     return root
 
 

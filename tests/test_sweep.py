@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
-from bnrepro.summarize import SUMMARY_CSV, main, summarize
+from bnrepro.analysis.summarize import SUMMARY_CSV, main, summarize
 from tests.conftest import CONFIGS, REPO, SMOKE, run_one
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bnrepro.results import find_runs, final_values, load_metrics, quantile_skew, seed_band
+from bnrepro.analysis.results import find_runs, final_values, last_layer, load_metrics, quantile_skew, seed_band
 
 KEYS = ("model.name", "model.activation", "bn.placement", "bn.norm", "trainer.batch_size", "trainer.max_steps", "optim.lr")
 NORM_NAMES = {"batch": "BN", "layer": "LN", "group": "GN", "instance": "IN", "none": "no norm"}
@@ -27,13 +27,6 @@ def placement_label(placement: str, norm: str = "batch") -> str:
     name = NORM_NAMES.get(norm, norm)
     return {"none": "no norm" if norm != "batch" else "no BN", "before": f"{name} before g (paper)",
             "after": f"{name} after g"}.get(placement, placement)
-
-
-def last_layer(metrics: pd.DataFrame) -> str | None:
-    """The deepest probed layer: the last layer name, in the order the probes wrote them."""
-    names = metrics.name[metrics.split == "probe"].unique()
-    layers = [n.split("/")[0] for n in names]
-    return layers[-1] if layers else None
 
 
 def skew(metrics: pd.DataFrame, layer: str, kind: str = "norm_unit") -> pd.DataFrame:
@@ -97,21 +90,3 @@ def difference(a: pd.Series, b: pd.Series) -> str:
         return "n/a"
     return f"{ma - mb:+.2f} ± {math.sqrt(sa ** 2 / na + sb ** 2 / nb):.2f}"
 
-
-def report_main(doc: str, report, columns: list[str], sort_by: list[str]) -> None:
-    """The command line of a report script: `report(SWEEP_DIR) -> (markdown, per-run frame)`,
-    printed, or with --out written as report.md and runs.csv (`columns`, sorted by `sort_by`)."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("sweep_dir", type=Path)
-    parser.add_argument("--out", type=Path, help="directory for report.md and runs.csv (default: print the Markdown)")
-    args = parser.parse_args()
-    text, runs = report(args.sweep_dir)
-    if not args.out:
-        print(text, end="")
-        return
-    args.out.mkdir(parents=True, exist_ok=True)
-    runs[columns].sort_values(sort_by).to_csv(args.out / "runs.csv", index=False)
-    (args.out / "report.md").write_text(text)
-    print(f"wrote {args.out / 'report.md'} and {args.out / 'runs.csv'}")

@@ -97,6 +97,15 @@ def final_values(metrics: pd.DataFrame, split: str, name: str) -> pd.DataFrame:
     return rows.sort_values("step").groupby("run").tail(1).reset_index(drop=True)
 
 
+def last_layer(metrics: pd.DataFrame) -> str | None:
+    """The deepest probed layer ("layer3" of the MLP, "3b" of the small Inception): the layer of
+    the last probe name in the order the probes first wrote them, which is the network's forward
+    order (bnrepro/probes.py), whatever the names. The one definition for every plot and report.
+    None without probes."""
+    names = metrics.name[metrics.split == "probe"].unique()
+    return names[-1].split("/")[0] if len(names) else None
+
+
 def seed_band(values: pd.Series) -> tuple[float, float, int]:
     """Mean, sample std (0 for one value) and count of a column of per-run numbers."""
     values = values.dropna()

@@ -28,15 +28,3 @@ def save(fig, *paths: Path) -> list[Path]:
     plt.close(fig)
     return list(paths)
 
-
-def plot_main(doc: str, plot, figure: str) -> None:
-    """The command line of a plot script: `plot(SWEEP_DIR, OUT_DIR) -> paths`, one figure
-    (`figure`.png and .pdf) written into --out, by default the sweep directory."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("sweep_dir", type=Path)
-    parser.add_argument("--out", type=Path, help=f"directory for {figure}.png and {figure}.pdf (default SWEEP_DIR)")
-    args = parser.parse_args()
-    for path in plot(args.sweep_dir, args.out or args.sweep_dir):
-        print(f"wrote {path}")

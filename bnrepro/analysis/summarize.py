@@ -1,4 +1,4 @@
-"""Sweeps: one table of every job, however it ended, and CPU threads shared between parallel jobs.
+"""Sweeps: one table of every job, however it ended.
 
     bnrepro-summarize SWEEP_DIR            # or: python scripts/summarize.py SWEEP_DIR
 
@@ -6,12 +6,11 @@ reads every job directory under SWEEP_DIR (each job's own summary.json, written 
 ended) and writes SWEEP_DIR/summary.csv: one row per job with its status (completed, diverged,
 failed with the error, interrupted, or running = no final summary yet: still running, or killed
 before it could write one), final and best metrics and wall time; it prints the same as a table.
-During a multirun every job refreshes summary.csv as it ends (bnrepro.run.main), so the table is
+During a multirun every job refreshes summary.csv as it ends (bnrepro.training.session.main), so the table is
 there even when Hydra stops at the end of a sweep with a failed job.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -19,7 +18,9 @@ from pathlib import Path
 import pandas as pd
 
 from bnrepro import METRICS_FILE
-from bnrepro.results import find_jobs, read_summary, run_info
+from bnrepro.analysis.cli import command
+from bnrepro.analysis.results import find_jobs, read_summary, run_info
+from bnrepro.files import atomic_open
 
 SUMMARY_CSV = "summary.csv"
 COLUMNS = ["run", "variant", "seed", "experiment", "data", "status", "steps", "test_accuracy", "test_loss",
@@ -58,10 +59,10 @@ def summarize(sweep_dir: str | Path) -> pd.DataFrame:
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> None:
-    """Atomically, with a per-process temporary name: parallel jobs may refresh it at once."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    """Atomically (bnrepro.files): parallel jobs may refresh it at once, and a reader must never
+    see half a table."""
+    with atomic_open(path, newline="") as f:
+        frame.to_csv(f, index=False)
 
 
 def refresh(sweep_dir: str | Path) -> None:
@@ -80,42 +81,19 @@ def table(frame: pd.DataFrame) -> str:
     return head + "\n" + shown.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.4g}")
 
 
-def threads_per_job() -> int | None:
-    """Torch threads for a job of a joblib sweep (hydra/launcher=local): the cores this process may
-    use, divided among `hydra.launcher.n_jobs` parallel jobs, so they do not oversubscribe the CPU.
-    None (torch's default) outside such a sweep; `trainer.threads` wins when set."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return None
-    launcher = HydraConfig.get().launcher
-    if "joblib" not in str(launcher.get("_target_", "")):
-        return None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    jobs = launcher.n_jobs if launcher.n_jobs and launcher.n_jobs > 0 else cores
-    return max(1, cores // jobs)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bnrepro-summarize", description=__doc__.split("\n\n")[0])
-    parser.add_argument("sweep_dir", type=Path, help="a sweep directory (hydra.sweep.dir) or a run directory")
-    parser.add_argument("--out", type=Path, help=f"the CSV to write (default: SWEEP_DIR/{SUMMARY_CSV})")
-    args = parser.parse_args(argv)
-    try:
-        frame = summarize(args.sweep_dir)
-    except FileNotFoundError as err:
-        print(f"Error: {err}", file=sys.stderr)
-        return 2
+def write(sweep_dir: Path, out: Path | None) -> list[Path]:
+    """Write the table of every job to `out` (default SWEEP_DIR/summary.csv) and print it."""
+    frame = summarize(sweep_dir)
     if frame.empty:
-        print(f"Error: no job directories (config.yaml, summary.json or {METRICS_FILE}) under {args.sweep_dir}.",
-              file=sys.stderr)
-        return 2
-    out = args.out or args.sweep_dir / SUMMARY_CSV
+        raise FileNotFoundError(f"no job directories (config.yaml, summary.json or {METRICS_FILE}) under {sweep_dir}.")
+    out = out or sweep_dir / SUMMARY_CSV
     write_csv(frame, out)
     print(table(frame))
-    print(f"Written: {out}")
-    return 0
+    return [out]
 
+
+main = command(__doc__.split("\n\n")[0], write, f"the CSV to write (default: SWEEP_DIR/{SUMMARY_CSV})",
+               prog="bnrepro-summarize")
 
 if __name__ == "__main__":
     sys.exit(main())
