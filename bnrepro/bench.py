@@ -64,8 +64,10 @@ def data_overrides(data: str) -> list[str]:
         return ["data=synthetic", "data.synthetic.train_size=60000", "data.synthetic.test_size=10000"]
 
 
-def naive_loop(x: torch.Tensor, y: torch.Tensor, steps: int, device: torch.device, batch_size: int = 60) -> float:
-    """Steps/s of the tutorial way: DataLoader(TensorDataset), module, optimizer, loss.item()."""
+def naive_loop(x: torch.Tensor, y: torch.Tensor, steps: int, device: torch.device, batch_size: int = 60,
+               losses: list[float] | None = None) -> float:
+    """Steps/s of the tutorial way: DataLoader(TensorDataset), module, optimizer, loss.item().
+    `losses`, if given, receives every step's loss (what the tutorial's `.item()` reads anyway)."""
     torch.manual_seed(0)
     layers, width = [nn.Flatten()], x[0].numel()
     for _ in range(3):
@@ -85,6 +87,8 @@ def naive_loop(x: torch.Tensor, y: torch.Tensor, steps: int, device: torch.devic
             loss.backward()
             optimizer.step()
             running_loss += loss.item()
+            if losses is not None:
+                losses.append(loss.item())
             step += 1
             if step == steps:
                 break

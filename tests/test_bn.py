@@ -236,3 +236,27 @@ def test_make_batchnorm_rejects_unknown_impl():
     with pytest.raises(ValueError, match="'torch', 'paper'"):
         make_batchnorm(4, False, "keras")
     assert not is_batchnorm(nn.LayerNorm(4))
+
+
+@pytest.mark.parametrize("impl", ["torch", "paper"])
+def test_bn_under_cpu_autocast_keeps_float32_statistics(impl):
+    """trainer.amp: convs run in bf16 under autocast; BN's statistics and parameters stay float32
+    (bn.impl=paper used to crash here: lerp_ of a bf16 mu_B into the float32 running mean)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), make_batchnorm(4, spatial=True, impl=impl), nn.ReLU())
+    ref = nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4), nn.ReLU())
+    ref.load_state_dict(net.state_dict())
+    x = torch.randn(8, 3, 6, 6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = net(x)
+        y_ref = ref(x)
+    y.float().sum().backward()
+    bn = net[1]
+    assert net[0](x).dtype == torch.float32  # outside autocast: float32
+    assert {bn.running_mean.dtype, bn.running_var.dtype, bn.weight.dtype, bn.weight.grad.dtype} == {torch.float32}
+    assert torch.isfinite(bn.weight.grad).all() and bn.num_batches_tracked == 1
+    close(bn.running_mean, ref[1].running_mean, tol=1e-2)  # from the same bf16 conv output
+    close(y.float(), y_ref.float(), tol=5e-2)
+    net.eval()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.isfinite(net(x).float()).all()

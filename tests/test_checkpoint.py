@@ -23,15 +23,16 @@ RESUMABLE = [*SMOKE, "trainer.max_steps=600", "trainer.eval_every=50", "trainer.
              "bn.population_batches=3", "optim.lr_decay=0.9", "optim.lr_decay_every=100"]
 
 
-def start(out, *extra):
-    return subprocess.Popen([sys.executable, "experiments/train.py", *RESUMABLE, *extra, f"hydra.run.dir={out}"],
+def start(out, *extra, overrides=RESUMABLE):
+    return subprocess.Popen([sys.executable, "experiments/train.py", *overrides, *extra, f"hydra.run.dir={out}"],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
 def logged_step(out) -> int:
+    metrics = out / "metrics.csv" if (out / "metrics.csv").exists() else out / "seed=0" / "metrics.csv"
     try:
-        return int((out / "metrics.csv").read_text().splitlines()[-1].split(",")[0])
+        return int(metrics.read_text().splitlines()[-1].split(",")[0])
     except (OSError, IndexError, ValueError):
         return -1
 
@@ -201,3 +202,25 @@ def test_sigusr2_handler_runs_after_the_checkpoint(make_cfg, tmp_path):
         assert signal.getsignal(signal.SIGUSR2) is not ckpt._request_stop  # restored on exit
     finally:
         signal.signal(signal.SIGUSR2, previous)
+
+
+# The stacked path's promises are the single path's: two seeds as one model, norm outputs probed.
+STACKED = [*SMOKE, "variant=bn", "trainer.max_steps=600", "trainer.eval_every=50", "trainer.log_every=10",
+           "probe.every=25", "probe.norm_output=true", "trainer.threads=1", "trainer.deterministic=true",
+           "trainer.checkpoint_every=100", "optim.lr_decay=0.9", "optim.lr_decay_every=100", "seeds=[0,1]"]
+
+
+def test_stacked_run_killed_then_rerun_is_identical(make_cfg, tmp_path):
+    reference = tmp_path / "reference"
+    from bnrepro.training.session import run
+
+    run(make_cfg(*STACKED), reference)
+    out = tmp_path / "run"
+    proc = start(out, overrides=STACKED)
+    stop_at(proc, out, 340, signal.SIGKILL)
+    saved = [step for step, _ in checkpoints(out / CHECKPOINT_DIR / "seeds=0,1")]
+    assert saved and max(saved) < logged_step(out) < 600
+    summaries = run(make_cfg(*STACKED), out)
+    assert all(f"step{max(saved):08d}" in s["resumed_from"] for s in summaries)
+    for seed in (0, 1):
+        same_record(reference / f"seed={seed}", out / f"seed={seed}")

@@ -124,3 +124,35 @@ def test_probe_without_norms_records_no_norm_output():
     model = MLP(20, 4, depth=2, width=16, placement="none")
     record = Probe(model, torch.randn(32, 20), norm_output=True)(0)
     assert not any("norm" in k for k in record)
+
+
+def test_probing_leaves_training_untouched_with_dropout(make_cfg, tmp_path):
+    """A probe is a measurement: with dropout in the model (variant=inception), training with probes
+    every 2 steps gives exactly the numbers of training without them (no RNG draw, no BN update)."""
+    import pandas as pd
+
+    from tests.conftest import SMOKE, run_one
+
+    common = [*SMOKE, "variant=inception", "model=inception_small", "model.width_mult=0.125", "model.dropout=0.4",
+              "data.synthetic.shape=[3,16,16]", "trainer.max_steps=6", "trainer.eval_every=3", "trainer.log_every=3",
+              "trainer.threads=1", "trainer.deterministic=true"]
+    for every in (0, 2):
+        run_one(make_cfg(*common, f"probe.every={every}"), tmp_path / f"every{every}")
+    off, on = (pd.read_csv(tmp_path / f"every{e}" / "metrics.csv") for e in (0, 2))
+    assert (on.split == "probe").any() and not (off.split == "probe").any()
+    pd.testing.assert_frame_equal(on[on.split != "probe"].reset_index(drop=True), off)
+
+
+def test_untouched_restores_rng_buffers_and_modes():
+    from bnrepro.tracking.probes import untouched
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4), torch.nn.Dropout(0.5))
+    model.eval()
+    buffers = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    with untouched(model):
+        model.train()
+        out = model(torch.randn(16, 4))  # draws dropout masks and the input from the global RNG
+        assert not out.requires_grad
+    assert torch.equal(torch.get_rng_state(), rng) and not model.training
+    assert all(torch.equal(v, buffers[k]) for k, v in model.state_dict().items())

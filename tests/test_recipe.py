@@ -1,4 +1,6 @@
 """Sec. 4.2's recipe: the variants as compositions of knobs, the schedule, the batch augmentation."""
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -99,15 +101,77 @@ def test_pad_to_centres_the_image():
 
 
 def test_fast_trainer_knobs_run_on_cpu(make_cfg, tmp_path):
-    """channels_last and amp are accepted everywhere (amp is a no-op off CUDA); compile is GPU-checked."""
+    """The `fast` trainer's channels_last and bf16 autocast through the runner, on the CPU (compile
+    is checked on a GPU: scripts/bench.py --device cuda)."""
     from tests.conftest import SMOKE, run_one
 
     cfg = make_cfg(*SMOKE, "trainer=fast", "trainer.compile=false", "model=inception_small", "model.width_mult=0.125",
                    "data.synthetic.shape=[3,32,32]", "trainer.max_steps=4", "trainer.eval_every=2", "probe.every=2")
     assert cfg.trainer.channels_last and cfg.trainer.amp and cfg.trainer.cudnn_benchmark
-    assert run_one(cfg, tmp_path)["status"] == "completed"
+    summary = run_one(cfg, tmp_path)
+    assert summary["status"] == "completed" and math.isfinite(summary["final"]["test/loss"])
 
 
 def test_faithful_is_the_default_trainer(make_cfg):
     t = make_cfg().trainer
     assert not (t.channels_last or t.amp or t.compile or t.cudnn_benchmark)
+
+
+@pytest.mark.parametrize("which, decayed", [("all", {"hidden.0.linear.weight", "hidden.0.bn.weight", "hidden.0.bn.bias",
+                                                     "classifier.weight", "classifier.bias"}),
+                                            ("weights", {"hidden.0.linear.weight", "classifier.weight"})])
+def test_weight_decay_applies_to_the_stated_parameters(make_cfg, which, decayed):
+    """optim.weight_decay_params: every parameter (torch's default) or the weights only; with zero
+    gradients one SGD step moves exactly the decayed parameters."""
+    from bnrepro.models.mlp import MLP
+
+    model = MLP(6, 3, depth=1, width=4, placement="before")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)  # no zeros (BN's beta starts at 0), so decay shows wherever it acts
+    cfg = make_cfg("optim.lr=0.5", "optim.weight_decay=0.1", f"optim.weight_decay_params={which}").optim
+    optimizer, _ = build_optimizer(model, cfg)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    optimizer.step()
+    moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert moved == decayed
+    for n in moved:  # p <- p - lr * wd * p
+        torch.testing.assert_close(dict(model.named_parameters())[n], before[n] * (1 - 0.5 * 0.1))
+
+
+def test_weight_decay_on_weights_only_for_the_stacked_model(make_cfg):
+    from bnrepro.models.mlp import MLP
+    from bnrepro.models.stacked import StackedMLP
+
+    stacked = StackedMLP([MLP(6, 3, depth=1, width=4, placement="before") for _ in range(2)])
+    cfg = make_cfg("optim.lr=0.5", "optim.weight_decay=0.1", "optim.weight_decay_params=weights").optim
+    optimizer, _ = build_optimizer(stacked, cfg)
+    w, other = stacked.flat_weights.detach().clone(), stacked.flat_other.detach().clone()
+    stacked.flat_weights.grad.zero_(), stacked.flat_other.grad.zero_()
+    optimizer.step()
+    torch.testing.assert_close(stacked.flat_weights.detach(), w * 0.95)
+    assert torch.equal(stacked.flat_other.detach(), other)
+
+
+def test_amp_runs_convs_in_bf16_and_keeps_bn_float32(make_cfg):
+    """trainer.amp on the CPU: the convs compute in bf16, BN (both impls) keeps float32 statistics,
+    and a training step learns (finite loss, parameters move)."""
+    from bnrepro.training.members import SingleModel
+
+    for impl in ("torch", "paper"):
+        cfg = make_cfg("model=inception_small", "model.width_mult=0.125", "variant=bn_baseline", f"bn.impl={impl}")
+        from bnrepro.models import build_model
+
+        model = build_model(cfg.model, cfg.bn, (3, 32, 32), 10)
+        members = SingleModel(model, amp=True)
+        dtypes = []
+        model.stem.conv1.conv.register_forward_hook(lambda m, args, out: dtypes.append(out.dtype))
+        optimizer, _ = build_optimizer(model, cfg.optim)
+        before = model.stem.conv1.conv.weight.detach().clone()
+        loss = members.forward_backward(torch.rand(8, 3, 32, 32), torch.randint(0, 10, (8,)))
+        optimizer.step()
+        bn = model.stem.conv1.bn
+        assert dtypes == [torch.bfloat16] and bn.running_mean.dtype == torch.float32 and bn.num_batches_tracked == 1
+        assert torch.isfinite(loss).all() and not torch.equal(model.stem.conv1.conv.weight, before)

@@ -106,3 +106,80 @@ def test_runner_dispatches_seeds_to_the_stacked_path(tmp_path):
                     f"hydra.run.dir={out}"], check=True, capture_output=True, cwd=tmp_path)
     for seed in (0, 1):
         assert json.loads((out / f"seed={seed}" / "summary.json").read_text())["status"] == "completed"
+
+
+def test_stacked_training_survives_zero_grad(make_cfg):
+    """The stacked gradients live in buffers of their own that forward_backward binds on every call,
+    so optimizer.zero_grad() (either form) between steps cannot turn training into a no-op."""
+    from bnrepro.training.optim import build_optimizer
+
+    def trained(zero_grad):
+        torch.manual_seed(0)
+        stacked = StackedMLP([MLP(20, 5, depth=2, width=8, placement="before", init_std=0.3) for _ in range(2)])
+        optimizer, _ = build_optimizer(stacked, make_cfg("optim.lr=0.1", "optim.momentum=0.9").optim)
+        x, y = torch.randn(2, 16, 20, generator=torch.Generator().manual_seed(1)), torch.randint(0, 5, (2, 16))
+        for _ in range(3):
+            if zero_grad is not None:
+                optimizer.zero_grad(set_to_none=zero_grad)
+            stacked.forward_backward(x, y)
+            optimizer.step()
+        return stacked.flat_weights.detach().clone(), stacked.flat_other.detach().clone()
+
+    plain = trained(None)
+    for set_to_none in (True, False):
+        got = trained(set_to_none)
+        assert all(torch.equal(a, b) for a, b in zip(got, plain)), set_to_none
+    torch.manual_seed(0)
+    start = StackedMLP([MLP(20, 5, depth=2, width=8, placement="before", init_std=0.3) for _ in range(2)])
+    assert not torch.equal(start.flat_weights, plain[0])  # and the steps did move the parameters
+
+
+def mlp_experiments():
+    from bnrepro.config import compose
+    from tests.conftest import EXPERIMENTS
+
+    return [e for e in EXPERIMENTS if compose(f"experiment={e}").model.name == "mlp"]
+
+
+@pytest.mark.parametrize("experiment", mlp_experiments())
+def test_every_mlp_experiment_stacks_with_its_single_run_s_records(make_cfg, tmp_path, experiment):
+    """probe.norm_output and everything else an MLP experiment sets: a stacked member writes the
+    metric names (in order) and values of its single run."""
+    from tests.test_runner import TINY, tiny_data
+
+    overrides = [f"experiment={experiment}", *TINY, *tiny_data(experiment, tmp_path / "data")]
+    run(make_cfg(*overrides, "seeds=[1]"), tmp_path / "stacked")
+    run_one(make_cfg(*overrides, "seed=1"), tmp_path / "single")
+    a, b = (pd.read_csv(d / "metrics.csv") for d in (tmp_path / "single", tmp_path / "stacked" / "seed=1"))
+    assert a[["step", "split", "name"]].equals(b[["step", "split", "name"]])
+    torch.testing.assert_close(torch.tensor(b.value.values), torch.tensor(a.value.values), rtol=1e-4, atol=1e-4)
+
+
+STACK = [*SMOKE, "variant=bn", "trainer.threads=1", "trainer.checkpoint_every=5", "trainer.checkpoint_keep=2"]
+
+
+def test_finished_stacked_members_are_not_redone(make_cfg, tmp_path):
+    """Rerunning a finished stacked sweep leaves every metrics.csv untouched; a longer seed list trains
+    only the new seeds (as a stack of their own, equal to their single runs); a changed config is
+    refused before anything is written."""
+    first = run(make_cfg(*STACK, "seeds=[0,1]"), tmp_path)
+    files = {s: tmp_path / f"seed={s}" / "metrics.csv" for s in (0, 1)}
+    stamps = {s: (f.stat().st_mtime_ns, f.read_bytes()) for s, f in files.items()}
+    assert run(make_cfg(*STACK, "seeds=[0,1]"), tmp_path) == first
+    extended = run(make_cfg(*STACK, "seeds=[0,1,2]"), tmp_path)
+    assert extended[:2] == first and extended[2]["stacked_seeds"] == [2]
+    assert {s: (f.stat().st_mtime_ns, f.read_bytes()) for s, f in files.items()} == stamps
+    single = run_one(make_cfg(*STACK, "seed=2"), tmp_path / "single")
+    assert extended[2]["final"] == pytest.approx(single["final"], rel=1e-4)
+    with pytest.raises(BnreproError, match="different config"):
+        run(make_cfg(*STACK, "seeds=[0,1]", "optim.lr=0.3"), tmp_path)
+    assert {s: (f.stat().st_mtime_ns, f.read_bytes()) for s, f in files.items()} == stamps
+
+
+def test_stacked_checkpoint_of_another_config_is_refused(make_cfg, tmp_path):
+    run(make_cfg(*STACK, "seeds=[0,1]"), tmp_path)
+    for s in (0, 1):
+        (tmp_path / f"seed={s}" / "summary.json").unlink()  # as if killed after the last checkpoint
+    with pytest.raises(BnreproError, match="optim.lr"):
+        run(make_cfg(*STACK, "seeds=[0,1]", "optim.lr=0.3"), tmp_path)
+    assert not any((tmp_path / f"seed={s}" / "summary.json").exists() for s in (0, 1))

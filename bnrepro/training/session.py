@@ -159,7 +159,7 @@ def run(cfg: Config, out_dir: str | os.PathLike, threads: int | None = None) -> 
         # Recorded where no run has left its record yet (a sweep lists the job as failed); an
         # earlier run's record is never touched by a refused one.
         for s, d in dirs.items():
-            if main_rank and not (d / "summary.json").exists():
+            if main_rank and not any((d / f).exists() for f in ("summary.json", "config.yaml")):
                 d.mkdir(parents=True, exist_ok=True)
                 write_json(d / "summary.json", {**new_summary(configs[s]), **ending(err), **times(start)})
         raise
