@@ -37,7 +37,7 @@ test: setup
 	$(PY) -m pytest -q
 
 # The sweep behind results/fig1_fashion_mnist: Figure 1 on Fashion-MNIST, 2 variants x 5 seeds x
-# 50k steps. Each variant's five seeds train as one stacked model (seeds=[...], bnrepro/stacked_run.py),
+# 50k steps. Each variant's five seeds train as one stacked model (seeds=[...], bnrepro/models/stacked.py),
 # one process per core; every seed still writes its own run directory, $(FIG1_SWEEP)/<variant>/seed=<s>/.
 fig1: setup
 	bash scripts/get_fashion_mnist.sh

@@ -48,7 +48,7 @@ class Placement(str, Enum):
 
 
 class Norm(str, Enum):
-    """The normalization in BN's slot (bnrepro/norms.py says what each pools, for MLP and conv features)."""
+    """The normalization in BN's slot (bnrepro/nn/norms.py says what each pools, for MLP and conv features)."""
 
     batch = "batch"  # the paper's BN (bn.impl picks torch's or ours)
     layer = "layer"  # per example, over all of a layer's features
@@ -59,7 +59,7 @@ class Norm(str, Enum):
 
 class BNImpl(str, Enum):
     torch = "torch"  # nn.BatchNorm1d/2d
-    paper = "paper"  # bnrepro.bn.BatchNorm: Algorithm 1 with the paper's backward pass
+    paper = "paper"  # bnrepro.nn.bn.BatchNorm: Algorithm 1 with the paper's backward pass
 
 
 class Population(str, Enum):
@@ -138,7 +138,7 @@ class BNConfig:
     population: Population = Population.ema
     population_batches: int = 100
     # Several processes (torchrun): true = SyncBatchNorm, statistics over the whole global batch;
-    # false = each process normalizes over its own batch_size / world_size slice (bnrepro/distributed.py).
+    # false = each process normalizes over its own batch_size / world_size slice (bnrepro/training/distributed.py).
     sync: bool = False
 
 
@@ -197,7 +197,7 @@ class TrainerConfig:
     progress: str = "auto"  # auto (bar on a terminal, lines otherwise, quiet under CI) | bar | lines | none
     threads: Optional[int] = None  # torch.set_num_threads; null keeps torch's default
     deterministic: bool = False
-    # bnrepro/checkpoint.py: a checkpoint every N steps (0 = none), the newest K kept; rerunning into
+    # bnrepro/training/checkpoint.py: a checkpoint every N steps (0 = none), the newest K kept; rerunning into
     # the same run directory resumes from the newest (resume=false starts over).
     checkpoint_every: int = 5000
     checkpoint_keep: int = 2

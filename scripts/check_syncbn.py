@@ -3,7 +3,7 @@
     python scripts/check_syncbn.py                              # one GPU (world size 1, nccl)
     torchrun --nproc_per_node=2 scripts/check_syncbn.py         # several GPUs
 
-Every rank builds the same global batch and keeps its slice, as bnrepro/distributed.py does.
+Every rank builds the same global batch and keeps its slice, as bnrepro/training/distributed.py does.
 Expected: SyncBatchNorm's output (and gradient, and running statistics) on a slice equals plain
 BatchNorm2d applied to the *whole* global batch, restricted to that slice; per-GPU BN equals
 BatchNorm2d applied to the slice alone. With one GPU the two coincide, so both checks must pass

@@ -10,7 +10,7 @@ Threshold: the maximum over steps of the `inception` variant's seed-mean validat
 >= the threshold ("never" if it is not; "diverged" if its runs diverged and none completed or is
 still running). Speed-up: Inception's steps to threshold / the variant's. A seed-mean at a step
 averages the seeds that reached that step, so unfinished runs count as far as they got.
-A diverged variant says how (bnrepro/train.py): "dead" (the logits stopped depending on the input)
+A diverged variant says how (bnrepro/training/loop.py): "dead" (the logits stopped depending on the input)
 or "nonfinite" (the loss overflowed). Reads the runs through bnrepro.analysis.results only (metrics.csv,
 config.yaml, summary.json, provenance.json).
 """

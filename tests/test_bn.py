@@ -1,4 +1,4 @@
-"""bnrepro.bn against autograd, against torch's BatchNorm, and against Algorithm 2 computed directly."""
+"""bnrepro.nn.bn against autograd, against torch's BatchNorm, and against Algorithm 2 computed directly."""
 import pytest
 import torch
 from torch import nn

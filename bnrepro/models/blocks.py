@@ -22,7 +22,7 @@ def norm_act(layer: nn.Module, name: str, width: int, activation: str, placement
             subtracts the mean and its beta takes over the bias's role (`has_bias` below).
     after:  z = BN(g(Wu + b)), the alternative the seeds discuss.
     none:   z = g(Wu + b), the baseline; so is any placement with norm="none".
-    bn_kw: norm, groups, impl, eps, momentum for bnrepro.norms.make_norm.
+    bn_kw: norm, groups, impl, eps, momentum for bnrepro.nn.norms.make_norm.
     """
     if placement not in PLACEMENTS:
         raise ValueError(f"bn.placement must be one of {PLACEMENTS}, got {placement!r}")

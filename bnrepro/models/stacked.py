@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bnrepro.models.mlp import MLP
+from bnrepro.nn.bn import scale_shift, update_running_stats
 
 _ACTIVATIONS = {nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.ReLU: "relu"}
 
@@ -159,21 +160,16 @@ class StackedMLP(nn.Module):
     # -- training --
 
     def _bn_train(self, a: Tensor, l: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """Algorithm 1 per member over the mini-batch (dim 1): z, x_hat, 1/sqrt(var_B + eps), mu_B, var_B."""
+        """Algorithm 1 per member over the mini-batch (dim 1): z, x_hat, 1/sqrt(var_B + eps), mu_B, var_B.
+        Written out here (not nn.bn.BatchNormFunction) so that the S members' normalization is one
+        kernel each and the backward pass below can reuse x_hat; the running statistics and the
+        inference map are nn.bn's own (`update_running_stats`, `scale_shift`)."""
         mu_B = a.mean(1, keepdim=True)
         x_mu = a - mu_B
         var_B = x_mu.square().mean(1, keepdim=True)  # torch.var_mean is ~20x slower over dim 1
         inv_std = torch.rsqrt(var_B + self.eps)
         x_hat = x_mu.mul_(inv_std)
         return torch.addcmul(self._get("beta", l), x_hat, self._get("gamma", l)), x_hat, inv_std, mu_B, var_B
-
-    @torch.no_grad()
-    def _update_running(self, l: int, mu_B: Tensor, var_B: Tensor, m: int) -> None:
-        count = self._get("num_batches_tracked", l)
-        count.add_(1)
-        factor = 1.0 / float(count) if self.momentum is None else self.momentum
-        self._get("running_mean", l).lerp_(mu_B, factor)
-        self._get("running_var", l).lerp_(var_B * (m / (m - 1)), factor)  # unbiased, as torch's BN
 
     def _act(self, z: Tensor) -> Tensor:
         return torch.sigmoid(z) if self.activation == "sigmoid" else torch.tanh(z) if self.activation == "tanh" else torch.relu(z)
@@ -193,7 +189,8 @@ class StackedMLP(nn.Module):
             a = self._product(h, self._get("w", l), wide=l == 1)
             if self.bn:
                 z, x_hat, inv_std, mu_B, var_B = self._bn_train(a, l)
-                self._update_running(l, mu_B, var_B, n)
+                update_running_stats(self._get("running_mean", l), self._get("running_var", l),
+                                     self._get("num_batches_tracked", l), self.momentum, mu_B, var_B, n)
             else:
                 z, x_hat, inv_std = a + self._get("b", l), None, None
             saved.append((h, x_hat, inv_std))
@@ -243,8 +240,9 @@ class StackedMLP(nn.Module):
             elif train_stats:
                 z = self._bn_train(a, l)[0]
             else:
-                scale = torch.rsqrt(self._get("running_var", l) + self.eps) * self._get("gamma", l)
-                z = torch.addcmul(self._get("beta", l) - self._get("running_mean", l) * scale, a, scale)
+                scale, shift = scale_shift(self._get("gamma", l), self._get("beta", l), self._get("running_mean", l),
+                                           self._get("running_var", l), self.eps)  # Algorithm 2's affine map
+                z = torch.addcmul(shift, a, scale)
             if norm_output and self.bn:
                 zs[f"layer{l}/norm"] = z
             zs[f"layer{l}"] = z

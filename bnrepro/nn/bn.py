@@ -38,7 +38,7 @@ def _check_input(x: Tensor, num_features: int) -> None:
                          f"{tuple(x.shape)}")
 
 
-def _scale_shift(weight: Optional[Tensor], bias: Optional[Tensor], mean: Tensor, var: Tensor,
+def scale_shift(weight: Optional[Tensor], bias: Optional[Tensor], mean: Tensor, var: Tensor,
                  eps: float) -> tuple[Tensor, Tensor]:
     """Algorithm 2, step 11: y = gamma / sqrt(Var + eps) * x + (beta - gamma * E[x] / sqrt(Var + eps))."""
     scale = torch.rsqrt(var + eps)
@@ -156,7 +156,7 @@ class BatchNorm(nn.Module):
         if not self.training and self.running_mean is not None:
             # Algorithm 2: at inference the normalization uses population statistics, so BN is a
             # fixed affine map and each output depends on its own input only.
-            scale, shift = _scale_shift(self.weight, self.bias, self.running_mean,
+            scale, shift = scale_shift(self.weight, self.bias, self.running_mean,
                                         self.running_var, self.eps)
             return (x * _per_channel(scale, x.dim()) + _per_channel(shift, x.dim())).to(x.dtype)
         m = x.numel() // x.size(1)
@@ -173,17 +173,27 @@ class BatchNorm(nn.Module):
             self._update_running_stats(mu_B, var_B, m)
         return y.to(x.dtype)
 
-    @torch.no_grad()
     def _update_running_stats(self, mu_B: Tensor, var_B: Tensor, m: int) -> None:
-        self.num_batches_tracked.add_(1)
-        factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-        self.running_mean.lerp_(mu_B, factor)
-        # Algorithm 2 uses the unbiased variance estimate m/(m-1) * var_B.
-        self.running_var.lerp_(var_B * (m / (m - 1)), factor)
+        update_running_stats(self.running_mean, self.running_var, self.num_batches_tracked, self.momentum,
+                             mu_B, var_B, m)
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
                 f"affine={self.affine}, track_running_stats={self.track_running_stats}")
+
+
+@torch.no_grad()
+def update_running_stats(running_mean: Tensor, running_var: Tensor, num_batches_tracked: Tensor,
+                         momentum: Optional[float], mu_B: Tensor, var_B: Tensor, m: int) -> None:
+    """The one place this suite's running statistics move (BatchNorm here, models.stacked.StackedMLP).
+
+    PyTorch's convention (bnrepro/schema.py, BNConfig): running = (1 - momentum) * running +
+    momentum * batch statistic, momentum weighting the new batch; momentum=None is the cumulative
+    average Algorithm 2 asks for. The variance kept is the unbiased m/(m-1) * var_B of Algorithm 2."""
+    num_batches_tracked.add_(1)
+    factor = 1.0 / float(num_batches_tracked) if momentum is None else momentum
+    running_mean.lerp_(mu_B, factor)
+    running_var.lerp_(var_B * (m / (m - 1)), factor)
 
 
 def make_batchnorm(num_features: int, spatial: bool, impl: str = "torch", eps: float = 1e-5,
@@ -254,7 +264,7 @@ def bn_affine(bn: nn.Module) -> tuple[Tensor, Tensor]:
     if bn.running_mean is None or bn.running_var is None:
         raise ValueError(f"cannot fold {bn}: it has no running statistics "
                          f"(track_running_stats=False), so inference is not a fixed affine map")
-    return _scale_shift(bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps)
+    return scale_shift(bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps)
 
 
 class Affine(nn.Module):
