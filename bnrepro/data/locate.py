@@ -9,15 +9,14 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
-import tempfile
 import zlib
 from http.client import HTTPException
 from pathlib import Path
 
 from torchvision.datasets import CIFAR10, CIFAR100, MNIST, FashionMNIST
-from torchvision.datasets.utils import extract_archive
 
 from bnrepro.errors import DataCorruptError, DataNotFoundError
+from bnrepro.files import atomic_open
 from bnrepro.schema import DataConfig
 
 TORCHVISION = {"mnist": MNIST, "fashion_mnist": FashionMNIST, "cifar10": CIFAR10, "cifar100": CIFAR100}
@@ -132,15 +131,13 @@ def _extract(name: str, gz_dir: Path, root: Path) -> Path | None:
 
 
 def _extract_atomic(name: str, source: Path, dest: Path) -> None:
-    # Extracted under a temporary name in the same directory and renamed when complete, so an
-    # interrupted run never leaves a truncated file that the next run would take for a good one.
-    tmp = tempfile.mkdtemp(prefix=".extracting-", dir=dest.parent)
+    # Written under a temporary name and renamed when complete (bnrepro.files), so an interrupted
+    # run never leaves a truncated file that the next run would take for a good one.
     try:
-        os.replace(extract_archive(str(source), tmp), dest)
+        with gzip.open(source, "rb") as src, atomic_open(dest, "wb") as dst:
+            shutil.copyfileobj(src, dst)
     except (gzip.BadGzipFile, EOFError, zlib.error) as err:
         raise corrupt(name, source, f"is not a complete gzip file ({err})") from err
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _writable(directory: Path) -> bool:

@@ -71,14 +71,14 @@ class SingleModel:
     def evaluate(self, batches) -> Tensor:
         """Summed loss and number correct over the batches, in inference mode (Algorithm 2): (1, 2)."""
         was_training = self.module.training
-        self.module.eval()
+        self.net.eval()  # the wrapper too (DDP, compiled): no buffer broadcast, no graph for training
         loss_sum = correct = 0
         for x, y in batches:
             with autocast(self.amp, x.device):
                 logits = self.net(x).float()
             loss_sum = loss_sum + F.cross_entropy(logits, y, reduction="sum")
             correct = correct + (logits.argmax(1) == y).sum()
-        self.module.train(was_training)
+        self.net.train(was_training)
         return torch.stack([torch.as_tensor(loss_sum).double(), torch.as_tensor(correct).double()]).view(1, 2)
 
     def probe_layers(self) -> dict[str, bool]:
