@@ -13,9 +13,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from bnrepro.analysis.cli import command, write_files
 from bnrepro.analysis.results import provenance_lines
-from bnrepro.analysis.sweeps import NORM_NAMES, NORM_ORDER, band, difference, finals, load, wall_times
+from bnrepro.analysis.sweeps import NORM_NAMES, NORM_ORDER, band, difference, finals, load, report_command, wall_times
 
 
 def report(sweep_dir: Path) -> tuple[str, object]:
@@ -63,15 +62,7 @@ COLUMNS = ["run", "seed", "data", "status", "model.name", "bn.norm", "placement"
 SORT_BY = ["bn.norm", "trainer.batch_size", "seed"]
 
 
-def write(sweep_dir: Path, out: Path | None) -> str | list[Path]:
-    """The report printed, or report.md and runs.csv (COLUMNS, sorted by SORT_BY) written into `out`."""
-    text, runs = report(sweep_dir)
-    if out is None:
-        return text
-    return write_files(out, {"report.md": text, "runs.csv": runs[COLUMNS].sort_values(SORT_BY)})
-
-
-main = command(__doc__, write, "directory for report.md and runs.csv (default: print the Markdown)")
+main = report_command(__doc__, report, COLUMNS, SORT_BY)
 
 if __name__ == "__main__":
     sys.exit(main())

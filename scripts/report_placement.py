@@ -15,9 +15,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from bnrepro.analysis.cli import command, write_files
 from bnrepro.analysis.results import last_layer, provenance_lines
-from bnrepro.analysis.sweeps import (PLACEMENT_ORDER, band, difference, finals, load, placement_label,
+from bnrepro.analysis.sweeps import (PLACEMENT_ORDER, band, difference, finals, load, placement_label, report_command,
                                      wall_times)
 from bnrepro.paper import PLACEMENT_ANCHORS
 
@@ -66,15 +65,7 @@ COLUMNS = ["run", "seed", "data", "status", "model.name", "model.activation", "b
 SORT_BY = ["model.activation", "placement", "seed"]
 
 
-def write(sweep_dir: Path, out: Path | None) -> str | list[Path]:
-    """The report printed, or report.md and runs.csv (COLUMNS, sorted by SORT_BY) written into `out`."""
-    text, runs = report(sweep_dir)
-    if out is None:
-        return text
-    return write_files(out, {"report.md": text, "runs.csv": runs[COLUMNS].sort_values(SORT_BY)})
-
-
-main = command(__doc__, write, "directory for report.md and runs.csv (default: print the Markdown)")
+main = report_command(__doc__, report, COLUMNS, SORT_BY)
 
 if __name__ == "__main__":
     sys.exit(main())

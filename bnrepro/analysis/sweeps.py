@@ -90,3 +90,17 @@ def difference(a: pd.Series, b: pd.Series) -> str:
         return "n/a"
     return f"{ma - mb:+.2f} ± {math.sqrt(sa ** 2 / na + sb ** 2 / nb):.2f}"
 
+
+
+def report_command(doc: str, report, columns: list[str], sort_by: list[str]):
+    """The `main` of a placement/norm report script: `report(SWEEP_DIR) -> (markdown, per-run frame)`
+    printed, or with --out written as report.md and runs.csv (`columns`, sorted by `sort_by`)."""
+    from bnrepro.analysis.cli import command, write_files
+
+    def write(sweep_dir: Path, out: Path | None):
+        text, runs = report(sweep_dir)
+        if out is None:
+            return text
+        return write_files(out, {"report.md": text, "runs.csv": runs[columns].sort_values(sort_by)})
+
+    return command(doc, write, "directory for report.md and runs.csv (default: print the Markdown)")
