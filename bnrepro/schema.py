@@ -5,7 +5,9 @@ OmegaConf. `bnrepro/config.py` registers these classes as Hydra's schema (`confi
 in `configs/train.yaml`'s defaults), so every value a YAML file or a command-line override sets is
 checked against these types at composition: a typo'd key (`trainer.max_step=...`), a wrong type
 (`trainer.max_steps=abc`) or an unknown choice (`model.activation=relu6`) fails before any data is
-read. `validate` checks what types cannot say.
+read, and `config.typed` refuses a key appended with `+` that the schema lacks. `validate` checks
+what types cannot say (ranges, finiteness, rules between fields: `RULES` and `_cross_field`); the
+runner calls it before it writes anything or reads any data.
 """
 from __future__ import annotations
 
@@ -294,6 +296,7 @@ def member_seeds(cfg: Config) -> list[int]:
     return list(cfg.seeds) if cfg.seeds is not None else [cfg.seed]
 
 
+# --- validation: what a valid value is, field by field ---------------------------------------------
 @dataclass(frozen=True)
 class Check:
     """One rule for a value: `ok(value)` says whether it is valid, `need` says in words what is."""
