@@ -8,9 +8,13 @@ current job (`job`: its output directory, the sweep it belongs to, the threads i
 """
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import os
+import typing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
@@ -32,8 +36,38 @@ def register() -> None:
 register()
 
 
+def unknown_keys(node: dict, schema: type, prefix: str = "") -> Iterator[tuple[str, list[str]]]:
+    """Every key of the plain config `node` that the dataclass `schema` lacks, with the keys it has
+    there, recursing into nested dataclasses. Hydra refuses `trainer.max_step=10`, but appending
+    (`+trainer.max_step=10`, what its own message suggests) passes, and `OmegaConf.to_object`
+    then drops the key: the run would ignore a setting it was given."""
+    hints = typing.get_type_hints(schema)
+    fields = [f.name for f in dataclasses.fields(schema)]
+    for key, value in node.items():
+        if key not in fields:
+            yield f"{prefix}{key}", fields
+        elif isinstance(value, dict) and dataclasses.is_dataclass(hints[key]):
+            yield from unknown_keys(value, hints[key], f"{prefix}{key}.")
+
+
+def check_keys(cfg: DictConfig) -> None:
+    """Refuse a key the schema does not have, naming it and the closest key the schema has."""
+    plain_cfg = OmegaConf.to_container(cfg, resolve=False)  # no interpolation is resolved here
+    plain_cfg.pop("hydra", None)
+    for key, fields in unknown_keys(plain_cfg, Config):
+        parent, _, name = key.rpartition(".")
+        where = f"{parent}." if parent else ""
+        close = difflib.get_close_matches(name, fields, n=1)
+        hint = (f"did you mean {where}{close[0]}? Set it as {where}{close[0]}=... (no '+')" if close else
+                f"the keys of {parent or 'the config'} are: {', '.join(fields)}")
+        raise BnreproError(f"{key} is not a key of the config, so the run would ignore it; {hint}. "
+                           "`python experiments/train.py --cfg job` prints every key the config has.")
+
+
 def typed(cfg: DictConfig) -> Config:
-    """The composed config as `schema.Config` dataclasses, every interpolation resolved."""
+    """The composed config as `schema.Config` dataclasses, every interpolation resolved; a key the
+    schema lacks is refused (`check_keys`)."""
+    check_keys(cfg)
     try:
         return OmegaConf.to_object(cfg)
     except Exception as err:  # noqa: BLE001 - an unresolvable interpolation, a missing value

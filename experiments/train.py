@@ -5,21 +5,40 @@
 
 Everything a run writes goes to Hydra's output directory (see configs/train.yaml). Under
 `torchrun --nproc_per_node=N experiments/train.py ...` it trains data-parallel
-(bnrepro/training/distributed.py).
+(bnrepro/training/distributed.py). A user error exits with status 2: the suite's own (a bad
+value, an unknown key, missing data) and Hydra's composition errors (a typo'd key, a wrong type,
+an unknown choice or config group option) alike.
 """
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
 from bnrepro import config
 from bnrepro.training import distributed, session
 
+started = []  # the task function was entered: Hydra composed the config
+
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train")
 def main(cfg: DictConfig) -> None:
+    started.append(True)
     job = config.job()
     session.main(lambda: config.typed(cfg), job.out_dir, job.sweep_dir, job.threads)
 
 
+def run_hydra() -> None:
+    """`main()`, with Hydra's exit status 1 for a config it could not compose made 2. Hydra prints
+    such an error itself (one paragraph, no traceback) and exits 1 before the task function runs;
+    once it has run, status 1 keeps its meaning (a bug, or a failed job of a sweep)."""
+    try:
+        main()
+    except SystemExit as exit_:
+        if exit_.code == 1 and not started:
+            sys.exit(2)
+        raise
+
+
 if __name__ == "__main__":
     distributed.init_from_env()  # torchrun: one process group, one run directory for all ranks
-    main()
+    run_hydra()

@@ -40,7 +40,7 @@ def test_slurm_launcher_config():
     pytest.param(["hydra/launcher=local", "hydra.launcher.n_jobs=2"], marks=pytest.mark.slow),  # ~11 s on 2 idle cores
 ])
 def test_sweep_with_a_failing_job_keeps_every_result(tmp_path, launcher):
-    """Three jobs; data.pad_to=10 fails inside the run (an unexpected ValueError, not a BnreproError)."""
+    """Three jobs; data.pad_to=10 is refused inside its job (validation: smaller than the images)."""
     sweep = tmp_path / "sweep"
     proc = subprocess.run(
         [sys.executable, "experiments/train.py", "-m", *launcher, "data.pad_to=28,30,10", *SMOKE, "probe.every=0",
@@ -51,7 +51,7 @@ def test_sweep_with_a_failing_job_keeps_every_result(tmp_path, launcher):
     jobs = {name: json.loads((d / "summary.json").read_text()) for name, d in dirs.items()}
     assert {k: v["status"] for k, v in jobs.items()} == {
         "data.pad_to=28": "completed", "data.pad_to=30": "completed", "data.pad_to=10": "failed"}
-    assert "ValueError" in jobs["data.pad_to=10"]["error"] and "smaller" in jobs["data.pad_to=10"]["error"]
+    assert "data.pad_to=10 is smaller" in jobs["data.pad_to=10"]["error"]
     for name in ("data.pad_to=28", "data.pad_to=30"):  # ...and the others' results are all there
         assert jobs[name]["steps"] == 20 and (dirs[name] / "metrics.csv").exists()
         if "hydra/launcher=local" in launcher:  # n_jobs=2 jobs share the usable cores
@@ -62,7 +62,7 @@ def test_sweep_with_a_failing_job_keeps_every_result(tmp_path, launcher):
     table = table.set_index(table.run.str.split(",").str[0])
     assert table.status.to_dict() == {k: v["status"] for k, v in jobs.items()}
     assert table.loc["data.pad_to=28", "test_accuracy"] == jobs["data.pad_to=28"]["final"]["test/accuracy"]
-    assert "ValueError" in table.loc["data.pad_to=10", "error"]
+    assert "data.pad_to=10 is smaller" in table.loc["data.pad_to=10", "error"]
 
 
 def test_summarize_lists_running_and_failed_jobs(make_cfg, tmp_path, capsys):

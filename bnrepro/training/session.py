@@ -190,7 +190,7 @@ def run(cfg: Config, out_dir: str | os.PathLike, threads: int | None = None) -> 
         logger = RunLogger if main_rank else QuietLogger
         with contextlib.ExitStack() as stack:
             logs = [stack.enter_context(logger(dirs[s], flatten(plain(configs[s])), cfg.trainer.max_steps,
-                                               cfg.trainer.progress if i == 0 else "none", name, start_step))
+                                               choice(cfg.trainer.progress) if i == 0 else "none", name, start_step))
                     for i, s in enumerate(todo)]
             stack.enter_context(checkpoints)
             train_start = time.perf_counter()
