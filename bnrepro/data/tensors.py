@@ -73,7 +73,7 @@ def check_finite(x: Tensor, what: str) -> None:
         bad = ~torch.isfinite(x)
         nan = int(torch.isnan(x).sum())
         raise DataCorruptError(
-            f"{what} holds {int(bad.sum())} non-finite input values ({nan} NaN, {int(bad.sum()) - nan} inf) "
+            f"{what} holds {int(bad.sum())} non-finite input value(s) ({nan} NaN, {int(bad.sum()) - nan} inf) "
             f"in {int(bad.flatten(1).any(1).sum())} of its {len(x)} examples. Training on them would end "
             "as a false 'divergence', so nothing was trained. To fix it: repair or replace those files, "
             "or change the setting that produced the values.")
@@ -263,9 +263,11 @@ def _check_split(name: str, cls: type, train: bool, directory: Path, x: Tensor, 
     split = "training" if train else "test"
     files = _split_files(cls, train)
     if len(x) != len(y):
-        counts = "; ".join(f"{f}: {n} images, {m} labels" for f, n, m in _counts(cls, directory, train))
-        raise corrupt(name, directory, f"holds {len(x)} {split} images but {len(y)} labels ({counts}); "
-                      "each file must hold one label per image")
+        counts = _counts(cls, directory, train)
+        culprit = next((f for f, n, m in counts if n != m), counts[-1][0]).split(" / ")[-1]
+        listed = "; ".join(f"{f}: {n} images, {m} labels" for f, n, m in counts)
+        raise corrupt(name, directory / culprit, f"does not hold one label per image: the {split} split has "
+                      f"{len(x)} images but {len(y)} labels ({listed})")
     if len(y) == 0:
         raise corrupt(name, directory / files[-1], f"holds no {split} examples")
     bad = (y < 0) | (y >= num_classes)
