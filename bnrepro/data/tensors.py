@@ -25,7 +25,7 @@ from torchvision.datasets.mnist import read_image_file, read_label_file
 from torchvision.datasets.utils import check_integrity
 
 from bnrepro.data.locate import TITLES, TORCHVISION, corrupt, data_dir, expected_files, locate
-from bnrepro.errors import BnreproError, DataCorruptError
+from bnrepro.errors import DataCorruptError
 from bnrepro.schema import DataConfig, SyntheticOptions, choice
 
 Batch = tuple[Tensor, Tensor]
