@@ -88,7 +88,9 @@ def test_system_copy_goes_to_cache_when_root_is_not_writable(tmp_path, system_co
     write_mnist(system_copy, gz=True)
     (tmp_path / "a_file").write_text("")
     root = tmp_path / "a_file" / "data"  # nothing can be created under a file, even as root
-    assert build(data_cfg("fashion_mnist", root)).source == str(tmp_path / "cache" / "FashionMNIST" / "raw")
+    # A cache folder per source (the system copy's path under the cache), never shared by two sources.
+    cached = tmp_path / "cache" / str(system_copy).lstrip("/") / "FashionMNIST" / "raw"
+    assert build(data_cfg("fashion_mnist", root)).source == str(cached)
 
     def no_extraction(*args):
         raise AssertionError("extracted again")

@@ -6,9 +6,15 @@ MNIST, Fashion-MNIST, CIFAR-10/100 and `synthetic` are held whole on the device 
 iterator of full batches (of one run, or of several seeds' runs at once) whose position (`epoch`, `index`, `state_dict()`) resumes exactly,
 and evaluation makes one pass over `bundle.test_batches()`. Where files are looked for, and
 what is said when they are missing or corrupt, is `locate.py`.
+
+Nothing is silently wrong: every check of the data (complete sets from one place, labels in
+range, finite inputs, readable images) runs here, before training starts, and fails as one
+`BnreproError` paragraph naming the file or setting. What is adjusted rather than refused (a
+`data.test_size` beyond the held-out split) is said in `bundle.notes`, also printed on stderr.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from functools import partial
 from typing import Callable, Iterator
@@ -36,6 +42,7 @@ class DataBundle:
     order: Callable[[int], EpochBatches]  # seed -> that seed's infinite iterator of (x, y) on the device
     stacked: Callable[[list[int]], tensors.StackedBatches] | None  # seeds -> all their batches at once
     test_batches: Callable[[], Iterator[Batch]]  # one pass over the held-out split, on the device
+    notes: tuple[str, ...] = ()  # how the data differs from what was asked, where it was adjusted
 
     def train_batches(self, seed: int | list[int], augment: bool = True):
         """The training batches of one run (a seed: (N, C, H, W), augmented as `data.augment` says)
@@ -59,11 +66,15 @@ def build_data(cfg: DataConfig, batch_size: int, eval_batch_size: int, device: t
     if name == "imagenet_subset":
         train, val, source = imagenet.load(cfg)
         size, workers = cfg.imagenet.image_size, cfg.imagenet.num_workers
+        notes = () if cfg.test_size is None else (
+            f"data.test_size={cfg.test_size} does not apply to imagenet_subset: all {len(val)} validation "
+            "images of the subset are evaluated.",)
         bundle = DataBundle(
             name, (3, size, size), len(train.classes), len(train), len(val), source, device, cfg.augment,
             order=partial(imagenet.LoaderBatches, train, batch_size, device, workers, reshuffle=cfg.reshuffle),
             stacked=None,
             test_batches=partial(imagenet.val_batches, val, eval_batch_size, device, workers),
+            notes=notes,
         )
     else:
         splits = tensors.load(cfg, device)
@@ -73,6 +84,7 @@ def build_data(cfg: DataConfig, batch_size: int, eval_batch_size: int, device: t
             order=partial(tensors.TensorBatches, splits.x_train, splits.y_train, batch_size, reshuffle=cfg.reshuffle),
             stacked=partial(tensors.StackedBatches, splits.x_train, splits.y_train, batch_size, reshuffle=cfg.reshuffle),
             test_batches=partial(tensors.chunks, splits.x_test, splits.y_test, eval_batch_size),
+            notes=splits.notes,
         )
     if bundle.train_size < batch_size:
         # Incomplete batches are dropped, so an epoch would hold no batch at all.

@@ -3,12 +3,20 @@
 Every data set is read by its torchvision class from torchvision's own layout under one root
 directory. This module finds (or makes, by extracting .gz files) such a root, or raises a
 `DataNotFoundError` whose one paragraph names every place looked and how to fix it.
+
+One data set's files always come from one place. A `data.root` folder holding some but not all
+of them (raw or .gz) is refused, never completed from the next source: a partial copy is an
+interrupted copy or the wrong folder, and mixing would train on one source's files and test on
+another's while the record names the user's folder. Only a folder with none of them falls
+through. A `data.root` that is a file, or a folder this user cannot read, is refused too (either
+would otherwise look empty and fall through silently).
 """
 from __future__ import annotations
 
 import gzip
 import os
 import shutil
+import stat
 import zlib
 from http.client import HTTPException
 from pathlib import Path
@@ -32,8 +40,33 @@ CACHE_DIR = "~/.cache/bnrepro"
 
 
 def data_root(cfg: DataConfig) -> Path:
-    """`data.root` as an absolute path; a relative one is taken from the current directory."""
-    return Path(str(cfg.root)).expanduser().absolute()
+    """`data.root` as an absolute path; a relative one is taken from the current directory.
+    A file there is refused: nothing under it could be found, so every data set would silently
+    come from the next source."""
+    root = Path(str(cfg.root)).expanduser().absolute()
+    if root.exists() and not root.is_dir():
+        raise DataNotFoundError(
+            f"data.root={cfg.root} is {root}, a file, not a directory. data.root (or the BNREPRO_DATA "
+            "environment variable) names the directory that holds the data sets in torchvision's layout "
+            "(DIR/MNIST/raw/..., DIR/cifar-10-batches-py/..., DIR/imagenet/train/...): point it at that "
+            "directory, not at a file in it.")
+    return root
+
+
+def check_readable(*paths: Path) -> None:
+    """Refuse an existing directory this user cannot list or enter, or a file it cannot read:
+    either would otherwise look absent (or fail mid-read with a traceback)."""
+    for path in paths:
+        if not path.exists():
+            continue
+        mode = os.R_OK | (os.X_OK if path.is_dir() else 0)
+        if not os.access(path, mode):
+            kind = "directory" if path.is_dir() else "file"
+            raise DataNotFoundError(
+                f"The {kind} {path} exists but this user cannot read it (permissions "
+                f"{stat.filemode(path.stat().st_mode)}), so the data set's files there cannot be used. "
+                f"To fix it: make it readable (`chmod -R u+rX {path}` as its owner), or point data.root "
+                "(or BNREPRO_DATA) at a readable copy.")
 
 
 def data_dir(cls: type, root: Path) -> Path:
@@ -66,17 +99,17 @@ def locate(name: str, cfg: DataConfig) -> Path:
     """The root to hand to torchvision's class for `name`, whose files are all present."""
     cls = TORCHVISION[name]
     root = data_root(cfg)
+    folder = data_dir(cls, root)
+    check_readable(root, folder.parent, folder)
     files = expected_files(cls)
-    missing = _missing(cls, root, files)
-    if not missing:
-        return root
-    looked = [f"data.root: {data_dir(cls, root)} (missing {', '.join(missing)}"
-              + (", and no .gz copies of them)" if issubclass(cls, MNIST) else ")")]
+    sources = _sources(cls, folder, files)
+    if sources:  # data.root holds this data set: all of it, or it is refused
+        if len(sources) < len(files):
+            raise DataNotFoundError(_partial(name, cls, folder, files, sources))
+        return root if not _missing(cls, root, files) else _extract(name, folder, root)
+    gz = " or .gz" if issubclass(cls, MNIST) else ""
+    looked = [f"data.root: {folder} (none of its files{gz})"]
     if issubclass(cls, MNIST):
-        # .gz files beside the raw ones (a user copy, or a download that stopped before extracting).
-        extracted = _extract(name, data_dir(cls, root), root)
-        if extracted:
-            return extracted
         for copy in map(Path, SYSTEM_COPIES.get(name, [])):
             extracted = _extract(name, copy, root)
             if extracted:
@@ -96,6 +129,7 @@ def locate(name: str, cfg: DataConfig) -> Path:
 def locate_imagenet(cfg: DataConfig) -> Path:
     """ROOT/imagenet, which must hold train/ and val/ ImageFolder trees (nothing downloads them)."""
     top = data_root(cfg) / "imagenet"
+    check_readable(top.parent, top, top / "train", top / "val")
     missing = [str(top / split) for split in ("train", "val") if not (top / split).is_dir()]
     if missing:
         raise DataNotFoundError(
@@ -115,18 +149,42 @@ def _missing(cls: type, root: Path, files: dict[str, str | None]) -> list[str]:
     return [f for f in files if not (data_dir(cls, root) / f).is_file()]
 
 
-def _extract(name: str, gz_dir: Path, root: Path) -> Path | None:
-    """Extract the IDX files from gz_dir/*.gz into root's torchvision layout (or the cache's, if
-    root is not writable); the root used, or None if gz_dir lacks some .gz file."""
+def _sources(cls: type, directory: Path, files: dict[str, str | None]) -> dict[str, Path]:
+    """File name -> where `directory` (flat) holds it: the file itself, or (MNIST family) its .gz."""
+    found = {}
+    for f in files:
+        candidates = [directory / f] + ([directory / f"{f}.gz"] if issubclass(cls, MNIST) else [])
+        check_readable(*candidates)
+        found.update({f: p for p in reversed(candidates) if p.is_file()})
+    return found
+
+
+def _partial(name: str, cls: type, folder: Path, files: dict[str, str | None], sources: dict[str, Path]) -> str:
+    lacking = [f for f in files if f not in sources]
+    nexts = (["the system copy"] if name in SYSTEM_COPIES else []) + ["torchvision's download"]
+    return (f"{TITLES[name]} ({name}): data.root holds only part of it, so none of it was used: {folder} has "
+            f"{', '.join(p.name for p in sources.values())} but lacks {', '.join(lacking)}"
+            + (" (neither the file nor its .gz)" if issubclass(cls, MNIST) else "")
+            + ". A data set's files are never taken from different places (a partial copy is usually an "
+            "interrupted copy or the wrong folder). To fix it: put the missing files there, or move that "
+            f"folder away so that {' or '.join(nexts)} provides the whole data set.")
+
+
+def _extract(name: str, source_dir: Path, root: Path) -> Path | None:
+    """Make root's torchvision layout (or, if root is not writable, a cache folder of source_dir's
+    own) hold every file of `name`, from source_dir's flat files or their .gz; the root used, or
+    None if source_dir lacks some file."""
     cls = TORCHVISION[name]
     files = expected_files(cls)
-    if not all((gz_dir / f"{f}.gz").is_file() for f in files):
+    sources = _sources(cls, source_dir, files)
+    if len(sources) < len(files):
         return None
-    target = root if _writable(data_dir(cls, root)) else Path(CACHE_DIR).expanduser()
+    # A cache folder per source, so that a cache filled from one source never stands in for another.
+    target = root if _writable(data_dir(cls, root)) else Path(CACHE_DIR).expanduser() / str(source_dir).lstrip("/")
     raw = data_dir(cls, target)
     raw.mkdir(parents=True, exist_ok=True)
     for f in _missing(cls, target, files):
-        _extract_atomic(name, gz_dir / f"{f}.gz", raw / f)
+        _extract_atomic(name, sources[f], raw / f)
     return target
 
 
@@ -134,7 +192,7 @@ def _extract_atomic(name: str, source: Path, dest: Path) -> None:
     # Written under a temporary name and renamed when complete (bnrepro.files), so an interrupted
     # run never leaves a truncated file that the next run would take for a good one.
     try:
-        with gzip.open(source, "rb") as src, atomic_open(dest, "wb") as dst:
+        with (gzip.open if source.suffix == ".gz" else open)(source, "rb") as src, atomic_open(dest, "wb") as dst:
             shutil.copyfileobj(src, dst)
     except (gzip.BadGzipFile, EOFError, zlib.error) as err:
         raise corrupt(name, source, f"is not a complete gzip file ({err})") from err
