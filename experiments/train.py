@@ -3,9 +3,10 @@
     python experiments/train.py experiment=fig1_mnist variant=bn seed=0
     python experiments/train.py -m experiment=fig1_mnist variant=baseline,bn seed=0,1,2,3,4
 
-Everything a run writes goes to Hydra's output directory (see configs/train.yaml). Under
-`torchrun --nproc_per_node=N experiments/train.py ...` it trains data-parallel
-(bnrepro/training/distributed.py).
+Everything a run writes goes to Hydra's output directory (see configs/train.yaml), Hydra's own
+.hydra/ record included, written once the run has passed its refusals (a refused rerun leaves the
+directory as it was). Under `torchrun --nproc_per_node=N experiments/train.py ...` it trains
+data-parallel (bnrepro/training/distributed.py).
 """
 import hydra
 from omegaconf import DictConfig
@@ -17,7 +18,9 @@ from bnrepro.training import distributed, session
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train")
 def main(cfg: DictConfig) -> None:
     job = config.job()
-    session.main(lambda: config.typed(cfg), job.out_dir, job.sweep_dir, job.threads)
+    with config.compact_errors():
+        session.main(lambda: config.typed(cfg), job.out_dir, job.sweep_dir, job.threads,
+                     on_start=lambda: config.save_hydra_record(cfg, job.out_dir))
 
 
 if __name__ == "__main__":
