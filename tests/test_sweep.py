@@ -52,6 +52,8 @@ def test_sweep_with_a_failing_job_keeps_every_result(tmp_path, launcher):
     assert {k: v["status"] for k, v in jobs.items()} == {
         "data.pad_to=28": "completed", "data.pad_to=30": "completed", "data.pad_to=10": "failed"}
     assert "ValueError" in jobs["data.pad_to=10"]["error"] and "smaller" in jobs["data.pad_to=10"]["error"]
+    # A bug (unlike a user error: tests/test_bad_input.py) keeps its traceback, on stderr and in its summary.
+    assert "Traceback" in proc.stderr and "Traceback" in jobs["data.pad_to=10"]["traceback"]
     for name in ("data.pad_to=28", "data.pad_to=30"):  # ...and the others' results are all there
         assert jobs[name]["steps"] == 20 and (dirs[name] / "metrics.csv").exists()
         if "hydra/launcher=local" in launcher:  # n_jobs=2 jobs share the usable cores
