@@ -46,9 +46,8 @@ def _take(directory: Path) -> tuple[int, str]:
             os.close(fd)
             raise RunDirInUse(
                 f"{directory} is in use by another run ({owner}; lock file {path}). Two runs in one directory would "
-                "interleave their metrics and checkpoints, so this one is refused. Wait for that run to end (rerunning "
-                "the same command then resumes or skips it), or give this run its own directory (hydra.run.dir=... / "
-                "hydra.sweep.dir=...).") from None
+                "interleave their metrics and checkpoints, so this one is refused. Wait for that run to end, or give "
+                "this run its own directory (hydra.run.dir=... / hydra.sweep.dir=...).") from None
         try:  # the file we locked must still be the one at `path` (its holder unlinks it as it ends)
             if os.stat(path).st_ino == os.fstat(fd).st_ino:
                 return fd, os.read(fd, 512).decode(errors="replace").strip()
