@@ -8,13 +8,15 @@ history, and the step. A stack of seeds (`seeds=[...]`) is one model: its checkp
 `RUN_DIR/checkpoints/seeds=<s1>,<s2>,.../`, beside the members' own run directories. It is written to a temporary file, fsynced,
 and renamed into place, so a crash leaves the previous checkpoint intact; the checksum in its
 name detects a file damaged afterwards (truncated copy, bad disk), which is then reported, set
-aside as `*.corrupt`, and the previous checkpoint used. The data order needs no generator
+aside as `*.corrupt`, and the previous checkpoint used (or none: the run starts over). A temporary
+file left by a write that was killed is removed at the next start (bnrepro/training/rundir.py). The data order needs no generator
 state: an epoch's order is a pure function of (seed, epoch) (`epoch_generator`), so the
 position (epoch, index) is all there is to save.
 
 Rerunning the same command into the same run directory resumes from the newest good
 checkpoint (`trainer.resume=true`, the default), truncating metrics.csv after its step; a run
-already completed or diverged there is not redone. SIGTERM and Ctrl-C stop the run at the end
+already completed or diverged there is not redone, nor shortened (a smaller trainer.max_steps
+than it, or than the newest checkpoint, is refused). SIGTERM and Ctrl-C stop the run at the end
 of the current step with a checkpoint (a second Ctrl-C aborts at once); so does SIGUSR2 when a
 handler for it was installed (submitit's, which requeues a SLURM job near its time limit), and
 that handler then runs, after the checkpoint.
@@ -96,7 +98,8 @@ def finished_run(out: Path, cfg: Config) -> dict | None:
             f"{out} already holds a run that went further ({previous['status']} at step {steps}) than "
             f"trainer.max_steps={cfg.trainer.max_steps}. A run is not shortened in place (its config and summary "
             f"would disagree): read its first {cfg.trainer.max_steps} steps from its metrics.csv, pass "
-            f"trainer.max_steps={steps} to keep it as it is, or give this run its own directory (hydra.run.dir=...).")
+            f"trainer.max_steps={steps} to keep it as it is, trainer.resume=false to start over there, or give this run "
+            "its own directory (hydra.run.dir=...).")
     if previous["status"] == "completed" and steps != cfg.trainer.max_steps:
         return None  # a longer schedule: continue from the last checkpoint
     return previous

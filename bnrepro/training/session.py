@@ -186,8 +186,8 @@ def _train(cfg: Config, out: Path, threads: int | None, on_start: Callable[[], N
             raise BnreproError(
                 f"{checkpoints.last_path} is of step {start_step}, further than trainer.max_steps="
                 f"{cfg.trainer.max_steps}: the run in {out} already went further than this one asks for. Pass "
-                f"trainer.max_steps={start_step} or more to finish it, or give this run its own directory "
-                "(hydra.run.dir=...).")
+                f"trainer.max_steps={start_step} or more to finish it, trainer.resume=false to start over there, or "
+                "give this run its own directory (hydra.run.dir=...).")
     except BnreproError as err:
         # Recorded where no run has left its record yet (a sweep lists the job as failed); an
         # earlier run's record is never touched by a refused one.
