@@ -5,12 +5,13 @@ file holding the model, optimizer, schedule, every RNG (torch CPU and CUDA, nump
 augmentation generator), the data order position, the loop's running loss window, and per
 member the best accuracy so far, the divergence counters, the latest values and the probe
 history, and the step. A stack of seeds (`seeds=[...]`) is one model: its checkpoints go to
-`RUN_DIR/checkpoints/seeds=<s1>,<s2>,.../`, beside the members' own run directories. It is written to a temporary file, fsynced,
-and renamed into place, so a crash leaves the previous checkpoint intact; the checksum in its
-name detects a file damaged afterwards (truncated copy, bad disk), which is then reported, set
-aside as `*.corrupt`, and the previous checkpoint used (or none: the run starts over). A temporary
-file left by a write that was killed is removed at the next start (bnrepro/training/rundir.py). The data order needs no generator
-state: an epoch's order is a pure function of (seed, epoch) (`epoch_generator`), so the
+`RUN_DIR/checkpoints/seeds=<s1>,<s2>,.../`, beside the members' own run directories. It is
+written to a temporary file, fsynced, and renamed into place, so a crash leaves the previous
+checkpoint intact; the checksum in its name detects a file damaged afterwards (truncated copy,
+bad disk), which is then reported, set aside as `*.corrupt`, and the previous checkpoint used
+(or none: the run starts over). A temporary file left by a killed write is removed at the next
+start (bnrepro/training/rundir.py). The data order needs no generator state: an epoch's order
+is a pure function of (seed, epoch) (`epoch_generator`), so the
 position (epoch, index) is all there is to save.
 
 Rerunning the same command into the same run directory resumes from the newest good
