@@ -11,8 +11,8 @@ checkpoint intact; the checksum in its name detects a file damaged afterwards (t
 bad disk), which is then reported, set aside as `*.corrupt`, and the previous checkpoint used
 (or none: the run starts over). A temporary file left by a killed write is removed at the next
 start (bnrepro/training/rundir.py). The data order needs no generator state: an epoch's order
-is a pure function of (seed, epoch) (`epoch_generator`), so the
-position (epoch, index) is all there is to save.
+is a pure function of (seed, epoch) (`epoch_generator`), so the position (epoch, index) is all
+there is to save.
 
 Rerunning the same command into the same run directory resumes from the newest good
 checkpoint (`trainer.resume=true`, the default), truncating metrics.csv after its step; a run
