@@ -4,13 +4,18 @@ It registers the dataclass schemas of `bnrepro/schema.py` as `config_schema` (li
 `configs/train.yaml`'s defaults) and the resolvers the YAML files use, turns a composed
 `DictConfig` into the typed `schema.Config` the library takes (`typed`), composes configs outside
 a Hydra app (`compose`, for the benchmark and tests), and reads what only Hydra knows about the
-current job (`job`: its output directory, the sweep it belongs to, the threads it may use).
+current job (`job`: its output directory, the sweep it belongs to, the threads it may use). For
+the runner it also writes Hydra's record of a job once the run may start (`save_hydra_record`),
+prints a sweep job's user error without a traceback (`compact_errors`) and refuses an output
+directory that cannot be made (`OutputDirCheck`).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import os
+import sys
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +23,8 @@ from typing import Iterator
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from bnrepro.errors import BnreproError
@@ -113,3 +120,56 @@ def threads_per_job() -> int | None:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     jobs = launcher.n_jobs if launcher.n_jobs and launcher.n_jobs > 0 else cores
     return max(1, cores // jobs)
+
+
+def save_hydra_record(cfg: DictConfig, out_dir: str | os.PathLike) -> None:
+    """Hydra's own record of the job (`.hydra/config.yaml`, `hydra.yaml`, `overrides.yaml`), as
+    Hydra writes it, into `out_dir`. configs/train.yaml turns Hydra's writing off
+    (`hydra.output_subdir: null`: Hydra would write them before the job starts, so even a rerun
+    that is refused would overwrite the record of the run already there); the runner passes
+    this to the session, which calls it once the refusals are passed."""
+    from bnrepro.files import write_atomic
+
+    hydra = HydraConfig.get()
+    record = Path(out_dir) / ".hydra"
+    record.mkdir(parents=True, exist_ok=True)
+    write_atomic(record / "config.yaml", OmegaConf.to_yaml(cfg))
+    write_atomic(record / "hydra.yaml", OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra})))
+    write_atomic(record / "overrides.yaml", OmegaConf.to_yaml(hydra.overrides.task))
+
+
+class JobFailed(CompactHydraException):
+    """A job's user error inside a multirun: Hydra records the job as failed and prints this
+    message alone, where any other exception gets its traceback (hydra's run_and_report)."""
+
+
+@contextlib.contextmanager
+def compact_errors() -> Iterator[None]:
+    """Re-raise a BnreproError (in a sweep, bnrepro.training.session.main raises it rather than
+    exiting) as JobFailed: one paragraph on stderr, no traceback; bugs keep theirs."""
+    try:
+        yield
+    except BnreproError as err:
+        raise JobFailed(f"Error: {err}") from None
+
+
+class OutputDirCheck(Callback):
+    """Hydra creates the run (or sweep) directory before the job starts, and a failure there is
+    a traceback; this callback (configs/train.yaml, hydra.callbacks) tries first and turns an
+    unwritable path into the one paragraph and exit status 2."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        self._check(config.hydra.run.dir)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        self._check(config.hydra.sweep.dir)
+
+    @staticmethod
+    def _check(directory: str) -> None:
+        from bnrepro.files import unwritable
+
+        try:
+            Path(directory).mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            print(f"Error: {unwritable(err) or f'Could not create {directory}: {err}.'}", file=sys.stderr)
+            sys.exit(2)

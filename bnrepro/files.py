@@ -8,6 +8,7 @@ writers of the same file never share one), flushed and fsynced, then renamed ove
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 from pathlib import Path
@@ -34,8 +35,10 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", sync_dir: bool = False
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)  # a full disk or a kill leaves the old file, never a part of the new one
+        if isinstance(err, OSError) and err.filename is None:  # write() errors name no file: name ours
+            raise OSError(err.errno, err.strerror, str(path)) from err
         raise
     if sync_dir:
         fd = os.open(path.parent, os.O_RDONLY)
@@ -55,3 +58,31 @@ def write_atomic(path: str | os.PathLike, data: str | bytes, sync_dir: bool = Fa
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """`obj` as indented, key-sorted JSON (values JSON cannot hold as their str()), atomically."""
     return write_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+# Why a write failed, in the user's words, and what to do about it (`unwritable`).
+_RESUME = ", then rerun the same command: a run stopped this way resumes from its last checkpoint"
+_WRITE_ERRORS = {
+    errno.ENOSPC: ("the disk is full", "Free some space" + _RESUME),
+    errno.EDQUOT: ("the disk quota is exhausted", "Free some space" + _RESUME),
+    errno.EFBIG: ("the file is larger than this process may write (the shell's `ulimit -f`) or the file system "
+                  "allows", "Raise the limit (`ulimit -f unlimited`)" + _RESUME),
+    errno.EROFS: ("the file system is mounted read-only", "Choose a writable directory (hydra.run.dir=... / "
+                  "hydra.sweep.dir=...)"),
+    errno.EACCES: ("permission denied", "Make it writable, or choose another directory (hydra.run.dir=...)"),
+    errno.EPERM: ("the operation is not permitted", "Make it writable, or choose another directory "
+                  "(hydra.run.dir=...)"),
+    errno.ENOTDIR: ("a part of the path is a file, not a directory", "Choose another directory "
+                    "(hydra.run.dir=... / hydra.sweep.dir=...)"),
+    errno.EEXIST: ("a file of that name is in the way", "Choose another directory (hydra.run.dir=...)"),
+}
+
+
+def unwritable(err: OSError) -> str | None:
+    """The one paragraph for an OSError that means "this path cannot be written" (full disk,
+    file-size limit, read-only or foreign directory); None for any other OSError (a bug)."""
+    if err.errno not in _WRITE_ERRORS:
+        return None
+    reason, fix = _WRITE_ERRORS[err.errno]
+    where = f"{err.filename}" if err.filename else "the output directory"
+    return f"Could not write {where}: {reason} ({err.strerror}). {fix}."

@@ -3,11 +3,12 @@
     python experiments/train.py experiment=fig1_mnist variant=bn seed=0
     python experiments/train.py -m experiment=fig1_mnist variant=baseline,bn seed=0,1,2,3,4
 
-Everything a run writes goes to Hydra's output directory (see configs/train.yaml). Under
-`torchrun --nproc_per_node=N experiments/train.py ...` it trains data-parallel
-(bnrepro/training/distributed.py). A user error exits with status 2: the suite's own (a bad
-value, an unknown key, missing data) and Hydra's composition errors (a typo'd key, a wrong type,
-an unknown choice or config group option) alike.
+Everything a run writes goes to Hydra's output directory (see configs/train.yaml), Hydra's own
+.hydra/ record included, written once the run has passed its refusals (a refused rerun leaves the
+directory as it was). Under `torchrun --nproc_per_node=N experiments/train.py ...` it trains
+data-parallel (bnrepro/training/distributed.py). A user error exits with status 2: the suite's own
+(a bad value, an unknown key, missing data) and Hydra's composition errors (a typo'd key, a wrong
+type, an unknown choice or config group option) alike.
 """
 import sys
 
@@ -24,7 +25,9 @@ started = []  # the task function was entered: Hydra composed the config
 def main(cfg: DictConfig) -> None:
     started.append(True)
     job = config.job()
-    session.main(lambda: config.typed(cfg), job.out_dir, job.sweep_dir, job.threads)
+    with config.compact_errors():
+        session.main(lambda: config.typed(cfg), job.out_dir, job.sweep_dir, job.threads,
+                     on_start=lambda: config.save_hydra_record(cfg, job.out_dir))
 
 
 def run_hydra() -> None:

@@ -33,13 +33,33 @@ def find_jobs(sweep_dir: str | Path) -> list[Path]:
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a directory: pass the sweep (or run) directory.")
     found = {p.parent for name in (METRICS_FILE, "summary.json", "config.yaml") for p in root.rglob(name)}
-    return sorted({d.parent if d.name == ".hydra" else d for d in found})
+    return sorted(d for d in {d.parent if d.name == ".hydra" else d for d in found} if not is_stack_parent(d))
+
+
+def is_stack_parent(directory: Path) -> bool:
+    """The run directory of a stack (`seeds=[...]`): its members' `seed=<s>/` directories are the
+    jobs; it holds only their shared checkpoints/ and Hydra's record, which names `seeds`."""
+    if any((directory / name).exists() for name in (METRICS_FILE, "summary.json", "config.yaml")):
+        return False
+    try:
+        cfg = yaml.safe_load((directory / ".hydra" / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(cfg, dict) and cfg.get("seeds") is not None
 
 
 def read_summary(run_dir: Path) -> dict[str, object]:
-    """A run's summary.json, or {} while it has none (still running, or killed before writing it)."""
+    """A run's summary.json, or {} while it has none (still running, or killed before writing it).
+    One that is not valid JSON (torn by a full disk, a bad copy) reads as status `damaged`, with
+    the path in its error, so that one damaged job does not stop the table of a whole sweep."""
     path = run_dir / "summary.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except ValueError as err:
+        return {"status": "damaged", "error": f"{path} is not valid JSON ({err}); rerun the job's command to "
+                                              "resume it from its last checkpoint, which rewrites it."}
 
 
 def config_value(cfg: dict, key: str):
@@ -56,8 +76,9 @@ def run_info(run_dir: Path, sweep_dir: Path, keys: tuple[str, ...] = ()) -> dict
     cfg = yaml.safe_load(cfg_path.read_text()) if cfg_path else {}
     summary = read_summary(run_dir)
     info = {"run": str(run_dir.relative_to(sweep_dir)) if run_dir != sweep_dir else run_dir.name}
-    info.update({k: cfg.get(k) for k in RUN_KEYS})
-    info["data"] = (cfg.get("data") or {}).get("name")
+    # A job refused before its config was written has only its summary, which names it too.
+    info.update({k: cfg.get(k, summary.get(k)) for k in RUN_KEYS})
+    info["data"] = (cfg.get("data") or {}).get("name") or summary.get("data")
     info["status"] = summary.get("status", "running")
     info["divergence"] = summary.get("divergence")  # nonfinite | dead (bnrepro/train.py), when diverged
     info.update({k: config_value(cfg, k) for k in keys})

@@ -4,8 +4,9 @@
 
 reads every job directory under SWEEP_DIR (each job's own summary.json, written however the job
 ended) and writes SWEEP_DIR/summary.csv: one row per job with its status (completed, diverged,
-failed with the error, interrupted, or running = no final summary yet: still running, or killed
-before it could write one), final and best metrics and wall time; it prints the same as a table.
+failed with the error, interrupted, damaged = a summary.json that is not valid JSON (its path in
+the error), or running = no final summary yet: still running, or killed before it could write
+one; a stack's parent directory is not a job, its `seed=<s>/` members are), final and best metrics and wall time; it prints the same as a table.
 During a multirun every job refreshes summary.csv as it ends (bnrepro.training.session.main), so the table is
 there even when Hydra stops at the end of a sweep with a failed job.
 """

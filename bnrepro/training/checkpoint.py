@@ -5,16 +5,19 @@ file holding the model, optimizer, schedule, every RNG (torch CPU and CUDA, nump
 augmentation generator), the data order position, the loop's running loss window, and per
 member the best accuracy so far, the divergence counters, the latest values and the probe
 history, and the step. A stack of seeds (`seeds=[...]`) is one model: its checkpoints go to
-`RUN_DIR/checkpoints/seeds=<s1>,<s2>,.../`, beside the members' own run directories. It is written to a temporary file, fsynced,
-and renamed into place, so a crash leaves the previous checkpoint intact; the checksum in its
-name detects a file damaged afterwards (truncated copy, bad disk), which is then reported, set
-aside as `*.corrupt`, and the previous checkpoint used. The data order needs no generator
-state: an epoch's order is a pure function of (seed, epoch) (`epoch_generator`), so the
-position (epoch, index) is all there is to save.
+`RUN_DIR/checkpoints/seeds=<s1>,<s2>,.../`, beside the members' own run directories. It is
+written to a temporary file, fsynced, and renamed into place, so a crash leaves the previous
+checkpoint intact; the checksum in its name detects a file damaged afterwards (truncated copy,
+bad disk), which is then reported, set aside as `*.corrupt`, and the previous checkpoint used
+(or none: the run starts over). A temporary file left by a killed write is removed at the next
+start (bnrepro/training/rundir.py). The data order needs no generator state: an epoch's order
+is a pure function of (seed, epoch) (`epoch_generator`), so the position (epoch, index) is all
+there is to save.
 
 Rerunning the same command into the same run directory resumes from the newest good
 checkpoint (`trainer.resume=true`, the default), truncating metrics.csv after its step; a run
-already completed or diverged there is not redone. SIGTERM and Ctrl-C stop the run at the end
+already completed or diverged there is not redone, nor shortened (a smaller trainer.max_steps
+than it, or than the newest checkpoint, is refused). SIGTERM and Ctrl-C stop the run at the end
 of the current step with a checkpoint (a second Ctrl-C aborts at once); so does SIGUSR2 when a
 handler for it was installed (submitit's, which requeues a SLURM job near its time limit), and
 that handler then runs, after the checkpoint.
@@ -79,13 +82,26 @@ def finished_run(out: Path, cfg: Config) -> dict | None:
     summary, saved = out / "summary.json", out / "config.yaml"
     if not (summary.exists() and saved.exists()):
         return None
-    previous = json.loads(summary.read_text())
+    try:
+        previous = json.loads(summary.read_text())
+    except ValueError:  # torn by a crash of an older version, a full disk, a bad copy
+        print(f"Note: {summary} is damaged (not valid JSON), so the run there counts as unfinished: resuming it from "
+              "its last checkpoint, which rewrites the summary.", file=sys.stderr)
+        return None
     if previous.get("status") not in ("completed", "diverged"):
         return None
     if comparable(yaml.safe_load(saved.read_text())) != comparable(cfg):
         raise BnreproError(f"{out} already holds a finished run with a different config. Give this run its own "
                            "directory (hydra.run.dir=... / hydra.sweep.dir=...), or delete the old one.")
-    if previous["status"] == "completed" and previous.get("steps") != cfg.trainer.max_steps:
+    steps = previous.get("steps")
+    if isinstance(steps, int) and steps > cfg.trainer.max_steps:
+        raise BnreproError(
+            f"{out} already holds a run that went further ({previous['status']} at step {steps}) than "
+            f"trainer.max_steps={cfg.trainer.max_steps}. A run is not shortened in place (its config and summary "
+            f"would disagree): read its first {cfg.trainer.max_steps} steps from its metrics.csv, pass "
+            f"trainer.max_steps={steps} to keep it as it is, trainer.resume=false to start over there, or give this run "
+            "its own directory (hydra.run.dir=...).")
+    if previous["status"] == "completed" and steps != cfg.trainer.max_steps:
         return None  # a longer schedule: continue from the last checkpoint
     return previous
 
@@ -216,11 +232,14 @@ class Checkpointer:
     # Loading
     def load_latest(self) -> int:
         """Load the newest good checkpoint into `self.loaded`; its step, or 0 when there is none."""
-        for step, path in checkpoints(self.directory):
+        found = checkpoints(self.directory)
+        for i, (step, path) in enumerate(found):
             try:
                 state = read_verified(path)
             except CorruptCheckpoint as err:
-                print(f"Checkpoint {path} is unusable: {err}. Falling back to the previous one.", file=sys.stderr)
+                then = (f"Falling back to the previous one, {found[i + 1][1].name}." if i + 1 < len(found) else
+                        "No earlier checkpoint is left: the run starts over from step 0.")
+                print(f"Checkpoint {path} is unusable: {err}. {then}", file=sys.stderr)
                 if self.write and err.damaged:  # set aside, out of the newest-K rotation
                     os.replace(path, path.with_name(path.name + ".corrupt"))
                 continue

@@ -3,15 +3,16 @@ train, and leave a complete record in each run directory.
 
 A run directory holds: config.yaml (resolved), provenance.json, metrics.csv, TensorBoard
 events, and summary.json (status completed | diverged | failed | interrupted, final and best
-metrics, wall time, steps/s). Hydra adds its own .hydra/ with the unresolved config and the
-overrides. Checkpoints go to checkpoints/ (bnrepro/training/checkpoint.py); under torchrun only
-rank 0 writes. With `seeds=[...]` every seed's run directory is `<run dir>/seed=<s>/`, holding
+metrics, wall time, steps/s). Hydra's .hydra/ (the unresolved config and the overrides) is
+written by the runner once the refusals are passed (`on_start`). Checkpoints go to checkpoints/
+(bnrepro/training/checkpoint.py); under torchrun only rank 0 writes. With `seeds=[...]` every seed's run directory is `<run dir>/seed=<s>/`, holding
 what the single run with `seed=<s>` writes; the stack's checkpoints are in
 `<run dir>/checkpoints/seeds=.../`.
 
 Before anything is written: the config is validated, members already finished in their run
 directory with this config are not redone (a different config there is refused), and a
-checkpoint of a different config is refused.
+checkpoint of a different config is refused; a run holds its directory's lock throughout
+(bnrepro/training/rundir.py), so a second writer is refused too.
 """
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ import dataclasses
 import functools
 import os
 import platform
+import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -33,10 +36,10 @@ import yaml
 
 from bnrepro.data import build_data
 from bnrepro.errors import BnreproError
-from bnrepro.files import write_atomic, write_json
+from bnrepro.files import unwritable, write_atomic, write_json
 from bnrepro.schema import Config, choice, member_seeds, plain, validate
 from bnrepro.tracking.logger import QuietLogger, RunLogger, flatten
-from bnrepro.training import distributed
+from bnrepro.training import distributed, rundir
 from bnrepro.training.checkpoint import Checkpointer, Interrupted, finished_run
 from bnrepro.training.loop import fit
 from bnrepro.training.members import build_members, check_stackable
@@ -109,6 +112,8 @@ def ending(err: BaseException) -> dict[str, object]:
         return {"status": "interrupted", "error": f"{type(err).__name__} {err}".strip()}
     if isinstance(err, BnreproError):
         return {"status": "failed", "error": str(err)}
+    if isinstance(err, OSError) and (message := unwritable(err)):  # a full disk: the user's to fix, no bug
+        return {"status": "failed", "error": message}
     return {"status": "failed", "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}
 
 
@@ -129,15 +134,37 @@ def save_config(cfg: Config, path: Path) -> None:
     write_atomic(path, yaml.safe_dump(plain(cfg), sort_keys=False, default_flow_style=False))
 
 
-def run(cfg: Config, out_dir: str | os.PathLike, threads: int | None = None) -> list[dict[str, object]]:
+def run(cfg: Config, out_dir: str | os.PathLike, threads: int | None = None,
+        on_start: Callable[[], None] | None = None) -> list[dict[str, object]]:
     """Train `cfg` into `out_dir` and return one summary per member (one for a single run), as
     written to each member's summary.json.
 
     Any exception is recorded as status `failed` (with the error) and re-raised; SIGTERM, Ctrl-C
     and SystemExit as `interrupted`. Members already finished in their directory with this
     config are not redone; their summaries are returned as they are. `threads`: torch threads
-    when `trainer.threads` is unset (a parallel sweep's share of the cores)."""
-    out, start = Path(out_dir), time.perf_counter()
+    when `trainer.threads` is unset (a parallel sweep's share of the cores). `on_start`: called
+    once the refusals are passed, before the first file of the record is written (the runner
+    writes Hydra's .hydra/ files there, so a refused rerun leaves them as they were).
+
+    The run directory (a stack: its parent and every member's) is locked for the whole run
+    (bnrepro/training/rundir.py): a second writer is refused. A path that cannot be written (a
+    full disk, a read-only or missing directory) is a BnreproError naming it."""
+    out = Path(out_dir)
+    stacked = cfg.seeds is not None
+    locked = [out, *(out / f"seed={s}" for s in member_seeds(cfg))] if stacked else [out]
+    try:
+        with rundir.lock_all(locked if distributed.is_main() else []):  # under torchrun only rank 0 writes
+            return _train(cfg, out, threads, on_start)
+    except OSError as err:
+        if (message := unwritable(err)) is None:
+            raise
+        raise BnreproError(message) from err
+
+
+def _train(cfg: Config, out: Path, threads: int | None, on_start: Callable[[], None] | None
+           ) -> list[dict[str, object]]:
+    """`run`'s body, with the run directory locked."""
+    start = time.perf_counter()
     stacked = cfg.seeds is not None
     seeds = member_seeds(cfg)
     configs = {s: member_config(cfg, s) if stacked else cfg for s in seeds}
@@ -155,6 +182,12 @@ def run(cfg: Config, out_dir: str | os.PathLike, threads: int | None = None) -> 
         if todo and not cfg.trainer.resume:
             checkpoints.clear()
         start_step = checkpoints.load_latest() if todo else 0  # refuses a checkpoint of another config
+        if start_step > cfg.trainer.max_steps:
+            raise BnreproError(
+                f"{checkpoints.last_path} is of step {start_step}, further than trainer.max_steps="
+                f"{cfg.trainer.max_steps}: the run in {out} already went further than this one asks for. Pass "
+                f"trainer.max_steps={start_step} or more to finish it, trainer.resume=false to start over there, or "
+                "give this run its own directory (hydra.run.dir=...).")
     except BnreproError as err:
         # Recorded where no run has left its record yet (a sweep lists the job as failed); an
         # earlier run's record is never touched by a refused one.
@@ -170,6 +203,10 @@ def run(cfg: Config, out_dir: str | os.PathLike, threads: int | None = None) -> 
     summaries = {s: {**new_summary(configs[s]), **({"stacked_seeds": todo} if stacked else {})} for s in todo}
     try:
         if main_rank:
+            for d in {out, *dirs.values()}:
+                rundir.remove_leftovers(d)
+            if on_start is not None:
+                on_start()
             for s in todo:
                 dirs[s].mkdir(parents=True, exist_ok=True)
                 save_config(configs[s], dirs[s] / "config.yaml")
@@ -213,23 +250,30 @@ def run(cfg: Config, out_dir: str | os.PathLike, threads: int | None = None) -> 
         if main_rank:
             for s in todo:
                 if dirs[s].is_dir():
-                    write_json(dirs[s] / "summary.json", {**summaries[s], **stamps})
+                    try:
+                        write_json(dirs[s] / "summary.json", {**summaries[s], **stamps})
+                    except OSError as err:  # a full disk: say so, without hiding why the run ended
+                        print(f"Could not write {dirs[s] / 'summary.json'}: {err.strerror}.", file=sys.stderr)
     return [finished[s] if s in finished else {**summaries[s], **stamps} for s in seeds]
 
 
 def main(load: Callable[[], Config], out_dir: str | os.PathLike, sweep_dir: str | os.PathLike | None = None,
-         threads: int | None = None) -> None:
-    """The runner's body (experiments/train.py): `load()` gives the typed config, `run` trains it; a
-    user error in either is one paragraph on stderr and exit status 2.
+         threads: int | None = None, on_start: Callable[[], None] | None = None) -> None:
+    """The runner's body (experiments/train.py): `load()` gives the typed config, `run` trains it
+    (`on_start`: see `run`); a user error in either is one paragraph on stderr and exit status 2.
 
     Inside a multirun (`sweep_dir` given) the error is raised instead, so Hydra records the job as
-    failed and the sweep's other jobs still run; each job, however it ends, refreshes the sweep's
-    summary.csv (Hydra skips on_multirun_end callbacks when a job failed, so nothing waits for the
-    sweep's end). SIGTERM / Ctrl-C stop the run (and the sweep) after a checkpoint, exit status
-    128 + signal.
+    failed and the sweep's other jobs still run (the runner turns it into an error Hydra prints
+    as its message alone: bnrepro.config.compact_errors); each job, however it ends, refreshes the
+    sweep's summary.csv (Hydra skips on_multirun_end callbacks when a job failed, so nothing waits
+    for the sweep's end). SIGTERM / Ctrl-C stop the run (and the sweep) after a checkpoint, exit
+    status 128 + signal. A file-size limit (`ulimit -f`) makes a too-large write fail with EFBIG,
+    reported like a full disk, instead of killing the process with SIGXFSZ mid-write.
     """
+    if hasattr(signal, "SIGXFSZ") and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
-        run(load(), out_dir, threads)
+        run(load(), out_dir, threads, on_start)
     except BnreproError as err:
         if sweep_dir is not None:
             raise

@@ -1,0 +1,101 @@
+"""One writer per run directory, and what killed writers leave behind.
+
+Two runs writing one directory would interleave metrics.csv and outrank each other's
+checkpoints, so a run holds `RUN_DIR/.lock` (and, for a stack, the parent's and every member's)
+from before its first check until it ends, however it ends. The lock is an `fcntl.flock` on that
+file, which the kernel releases when the process dies (SIGKILL, OOM killer, power loss of a
+node): a dead run's lock never blocks the next one. The file names its holder (pid, host, start
+time) for the message a refused run prints; finding a file there whose lock nobody holds means
+its writer died, which is said on stderr before the lock is taken over. The file is removed when
+the run ends (the inode check in `_take` makes that safe against a run arriving meanwhile).
+
+Under the lock nobody else writes the directory, so every temporary file of an atomic write
+(`.NAME.<pid>.tmp`, bnrepro/files.py) left in it, or in its checkpoints/, is a killed writer's
+leftover: `remove_leftovers` deletes them at start.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+from bnrepro.errors import BnreproError
+from bnrepro.files import TMP_SUFFIX
+
+LOCK_FILE = ".lock"
+
+
+class RunDirInUse(BnreproError):
+    """Another live process holds the run directory's lock."""
+
+
+def _take(directory: Path) -> tuple[int, str]:
+    """Open and flock directory/.lock without waiting: (fd, what the file said before, "" if new)."""
+    path = directory / LOCK_FILE
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.read(fd, 512).decode(errors="replace").strip() or "a process that has not written its name yet"
+            os.close(fd)
+            raise RunDirInUse(
+                f"{directory} is in use by another run ({owner}; lock file {path}). Two runs in one directory would "
+                "interleave their metrics and checkpoints, so this one is refused. Wait for that run to end, or give "
+                "this run its own directory (hydra.run.dir=... / hydra.sweep.dir=...).") from None
+        try:  # the file we locked must still be the one at `path` (its holder unlinks it as it ends)
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd, os.read(fd, 512).decode(errors="replace").strip()
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def lock(directory: str | os.PathLike) -> Iterator[Path]:
+    """Hold `directory`'s lock (made with the directory if missing) for the block; RunDirInUse if
+    a live process holds it. A stale lock file (its writer died) is taken over with a note."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / LOCK_FILE
+    fd, previous = _take(directory)
+    try:
+        if previous:
+            print(f"Note: {path} was left by a run that is no longer running ({previous}); taking it over.",
+                  file=sys.stderr)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on host {platform.node()}, since "
+                      f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)  # while still locked: a run that opened it meanwhile sees the inode change
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def lock_all(directories: list[Path]) -> Iterator[None]:
+    """Every one of `directories` locked, in order (a stack: its parent, then its members)."""
+    with contextlib.ExitStack() as stack:
+        for directory in directories:
+            stack.enter_context(lock(directory))
+        yield
+
+
+def remove_leftovers(directory: Path) -> list[Path]:
+    """Delete the temporary files of killed atomic writes in `directory` and under its
+    checkpoints/ (call with its lock held: then no live writer owns one). Returns them."""
+    candidates = [*directory.glob(f".*{TMP_SUFFIX}"), *(directory / "checkpoints").rglob(f".*{TMP_SUFFIX}")]
+    mine = f".{os.getpid()}{TMP_SUFFIX}"
+    removed = [p for p in candidates if p.is_file() and not p.name.endswith(mine)]
+    for path in removed:
+        path.unlink(missing_ok=True)
+    if removed:
+        print(f"Note: removed {len(removed)} temporary file(s) of an interrupted write in {directory} "
+              f"({', '.join(p.name for p in removed[:3])}{', ...' if len(removed) > 3 else ''}).", file=sys.stderr)
+    return removed
