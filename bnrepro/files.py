@@ -37,7 +37,9 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", sync_dir: bool = False
         os.replace(tmp, path)
     except BaseException as err:
         tmp.unlink(missing_ok=True)  # a full disk or a kill leaves the old file, never a part of the new one
-        if isinstance(err, OSError) and err.filename is None:  # write() errors name no file: name ours
+        # write() errors (a full disk) name no file: name ours. Only plain system errors: an error of
+        # what the block was reading (gzip.BadGzipFile is an OSError too) keeps its type.
+        if type(err) is OSError and err.errno is not None and err.filename is None:
             raise OSError(err.errno, err.strerror, str(path)) from err
         raise
     if sync_dir:

@@ -43,3 +43,12 @@ def run_one(cfg, out_dir):
 
     (summary,) = run(cfg, out_dir)
     return summary
+
+
+def pytest_configure(config):
+    """Each of the -n 2 workers computes with one torch thread, so two of them share 2 cores
+    without oversubscribing them (a test that sets trainer.threads still gets what it asks)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)

@@ -151,7 +151,7 @@ def run(cfg: Config, out_dir: str | os.PathLike, threads: int | None = None,
     full disk, a read-only or missing directory) is a BnreproError naming it."""
     out = Path(out_dir)
     stacked = cfg.seeds is not None
-    locked = [out, *(out / f"seed={s}" for s in member_seeds(cfg))] if stacked else [out]
+    locked = list(dict.fromkeys([out, *(out / f"seed={s}" for s in member_seeds(cfg))])) if stacked else [out]
     try:
         with rundir.lock_all(locked if distributed.is_main() else []):  # under torchrun only rank 0 writes
             return _train(cfg, out, threads, on_start)
@@ -239,7 +239,7 @@ def _train(cfg: Config, out: Path, threads: int | None, on_start: Callable[[], N
                 status=r.status, divergence=r.divergence, steps=r.steps, final=r.final,
                 best_accuracy=r.best_accuracy, best_step=r.best_step, drift=r.drift,
                 train_time_s=round(train_time, 3), steps_per_s=round((r.steps - start_step) / train_time, 1),
-                data_source=data.source, **{k: round(v, 3) for k, v in timing.items()},
+                data_source=data.source, data_notes=list(data.notes), **{k: round(v, 3) for k, v in timing.items()},
                 **({"model_steps_per_s": round(model_steps / train_time, 1)} if stacked else {}))
     except BaseException as err:
         for summary in summaries.values():
