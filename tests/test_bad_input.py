@@ -10,10 +10,13 @@ import json
 import os
 import pickle
 import re
+import shlex
 import shutil
 import subprocess
 import sys
+import time
 import typing
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,6 +26,7 @@ from PIL import Image
 
 from bnrepro.data import build_data, locate
 from bnrepro.errors import BnreproError, DataCorruptError, DataNotFoundError
+from bnrepro.training.checkpoint import checkpoints
 from tests.conftest import REPO, SMOKE, run_one
 from tests.datafiles import IDX_FILES, write_cifar, write_imagenet_tree, write_mnist
 
@@ -161,7 +165,7 @@ def _case_id(case) -> str:
 
 @pytest.mark.parametrize("kind, overrides, expected", CONFIG_CASES, ids=map(_case_id, CONFIG_CASES))
 def test_config_case(make_cfg, tmp_path, kind, overrides, expected):
-    from bnrepro.schema import validate
+    from bnrepro.validation import validate
 
     if kind == "refused":
         refused_before_setup(make_cfg, tmp_path, overrides, expected)
@@ -186,9 +190,9 @@ def test_config_case(make_cfg, tmp_path, kind, overrides, expected):
 
 
 def test_every_numeric_field_has_a_rule():
-    """A field that holds numbers gets a rule in schema.RULES (enums, bools and free strings need none):
+    """A field that holds numbers gets a rule in validation.RULES (enums, bools and free strings need none):
     a new field cannot slip past validation."""
-    from bnrepro import schema
+    from bnrepro import schema, validation
 
     def numeric(tp) -> bool:
         return any(a in (int, float) or numeric(a) for a in typing.get_args(tp)) or tp in (int, float)
@@ -201,7 +205,7 @@ def test_every_numeric_field_has_a_rule():
             elif numeric(tp):
                 yield f"{prefix}{f.name}"
 
-    ruled = {key for key, _, _ in schema.RULES}
+    ruled = {key for key, _, _ in validation.RULES}
     assert set(fields(schema.Config)) - ruled == set()
     assert len(CONFIG_CASES) >= 25 and sum(kind == "cli" for kind, *_ in CONFIG_CASES) <= 4
 
@@ -478,13 +482,7 @@ def test_data_case(make_cfg, tmp_path, monkeypatch, setup, error, run):
 # Each row is a function (make_cfg, tmp_path, capfd) that runs the fault and asserts its outcome.
 # Subprocess rows only where a process boundary is the point: a lock held by another process,
 # the runner's exit status, Hydra's files, a file-size limit, a read-only mount.
-import json  # noqa: E402 - this section's own imports, kept inside it
-import os  # noqa: E402
-import shlex  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
 
-from bnrepro.training.checkpoint import checkpoints  # noqa: E402
 
 FAST = [*SMOKE, "trainer.threads=1", "trainer.checkpoint_every=10"]
 

@@ -8,7 +8,6 @@ import torch.nn.functional as F
 
 from bnrepro.errors import BnreproError
 from bnrepro.models.mlp import MLP
-from bnrepro.training.session import run
 from bnrepro.models.stacked import StackedMLP
 from bnrepro.training.session import run
 from tests.conftest import SMOKE, run_one

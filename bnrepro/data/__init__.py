@@ -14,7 +14,6 @@ range, finite inputs, readable images) runs here, before training starts, and fa
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from functools import partial
 from typing import Callable, Iterator

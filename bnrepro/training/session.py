@@ -37,7 +37,8 @@ import yaml
 from bnrepro.data import build_data
 from bnrepro.errors import BnreproError
 from bnrepro.files import unwritable, write_atomic, write_json
-from bnrepro.schema import Config, choice, member_seeds, plain, validate
+from bnrepro.schema import Config, choice, member_seeds, plain
+from bnrepro.validation import validate
 from bnrepro.tracking.logger import QuietLogger, RunLogger, flatten
 from bnrepro.training import distributed, rundir
 from bnrepro.training.checkpoint import Checkpointer, Interrupted, finished_run
