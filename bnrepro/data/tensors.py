@@ -91,7 +91,7 @@ def _where(cfg: DataConfig, source: str) -> str:
 def pad_to(x: Tensor, size: int) -> Tensor:
     h, w = x.shape[-2:]
     if size < max(h, w):
-        # Left a ValueError: tests/test_sweep.py uses it as its "unexpected error" (traceback kept).
+        # bnrepro/validation.py refuses this before any data is read; a guard for direct callers.
         raise ValueError(f"data.pad_to={size} is smaller than the {h}x{w} images")
     top, left = (size - h) // 2, (size - w) // 2
     return torch.nn.functional.pad(x, (left, size - w - left, top, size - h - top))
