@@ -53,7 +53,7 @@ def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
                              label=name)
     axes[0].set(title="(a) test accuracy", xlabel="training examples seen", ylabel="accuracy")
     axes[1].set(title="(b) final test accuracy, mean ± std over seeds", xlabel="batch size", ylabel="accuracy")
-    axes[2].set(title="(c) quantile skew of the last layer's norm output, mean ± std", xlabel="batch size",
+    axes[2].set(title="(c) skew of the last layer's norm output, mean ± std", xlabel="batch size",
                 ylabel="(p85 + p15 - 2 p50) / (p85 - p15)")
     for ax in axes[1:]:
         ax.set_xscale("log", base=2)
