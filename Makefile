@@ -12,7 +12,11 @@ PLACEMENT_MLP_SWEEP := outputs/results/placement_mlp_fashion_mnist
 PLACEMENT_CONV_SWEEP := outputs/results/placement_conv_fashion_mnist
 NORMS_SWEEP := outputs/results/norm_batchsize_fashion_mnist
 
-.PHONY: setup demo test fig1 fig2 placement norms figures bench lock clean
+.PHONY: setup demo test fig1 fig2 placement norms figures report bench lock clean
+SWEEPS := $(FIG1_SWEEP) $(FIG2_SWEEP) $(PLACEMENT_MLP_SWEEP) $(PLACEMENT_CONV_SWEEP) $(NORMS_SWEEP)
+# A sweep's compact run data, results/<sweep>/rundata.tar.xz (scripts/pack_sweep.py): refreshed
+# after each sweep, and unpacked by `make figures` where the sweep directory is missing.
+PACK = $(PY) scripts/pack_sweep.py
 
 setup: $(STAMP)
 
@@ -45,6 +49,7 @@ fig1: setup
 		$(PY) experiments/train.py experiment=fig1_mnist data=fashion_mnist data.download=true \
 			variant=$$v 'seeds=[0,1,2,3,4]' trainer.threads=1 hydra.run.dir=$(FIG1_SWEEP)/$$v & \
 	done; wait
+	$(PACK) $(FIG1_SWEEP)
 
 # How fast the suite is on this machine, against a naive PyTorch loop (scripts/bench.py --help).
 bench: setup
@@ -59,6 +64,7 @@ fig2: setup
 		$(PY) experiments/train.py -m experiment=fig2_fashion_mnist data.download=true \
 			variant=$$vs seed=0,1,2 trainer.threads=1 hydra.sweep.dir=$(FIG2_SWEEP) & \
 	done; wait
+	$(PACK) $(FIG2_SWEEP)
 
 # The sweeps behind results/placement_*: BN before vs after the nonlinearity (and none), ReLU and
 # sigmoid, for the MLP (5 seeds) and the small Inception (3 seeds), side by side, one thread each.
@@ -71,6 +77,8 @@ placement: setup
 		model.activation=relu,sigmoid bn.placement=none,before,after seed=0,1,2 trainer.threads=1 \
 		hydra.sweep.dir=$(PLACEMENT_CONV_SWEEP) & \
 	wait
+	$(PACK) $(PLACEMENT_MLP_SWEEP)
+	$(PACK) $(PLACEMENT_CONV_SWEEP)
 
 # The sweep behind results/norm_batchsize_fashion_mnist: batch/layer/group/no normalization at
 # batch sizes 2-128, 3 seeds, in two processes of one torch thread each.
@@ -81,22 +89,29 @@ norms: setup
 			bn.norm=$$ns trainer.batch_size=2,8,32,128 seed=0,1,2 trainer.threads=1 \
 			hydra.sweep.dir=$(NORMS_SWEEP) & \
 	done; wait
+	$(PACK) $(NORMS_SWEEP)
 
-# Every figure and table in results/, from the sweeps above (plots read metrics, never train).
+# Every figure and table in results/, from the sweeps above (plots read metrics, never train). A
+# sweep missing from outputs/results/ (a fresh clone) is first unpacked from its committed copy,
+# results/<sweep>/rundata.tar.xz, to the same path, so the reports come out byte for byte the same.
 figures: setup
-	@test -d $(FIG1_SWEEP) || { echo "$(FIG1_SWEEP) is missing: run 'make fig1' first"; exit 1; }
-	@test -d $(FIG2_SWEEP) || { echo "$(FIG2_SWEEP) is missing: run 'make fig2' first"; exit 1; }
+	@for d in $(SWEEPS); do test -d $$d || $(PACK) $$d --unpack || exit 1; done
 	$(PY) scripts/plot_fig1.py $(FIG1_SWEEP) --out results/fig1_fashion_mnist
 	$(PY) scripts/report_fig1.py $(FIG1_SWEEP) --out results/fig1_fashion_mnist/report.md
 	$(PY) scripts/plot_fig2.py $(FIG2_SWEEP) --out results/fig2_fashion_mnist
 	$(PY) scripts/table_fig3.py $(FIG2_SWEEP) --out results/fig2_fashion_mnist
-	@for d in $(PLACEMENT_MLP_SWEEP) $(PLACEMENT_CONV_SWEEP) $(NORMS_SWEEP); do \
-		test -d $$d || { echo "$$d is missing: run 'make placement' and 'make norms' first"; exit 1; }; done
 	for d in $(PLACEMENT_MLP_SWEEP) $(PLACEMENT_CONV_SWEEP); do \
 		$(PY) scripts/plot_placement.py $$d --out results/$$(basename $$d) && \
 		$(PY) scripts/report_placement.py $$d --out results/$$(basename $$d) || exit 1; done
 	$(PY) scripts/plot_norms.py $(NORMS_SWEEP) --out results/norm_batchsize_fashion_mnist
 	$(PY) scripts/report_norms.py $(NORMS_SWEEP) --out results/norm_batchsize_fashion_mnist
+	$(MAKE) --no-print-directory report
+
+# The reproduction scorecard: results/scorecard.csv and its section of results/README.md, one row
+# per claim with the paper's value, ours and the verdict (the rule: scripts/scorecard.py).
+report: setup
+	@for d in $(SWEEPS); do test -d $$d || $(PACK) $$d --unpack || exit 1; done
+	$(PY) scripts/scorecard.py outputs/results --out results
 
 # Re-pin constraints.txt from the current environment (after changing pyproject.toml).
 lock: setup

@@ -7,7 +7,9 @@ no-BN Inception's best seed-mean accuracy as a dotted line, as in the paper.
 
 Variants come in the paper's order, then any unknown ones. Reads metrics only (through
 bnrepro.analysis.results); plots whatever exists: unfinished runs as far as they got, and a diverged
-variant up to where it stopped, marked with an x and "diverged" in the legend. The threshold and
+variant up to its last evaluation, "diverged" in the legend, and on top of every other curve an x
+where each of its runs diverged (that step, at the run's last accuracy) with the steps written
+beside it: a diverged Inception-x5 near chance would otherwise hide under Inception-Sigmoid. The threshold and
 the run counts are the ones scripts/table_fig3.py reports.
 """
 from __future__ import annotations
@@ -32,13 +34,32 @@ def legend_label(variant: str, counts) -> str:
 def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
     metrics = load_metrics(sweep_dir)
     acc = curve(metrics, "test", "accuracy")
-    counts = run_status(metrics, load_runs(sweep_dir))
+    runs = load_runs(sweep_dir)
+    counts = run_status(metrics, runs)
+    logged = set(metrics.run[(metrics.name == "diverged") & (metrics.value == 1)])
+    diverged = runs[(runs.status == "diverged") | runs.run.isin(logged)]
+    acc_runs = metrics[(metrics.split == "test") & (metrics.name == "accuracy")]
+    marks = 0
     fig, ax = plt.subplots(figsize=(9, 4.5), layout="constrained")
     for variant in fig3_order(acc.variant.unique()):
         rows = acc[acc.variant == variant].sort_values("step")
         mean_band(ax, rows, legend_label(variant, counts.loc[variant]), alpha=0.15)
-        if is_diverged(counts.loc[variant]):  # where its last evaluation was, before the loss blew up
-            ax.plot(rows.step.iloc[-1:], rows["mean"].iloc[-1:], "x", color=ax.lines[-1].get_color(), ms=9)
+        colour = ax.lines[-1].get_color()
+        ends = []
+        for run in diverged[diverged.variant == variant].run:  # each diverged run's last evaluation, on top
+            last = acc_runs[acc_runs.run == run].sort_values("step").tail(1)
+            stop = metrics.step[(metrics.run == run) & (metrics.name == "diverged") & (metrics.value == 1)]
+            if len(last):  # at the step it diverged (else its last evaluation), at its last accuracy
+                step = float(stop.min()) if len(stop) else float(last.step.iloc[0])
+                ends.append((step, float(last.value.iloc[0])))
+                ax.plot([last.step.iloc[0], step], [ends[-1][1]] * 2, ":", color=colour, zorder=9)
+                ax.plot(*ends[-1], "x", color=colour, ms=10, mew=2.5, zorder=10)
+        if ends:
+            steps = ", ".join(f"{s:,.0f}" for s, _ in sorted(ends))
+            ax.annotate(f"{fig3_name(variant)}: {len(ends)} runs diverged, at step {steps}", max(ends),
+                        xytext=(8, 14 + 12 * marks), textcoords="offset points", fontsize=7, color=colour,
+                        zorder=10, arrowprops={"arrowstyle": "-", "color": colour, "lw": 0.6})
+            marks += 1
     threshold = threshold_of(acc)
     if not math.isnan(threshold):
         ax.axhline(threshold, color="grey", linestyle=":", label=f"Inception's best ({threshold:.4f})")

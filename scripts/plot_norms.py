@@ -1,9 +1,11 @@
 """The normalization family against the batch size, from a norm_batchsize sweep:
-(a) test accuracy against training examples seen, per norm, at the smallest (solid) and the
-    largest (dashed) batch size (mean and +/- 1 std band over seeds);
-(b) final test accuracy against batch size, per norm (mean +/- 1 std band, every seed a dot);
+(a) test accuracy against training examples seen, per norm (colour) and batch size (line style,
+    solid for the largest), seed means;
+(b) final test accuracy against batch size, per norm (mean +/- 1 std error bars over seeds, the
+    norms side by side at each batch size, every seed a dot);
 (c) the final quantile skew ((p85 - p50) - (p50 - p15)) / (p85 - p15) of the last layer's
-    normalization output (typical unit, probe batch), per norm and batch size.
+    normalization output (typical unit, probe batch), per norm and batch size (mean +/- 1 std).
+Batch sizes are discrete settings: (b) and (c) draw points with error bars, no bands between them.
 
     python scripts/plot_norms.py outputs/results/norm_batchsize_fashion_mnist --out results/norm_batchsize_fashion_mnist
     (writes norms.png and norms.pdf into --out, default the sweep directory)
@@ -31,32 +33,34 @@ def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
     norms = [n for n in NORM_ORDER if n in set(acc["bn.norm"])]
     sizes = sorted(acc["trainer.batch_size"].unique())
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), layout="constrained")
+    styles = dict(zip(reversed(sizes), ("-", "--", "-.", ":", (0, (1, 3)), (0, (5, 5)))))
     for i, norm in enumerate(norms):
         colour, name = f"C{i}", NORM_NAMES.get(norm, norm)
-        for size, style in zip(sorted({sizes[0], sizes[-1]}), ("-", "--")):
+        for size in sizes:
             rows = acc[(acc["bn.norm"] == norm) & (acc["trainer.batch_size"] == size)].sort_values("step")
-            axes[0].plot(rows.examples, rows["mean"], style, color=colour, label=f"{name}, batch {size}")
-            axes[0].fill_between(rows.examples, rows["mean"] - rows["std"], rows["mean"] + rows["std"],
-                                 color=colour, alpha=0.15)
+            if len(rows):
+                axes[0].plot(rows.examples, rows["mean"], linestyle=styles.get(size, "-"), color=colour, lw=1.2,
+                             label=f"{name}, batch {size}")
+        shift = 2 ** (0.08 * (i - (len(norms) - 1) / 2))  # side by side on the log axis, not on top of each other
         r = runs[runs["bn.norm"] == norm]
         stats = r.groupby("trainer.batch_size").final.agg(["mean", "std", "count"]).fillna({"std": 0.0})
-        axes[1].plot(stats.index, stats["mean"], "-o", color=colour, label=f"{name} (n={int(stats['count'].max())})")
-        axes[1].fill_between(stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"],
-                             color=colour, alpha=0.15)
-        axes[1].plot(r["trainer.batch_size"], r.final, ".", color=colour, alpha=0.5)
-        skew = r.groupby("trainer.batch_size").skew_norm_unit.mean()
-        if skew.notna().any():
-            axes[2].plot(skew.index, skew.values, "-o", color=colour, label=name)
+        axes[1].errorbar(stats.index * shift, stats["mean"], yerr=stats["std"], fmt="o", color=colour, capsize=3,
+                         label=f"{name} (n={int(stats['count'].max())})")
+        axes[1].plot(r["trainer.batch_size"] * shift, r.final, ".", color=colour, alpha=0.4)
+        skew = r.groupby("trainer.batch_size").skew_norm_unit.agg(["mean", "std"]).fillna({"std": 0.0})
+        if skew["mean"].notna().any():
+            axes[2].errorbar(skew.index * shift, skew["mean"], yerr=skew["std"], fmt="o", color=colour, capsize=3,
+                             label=name)
     axes[0].set(title="(a) test accuracy", xlabel="training examples seen", ylabel="accuracy")
     axes[1].set(title="(b) final test accuracy, mean ± std over seeds", xlabel="batch size", ylabel="accuracy")
-    axes[2].set(title="(c) quantile skew of the last layer's norm output", xlabel="batch size",
+    axes[2].set(title="(c) skew of the last layer's norm output, mean ± std", xlabel="batch size",
                 ylabel="(p85 + p15 - 2 p50) / (p85 - p15)")
     for ax in axes[1:]:
         ax.set_xscale("log", base=2)
         ax.set_xticks(sizes, [str(s) for s in sizes])
     for ax in axes:
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8 if ax is not axes[0] else 6, ncol=2 if ax is axes[0] else 1)
     data = ", ".join(map(str, metrics.data.dropna().unique()))
     model = ", ".join(map(str, metrics["model.name"].dropna().unique()))
     fig.suptitle(f"Normalization against batch size: {model} on {data}, same examples seen at every batch size")

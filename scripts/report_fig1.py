@@ -4,7 +4,8 @@
 
 Per variant: final and best test accuracy (mean +/- std over seeds), steps to reach 90% of the
 run's final accuracy, steps to reach the no-BN network's mean final accuracy, and the drift of
-the last hidden layer's sigmoid inputs (bnrepro.tracking.probes.drift_statistics). Reads metrics.csv,
+the last hidden layer's sigmoid inputs (bnrepro.tracking.probes.drift_statistics), and the last
+logged training loss (the mean over the last logging interval). Reads metrics.csv,
 summary.json and provenance.json only.
 """
 from __future__ import annotations
@@ -31,6 +32,7 @@ def per_run(metrics: pd.DataFrame, target: float) -> pd.DataFrame:
     rows = []
     for run, m in metrics.groupby("run"):
         acc = m[(m.split == "test") & (m.name == "accuracy")].sort_values("step")
+        loss = m[(m.split == "train") & (m.name == "loss")].sort_values("step").value
         probes = m[m.split == "probe"].sort_values("step")
         series = {name: g.value.tolist() for name, g in probes.groupby("name")}
         drift = drift_statistics(series)
@@ -40,6 +42,7 @@ def per_run(metrics: pd.DataFrame, target: float) -> pd.DataFrame:
         rows.append({
             "run": run, "variant": m.variant.iloc[0], "status": m.status.iloc[0], "steps": int(m.step.max()),
             "final": final, "best": float(acc.value.max()),
+            "train_loss": float(loss.iloc[-1]) if len(loss) else float("nan"),
             "to_90pct_final": first_step_reaching(acc, 0.9 * final),
             "to_baseline_final": first_step_reaching(acc, target),
             **{f"unit_{k}": v for k, v in (drift.get(last) or {}).items()},
@@ -83,12 +86,12 @@ def report(sweep_dir: Path) -> str:
         "Paper (MNIST): the BN network converges faster and ends higher.",
         "",
         "| variant | seeds | final test accuracy | best | steps to 90% of final | steps to the no-BN final mean "
-        f"({target:.4f}) |",
-        "| --- | --- | --- | --- | --- | --- |",
+        f"({target:.4f}) | final training loss |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for variant, r in runs.groupby("variant"):
         lines.append(f"| {LABELS.get(variant, variant)} | {len(r)} | {fmt(r.final)} | {fmt(r.best)} | "
-                     f"{steps(r.to_90pct_final)} | {steps(r.to_baseline_final)} |")
+                     f"{steps(r.to_90pct_final)} | {steps(r.to_baseline_final)} | {fmt(r.train_loss, 3)} |")
     if "unit_movement" in runs:
         layer = runs.layer.iloc[0]
         lines += [

@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from bnrepro.analysis.cli import command, write_files
+from bnrepro.analysis.sweeps import wall_times
 from bnrepro.analysis.results import (BASE, STATUSES, curve, divergence_kinds, is_diverged, load_metrics, load_runs,
                                       provenance_lines, run_status, threshold_of)
 from bnrepro.paper import FIG3, fig3_name, fig3_order
@@ -82,7 +83,10 @@ def pct(value: float) -> str:
 def markdown(sweep_dir: Path, frame: pd.DataFrame) -> str:
     data = ", ".join(map(str, load_runs(sweep_dir).data.dropna().unique())) or "unknown data set"
     threshold = float(frame.threshold.iloc[0])
-    provenance = provenance_lines(sweep_dir)
+    summed, elapsed = wall_times(sweep_dir)
+    provenance = provenance_lines(sweep_dir) + [
+        f"Wall time: {elapsed / 60:.1f} min from the first run's start to the last run's end; "
+        f"{summed / 60:.1f} min summed over runs."]
     totals = ", ".join(f"{int(frame[s].sum())} {s}" for s in STATUSES if frame[s].sum())
     lines = [f"# Figure 3 reproduced: {data}", "",
              f"Sweep: `{sweep_dir}`; data set: {data}; {int(frame[list(STATUSES)].sum().sum())} runs ({totals}).", "",

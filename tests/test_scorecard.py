@@ -1,0 +1,79 @@
+"""scripts/scorecard.py on a tiny synthetic Figure 2 sweep (the other sweeps absent): the claim ids,
+verdicts that follow the docstring's rule both ways, and sections replaced in place, not duplicated."""
+import math
+import sys
+
+import pandas as pd
+import pytest
+
+from tests.conftest import REPO
+from tests.test_fig2_scripts import write_run
+
+sys.path.insert(0, str(REPO / "scripts"))
+import scorecard  # noqa: E402
+
+IDS = ["fig1_faster", "fig1_higher", "fig1_drift_without_bn", "fig1_stable_with_bn", "fig3_bn_baseline_speedup",
+       "fig3_bn_x5_speedup", "fig3_bn_x30_speedup", "fig3_bn_x30_highest", "fig3_x5_sigmoid_trains",
+       "fig3_x5_sigmoid_below_inception", "fig3_inception_sigmoid_chance", "fig3_inception_x5_diverges",
+       "fig4_ensemble", "placement_mlp_relu_after_beats_before", "placement_mlp_sigmoid_after_beats_before",
+       "placement_conv_relu_after_beats_before", "placement_conv_sigmoid_after_beats_before",
+       "norms_bn_below_ln_small_batch"]
+# In eighths, every seed alike (so every interval is a point). Inception's best: 6/8 at step 600.
+CURVES = {"inception": [1, 2, 3, 4, 5, 6], "bn_baseline": [3, 6, 6, 6, 6, 6],   # 600/200 = 3x >= the paper's 2.3x
+          "bn_x5": [6, 7, 7, 7, 7, 7],                                             # 6x, short of 14.8x
+          "bn_x30": [1, 1, 1, 1, 1, 1],                                            # never: 0x
+          "bn_x5_sigmoid": [1, 2, 3, 4, 5, 7],                                     # learns, above Inception
+          "inception_sigmoid": [1] * 6, "inception_x5": [1]}
+EXPECTED = {"fig3_bn_baseline_speedup": "reproduced", "fig3_bn_x5_speedup": "partly",
+            "fig3_bn_x30_speedup": "not reproduced", "fig3_bn_x30_highest": "not reproduced",
+            "fig3_x5_sigmoid_trains": "reproduced", "fig3_x5_sigmoid_below_inception": "not reproduced",
+            "fig3_inception_sigmoid_chance": "reproduced", "fig3_inception_x5_diverges": "reproduced",
+            "fig1_faster": "not run", "fig4_ensemble": "not run", "norms_bn_below_ln_small_batch": "not run"}
+
+
+@pytest.fixture
+def root(tmp_path):
+    for variant, eighths in CURVES.items():
+        for seed in range(3):
+            write_run(tmp_path / "sweeps" / "fig2_fashion_mnist" / f"{variant}_{seed}", variant, seed, eighths,
+                      "diverged" if variant == "inception_x5" else "completed")
+    return tmp_path / "sweeps"
+
+
+def test_ids_and_verdicts(root):
+    frame = scorecard.scorecard(root)
+    assert frame.claim.tolist() == IDS
+    got = dict(zip(frame.claim, frame.verdict))
+    assert {k: got[k] for k in EXPECTED} == EXPECTED
+    row = frame.set_index("claim").loc["fig3_bn_baseline_speedup"]
+    assert (row.ours, row.ci_low, row.ci_high, row.seeds, row.data) == (3.0, 3.0, 3.0, "3 vs 3", "synthetic8")
+    for r in frame.itertuples():  # every verdict is the stated rule applied to its own row
+        assert r.verdict == scorecard.verdict(r.ours, r.ci_low, r.ci_high, r.side, r.reference, r.paper_size)
+
+
+@pytest.mark.parametrize("ours, lo, hi, side, size, expected", [
+    (2.0, 1.5, 2.5, ">", math.nan, "reproduced"), (2.0, -1.0, 2.5, ">", math.nan, "partly"),
+    (-2.0, -3.0, 1.0, ">", math.nan, "not reproduced"), (-2.0, -3.0, -1.0, "<", math.nan, "reproduced"),
+    (-2.0, -3.0, 0.5, "<", math.nan, "partly"), (2.0, 1.0, 3.0, "<", math.nan, "not reproduced"),
+    (2.0, 1.5, 2.5, ">", 2.3, "reproduced"), (2.0, 1.5, 2.2, ">", 2.3, "partly"),
+    (math.nan, math.nan, math.nan, ">", math.nan, "not run")])
+def test_the_rule_both_ways(ours, lo, hi, side, size, expected):
+    assert scorecard.verdict(ours, lo, hi, side, 0.0 if side == "<" else 1.0, size) == expected
+
+
+def test_sections_are_replaced_not_duplicated(root, tmp_path):
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "README.md").write_text("# Results\n\nintro\n\n<!-- scorecard:start -->\nstale\n<!-- scorecard:end -->\n\n"
+                                   "## Figure 1\n\nhand-written\n")
+    (tmp_path / "README.md").write_text("# Top\n\n<!-- status:start -->\nold\n<!-- status:end -->\n\n## Two commands\n")
+    for _ in range(2):
+        assert scorecard.main([str(root), "--out", str(out)]) == 0
+    page, top = (out / "README.md").read_text(), (tmp_path / "README.md").read_text()
+    assert page.count("## Scorecard") == 1 and page.count("scorecard:start") == 1 and "stale" not in page
+    assert page.startswith("# Results\n\nintro\n\n") and page.endswith("## Figure 1\n\nhand-written\n")
+    assert "`fig3_bn_x5_speedup`" in page and "**partly**" in page
+    assert top.count("status:start") == 1 and "old" not in top and top.endswith("## Two commands\n")
+    assert "| Figure 4 (Sec. 4.2.3) |" in top and "not run" in top
+    csv = pd.read_csv(out / "scorecard.csv")
+    assert csv.claim.tolist() == IDS and set(csv.verdict) <= {"reproduced", "partly", "not reproduced", "not run"}
