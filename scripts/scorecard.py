@@ -322,7 +322,7 @@ def status_table(frame: pd.DataFrame) -> str:
         else:
             data = ", ".join(sorted(set(rows.data) - {""}))
             status = ", ".join(f"{counts[v]} {v}" for v in ("reproduced", "partly", "not reproduced", "not run")
-                               if v in counts) + f" of {len(rows)} claims, on {data}"
+                               if v in counts) + f" of {len(rows)} claim{'s' if len(rows) > 1 else ''}, on {data}"
         lines.append(f"| {result} | {shows} | {config} | {status}{': ' + link if link else ''} |")
     return "\n".join([*lines, STATUS[1]])
 
