@@ -56,7 +56,7 @@ bench: setup
 	$(PY) scripts/bench.py
 
 # The sweep behind results/fig2_fashion_mnist: Figures 2 and 3 at CPU scale, 7 variants x 3 seeds,
-# in two processes of one torch thread each (~6 min on 2 idle cores). A diverged or failed run is
+# in two processes of one torch thread each (wall time: results/fig2_fashion_mnist/fig3.md). A diverged or failed run is
 # recorded and the sweep goes on.
 fig2: setup
 	bash scripts/get_fashion_mnist.sh
