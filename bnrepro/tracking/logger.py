@@ -14,17 +14,18 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from torch.utils.tensorboard import SummaryWriter
-from torch.utils.tensorboard.summary import hparams
 
 from bnrepro import METRICS_COLUMNS, METRICS_FILE
 from bnrepro.files import atomic_open
 from bnrepro.schema import choice
+from bnrepro.tracking.hparams import curated, experiment_summary, session_end_summary, session_start_summary
 
-# The HParams table shows the latest value of these scalar tags for each run.
-HPARAM_METRICS = ("test/accuracy", "test/loss", "train/loss", "test/best_accuracy")
+# The HParams table shows the latest value of these scalar tags for each run (final/...: written
+# once, at the end, to TensorBoard only).
+HPARAM_METRICS = ("test/accuracy", "test/best_accuracy", "test/loss", "train/loss")
 
 
 def truncate_metrics(path: Path, last_step: int) -> None:
@@ -75,7 +76,8 @@ class RunLogger:
     of those shows progress. A process that must not write (a DDP rank > 0) uses `QuietLogger`."""
 
     def __init__(self, out_dir: Path, hparam_dict: dict[str, Any], max_steps: int, progress: str = "auto",
-                 name: str | None = None, resume_step: int = 0):
+                 name: str | None = None, resume_step: int = 0, swept: Sequence[str] = (),
+                 domains: Mapping[str, Sequence[Any]] | None = None, metrics: Sequence[str] = ()):
         self.out_dir = Path(out_dir)
         self.name = name or self.out_dir.name
         self.max_steps = max_steps
@@ -95,10 +97,13 @@ class RunLogger:
         if resume_step:
             wait_for_a_later_second(self.out_dir)
         self.tb = SummaryWriter(log_dir=str(self.out_dir), purge_step=resume_step + 1 if resume_step else None)
-        # add_hparams() would open a second, timestamp-named sub-run; writing its three
-        # summaries into this run's own writer keeps one run per directory.
-        for summary in hparams(hparam_dict, {tag: 0.0 for tag in HPARAM_METRICS}):
-            self.tb.file_writer.add_summary(summary)
+        # HParams (bnrepro/tracking/hparams.py), in this run's own writer (add_hparams() would open
+        # a second, timestamp-named sub-run): the experiment and the session's start now, its end
+        # with the true status at `end` (TensorBoard keeps the first of each it reads).
+        shown = curated(hparam_dict, swept)
+        self.tb.file_writer.add_summary(experiment_summary(shown, [*HPARAM_METRICS, *metrics], swept, domains))
+        self.tb.file_writer.add_summary(session_start_summary(shown))
+        self.status: str | None = None
         self._bar = None
         if self.mode == "bar":
             from tqdm.auto import tqdm
@@ -113,9 +118,27 @@ class RunLogger:
             self.latest[f"{split}/{name}"] = value
         self._file.flush()
 
-    def charts(self, title: str, charts: dict[str, list[str]]) -> None:
-        """A custom-scalars layout: each chart draws the listed scalar tags on one set of axes."""
-        self.tb.add_custom_scalars({title: {name: ["Multiline", tags] for name, tags in charts.items()}})
+    def charts(self, layout: Mapping[str, Mapping[str, list]]) -> None:
+        """A custom-scalars layout, {category: {chart title: ["Multiline", [tags]] or ["Margin",
+        [value, lower, upper]]}}; TensorBoard merges the categories of all runs by title."""
+        self.tb.add_custom_scalars({cat: dict(charts) for cat, charts in layout.items()})
+
+    def final(self, step: int, metrics: Mapping[str, float]) -> None:
+        """Numbers known at the end (drift statistics) for the HParams table: TensorBoard only."""
+        for tag, value in metrics.items():
+            self.tb.add_scalar(tag, float(value), step)
+
+    def text(self, tag: str, text: str, step: int = 0) -> None:
+        """A Text tab entry (Markdown): the run's summary.json and provenance.json."""
+        self.tb.add_text(tag, text, step)
+
+    def end(self, status: str) -> None:
+        """The session's end in the HParams tab: `status` is summary.json's (completed, diverged,
+        failed, interrupted); written once."""
+        if self.status is None:
+            self.status = status
+            if (summary := session_end_summary(status)) is not None:  # interrupted: none (hparams.py)
+                self.tb.file_writer.add_summary(summary)
 
     def histograms(self, step: int, split: str, values: Mapping[str, Any]) -> None:
         for name, tensor in values.items():
@@ -145,17 +168,22 @@ class RunLogger:
         os.fsync(self._file.fileno())
         self.tb.flush()
 
-    def close(self) -> None:
+    def close(self, status: str | None = None) -> None:
+        """Ends the session (`end`) unless it was ended: with `status`, else completed."""
         if self._bar is not None:
             self._bar.close()
+        self.end(status or "completed")
         self.tb.close()
         self._file.close()
 
     def __enter__(self) -> "RunLogger":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.close("interrupted" if issubclass(exc_type, (KeyboardInterrupt, SystemExit)) else "failed")
 
 
 class QuietLogger:
@@ -170,9 +198,12 @@ class QuietLogger:
 
     def charts(self, *args: Any) -> None: ...
     def histograms(self, *args: Any) -> None: ...
+    def final(self, *args: Any) -> None: ...
+    def text(self, *args: Any) -> None: ...
+    def end(self, *args: Any) -> None: ...
     def progress(self, *args: Any) -> None: ...
     def sync(self) -> None: ...
-    def close(self) -> None: ...
+    def close(self, *args: Any) -> None: ...
 
     def __enter__(self) -> "QuietLogger":
         return self

@@ -131,11 +131,29 @@ class ActivationProbe:
         self.last_inputs = [{k: x[i] for k, x in captured.items()} for i in range(len(records))]
         return records
 
-    def charts(self) -> dict[str, list[str]]:
-        """TensorBoard custom-scalars charts: one per layer and kind, its percentile lines together."""
-        kinds = ("unit", "all", *(("norm_unit", "norm_all") if self.norm_output else ()))
-        return {f"{name} {kind}": [f"probe/{name}/{kind}_p{q:g}" for q in self.q]
-                for name, has_norm in self.layers.items() for kind in kinds if has_norm or not kind.startswith("norm")}
+    def charts(self) -> dict[str, list]:
+        """TensorBoard custom-scalars charts, in the order of the forward pass: per layer, for the
+        typical unit and for the whole layer (and the norm's output with `norm_output`), a margin
+        chart: the median as the line, the lowest and highest percentile as its band (one band
+        per run); plain lines where there are fewer than three percentiles. The MLP's charts are
+        titled after Figure 1(b, c), its last hidden layer named as such."""
+        kinds = {"unit": "typical unit", "all": "whole layer",
+                 **({"norm_unit": "norm output, typical unit", "norm_all": "norm output, whole layer"}
+                    if self.norm_output else {})}
+        qs = sorted(self.q)
+        figure = all(name.startswith("layer") for name in self.layers)  # the MLP (Figure 1)
+        last = list(self.layers)[-1] if self.layers else None
+        out: dict[str, list] = {}
+        for name, has_norm in self.layers.items():
+            where = f"Fig. 1(b, c): {name}{', last hidden' if name == last else ''}" if figure else name
+            for kind, words in kinds.items():
+                if kind.startswith("norm") and not has_norm:
+                    continue
+                tags = [f"probe/{name}/{kind}_p{q:g}" for q in qs]
+                series = (["Margin", [tags[len(tags) // 2], tags[0], tags[-1]]] if len(tags) >= 3
+                          else ["Multiline", tags])
+                out[f"{where}: {words}"] = series
+        return out
 
     def drift(self, member: int = 0) -> dict[str, dict[str, float]]:
         """`drift_statistics` of one member's probes so far."""

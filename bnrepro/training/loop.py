@@ -79,6 +79,16 @@ def divergence_of(loss: float, result: FitResult, dead: bool) -> str | None:
     return "dead" if result.dead_checks >= 2 else None
 
 
+def layout(cfg: Config, probe: ActivationProbe | None) -> dict[str, dict[str, list]]:
+    """The custom-scalars layout of a run: Figure 1(a)'s test accuracy, and each layer's percentile
+    band (`ActivationProbe.charts`), in a category of the model's family, so that TensorBoard,
+    which merges the categories of all runs by title, keeps the MLP's charts apart from an
+    Inception's."""
+    family = "Fig. 1: MLP" if cfg.model.name == "mlp" else f"Inception ({cfg.model.name})"
+    accuracy = "Fig. 1(a): test accuracy" if cfg.model.name == "mlp" else "test accuracy"
+    return {family: {accuracy: ["Multiline", ["test/accuracy"]], **(probe.charts() if probe else {})}}
+
+
 def fit(members, data: DataBundle, cfg: Config, logs: list, checkpoints: Checkpointer | None = None
         ) -> tuple[list[FitResult], dict[str, float]]:
     """Train every member for `trainer.max_steps` (or until all have diverged); each member's
@@ -118,8 +128,8 @@ def fit(members, data: DataBundle, cfg: Config, logs: list, checkpoints: Checkpo
         x, _ = next(iter(data.test_batches()))
         p = cfg.probe
         probe = ActivationProbe(members, x[:p.batch_size], p.percentiles, p.unit, choice(p.mode), p.norm_output)
-        for log in logs:
-            log.charts("activation percentiles", probe.charts())
+    for log in logs:
+        log.charts(layout(cfg, probe))
 
     def probe_and_log(step: int) -> None:
         tic = time.perf_counter()

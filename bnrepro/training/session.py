@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import json
 import os
 import platform
 import signal
@@ -28,7 +29,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping, Sequence
 
 import torch
 import torchvision
@@ -125,6 +126,21 @@ def times(start: float) -> dict[str, float]:
     return {"wall_time_s": round(wall, 3), "started_at": round(now - wall, 3), "ended_at": round(now, 3)}
 
 
+def drift_metrics(cfg: Config) -> dict[str, tuple[str, str]]:
+    """The drift statistics of Figure 1's layer (the MLP's last hidden one) the HParams table shows:
+    tag -> (drift key, statistic); none without probes or for the Inceptions."""
+    if cfg.probe.every <= 0 or cfg.model.name != "mlp":
+        return {}
+    layer = f"layer{cfg.model.depth}"
+    return {f"drift/{layer}/{kind}_{stat}": (f"{layer}/{kind}", stat)
+            for kind in ("unit", "all") for stat in ("rel_movement", "spread_ratio")}
+
+
+def as_text(record: Mapping[str, object]) -> str:
+    """A JSON record as a Markdown code block (TensorBoard's Text tab renders Markdown)."""
+    return "```json\n" + json.dumps(record, indent=2, default=str) + "\n```"
+
+
 def member_config(cfg: Config, seed: int) -> Config:
     """The config of the single run a member of `cfg` is: `seed` set, `seeds` unset."""
     return dataclasses.replace(cfg, seed=seed, seeds=None)
@@ -136,7 +152,8 @@ def save_config(cfg: Config, path: Path) -> None:
 
 
 def run(cfg: Config, out_dir: str | os.PathLike, threads: int | None = None,
-        on_start: Callable[[], None] | None = None) -> list[dict[str, object]]:
+        on_start: Callable[[], None] | None = None, sweep: Mapping[str, Sequence[str]] | None = None
+        ) -> list[dict[str, object]]:
     """Train `cfg` into `out_dir` and return one summary per member (one for a single run), as
     written to each member's summary.json.
 
@@ -145,7 +162,9 @@ def run(cfg: Config, out_dir: str | os.PathLike, threads: int | None = None,
     config are not redone; their summaries are returned as they are. `threads`: torch threads
     when `trainer.threads` is unset (a parallel sweep's share of the cores). `on_start`: called
     once the refusals are passed, before the first file of the record is written (the runner
-    writes Hydra's .hydra/ files there, so a refused rerun leaves them as they were).
+    writes Hydra's .hydra/ files there, so a refused rerun leaves them as they were). `sweep`: the
+    keys the sweep this run belongs to varies, with their values as given (`{"seed": ["0", "1"]}`):
+    TensorBoard's HParams table lists them first, marked as differing.
 
     The run directory (a stack: its parent and every member's) is locked for the whole run
     (bnrepro/training/rundir.py): a second writer is refused. A path that cannot be written (a
@@ -155,15 +174,15 @@ def run(cfg: Config, out_dir: str | os.PathLike, threads: int | None = None,
     locked = list(dict.fromkeys([out, *(out / f"seed={s}" for s in member_seeds(cfg))])) if stacked else [out]
     try:
         with rundir.lock_all(locked if distributed.is_main() else []):  # under torchrun only rank 0 writes
-            return _train(cfg, out, threads, on_start)
+            return _train(cfg, out, threads, on_start, sweep)
     except OSError as err:
         if (message := unwritable(err)) is None:
             raise
         raise BnreproError(message) from err
 
 
-def _train(cfg: Config, out: Path, threads: int | None, on_start: Callable[[], None] | None
-           ) -> list[dict[str, object]]:
+def _train(cfg: Config, out: Path, threads: int | None, on_start: Callable[[], None] | None,
+           sweep: Mapping[str, Sequence[str]] | None = None) -> list[dict[str, object]]:
     """`run`'s body, with the run directory locked."""
     start = time.perf_counter()
     stacked = cfg.seeds is not None
@@ -226,22 +245,38 @@ def _train(cfg: Config, out: Path, threads: int | None, on_start: Callable[[], N
                 summaries[s]["resumed_from"] = str(checkpoints.last_path)
         name = f"{cfg.variant} " + (f"seeds={','.join(map(str, todo))}" if stacked else f"seed={cfg.seed}")
         logger = RunLogger if main_rank else QuietLogger
+        swept = dict(sweep or {})
+        domains = {k: v for k, v in swept.items() if k != "seed"}
+        domains["seed"] = sorted(set(todo) | {int(v) for v in swept.get("seed", ()) if str(v).lstrip("-").isdigit()})
+        drift = drift_metrics(cfg)
         with contextlib.ExitStack() as stack:
             logs = [stack.enter_context(logger(dirs[s], flatten(plain(configs[s])), cfg.trainer.max_steps,
-                                               choice(cfg.trainer.progress) if i == 0 else "none", name, start_step))
+                                               choice(cfg.trainer.progress) if i == 0 else "none", name, start_step,
+                                               swept=list(swept), domains=domains, metrics=list(drift)))
                     for i, s in enumerate(todo)]
             stack.enter_context(checkpoints)
             train_start = time.perf_counter()
-            results, timing = fit(members, data, cfg, logs, checkpoints)
+            try:
+                results, timing = fit(members, data, cfg, logs, checkpoints)
+            except BaseException as err:
+                for log in logs:  # the sessions' end in TensorBoard's HParams tab
+                    log.end(ending(err)["status"])
+                raise
             train_time = time.perf_counter() - train_start
-        model_steps = sum(r.steps - start_step for r in results)
-        for s, r in zip(todo, results):
-            summaries[s].update(
-                status=r.status, divergence=r.divergence, steps=r.steps, final=r.final,
-                best_accuracy=r.best_accuracy, best_step=r.best_step, drift=r.drift,
-                train_time_s=round(train_time, 3), steps_per_s=round((r.steps - start_step) / train_time, 1),
-                data_source=data.source, data_notes=list(data.notes), **{k: round(v, 3) for k, v in timing.items()},
-                **({"model_steps_per_s": round(model_steps / train_time, 1)} if stacked else {}))
+            model_steps = sum(r.steps - start_step for r in results)
+            for s, r, log in zip(todo, results, logs):
+                summaries[s].update(
+                    status=r.status, divergence=r.divergence, steps=r.steps, final=r.final,
+                    best_accuracy=r.best_accuracy, best_step=r.best_step, drift=r.drift,
+                    train_time_s=round(train_time, 3), steps_per_s=round((r.steps - start_step) / train_time, 1),
+                    data_source=data.source, data_notes=list(data.notes), **{k: round(v, 3) for k, v in timing.items()},
+                    **({"model_steps_per_s": round(model_steps / train_time, 1)} if stacked else {}))
+                log.final(r.steps, {tag: r.drift[layer][stat] for tag, (layer, stat) in drift.items()
+                                    if stat in r.drift.get(layer, {})})
+                log.text("summary.json", as_text({**summaries[s], **times(start)}), r.steps)
+                if (dirs[s] / "provenance.json").exists():
+                    log.text("provenance.json", as_text(json.loads((dirs[s] / "provenance.json").read_text())), r.steps)
+                log.end(r.status)
     except BaseException as err:
         for summary in summaries.values():
             summary.update(ending(err))
@@ -259,7 +294,8 @@ def _train(cfg: Config, out: Path, threads: int | None, on_start: Callable[[], N
 
 
 def main(load: Callable[[], Config], out_dir: str | os.PathLike, sweep_dir: str | os.PathLike | None = None,
-         threads: int | None = None, on_start: Callable[[], None] | None = None) -> None:
+         threads: int | None = None, on_start: Callable[[], None] | None = None,
+         sweep: Mapping[str, Sequence[str]] | None = None) -> None:
     """The runner's body (experiments/train.py): `load()` gives the typed config, `run` trains it
     (`on_start`: see `run`); a user error in either is one paragraph on stderr and exit status 2.
 
@@ -274,7 +310,7 @@ def main(load: Callable[[], Config], out_dir: str | os.PathLike, sweep_dir: str 
     if hasattr(signal, "SIGXFSZ") and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
-        run(load(), out_dir, threads, on_start)
+        run(load(), out_dir, threads, on_start, sweep)
     except BnreproError as err:
         if sweep_dir is not None:
             raise
