@@ -38,6 +38,30 @@ def register() -> None:
     # Arithmetic the YAML files may use (configs/experiment/norm_batchsize.yaml).
     OmegaConf.register_new_resolver("steps_for", steps_for, replace=True)
     OmegaConf.register_new_resolver("scaled_lr", scaled_lr, replace=True)
+    # Run directory names (configs/train.yaml's hydra.run.dir, hydra.sweep.subdir).
+    OmegaConf.register_new_resolver("run_name", run_name, replace=True)
+
+
+# Keys that lead a run's name, after the swept ones: what tells Figure 1's runs apart.
+LEADING = ("variant", "seed", "seeds")
+
+
+def run_name(task, exclude=(), sweep_dir: str | None = None, prefix: str = "") -> str:
+    """A run directory's name from its overrides (Hydra's `hydra.overrides.task`), `key=value`
+    joined by commas like Hydra's `override_dirname`, but with the deciding keys first, where a
+    truncated name (TensorBoard's run list, legends) still tells runs apart: the keys the sweep in
+    `sweep_dir` varies (its multirun.yaml), then variant and seed, then the rest in key order.
+    `exclude`: keys left out (paths, devices). `prefix` (a single run's time) is joined by `_`."""
+    swept = list(sweep_of(Path(sweep_dir))) if sweep_dir else []
+    items = []
+    for override in task:
+        key, sep, value = str(override).partition("=")
+        if sep and key.lstrip("+~") not in exclude:
+            items.append((key, value))
+    order = {k: i for i, k in enumerate([*swept, *(k for k in LEADING if k not in swept)])}
+    items.sort(key=lambda kv: (order.get(kv[0].lstrip("+~"), len(order)), kv[0]))
+    name = ",".join(f"{k}={v}" for k, v in items)
+    return "_".join(p for p in (prefix, name) if p) or "run"
 
 
 register()
@@ -97,6 +121,34 @@ class Job:
     out_dir: Path  # Hydra's output directory for this job: everything the run writes goes here
     sweep_dir: Path | None  # the multirun's directory (None for a single run)
     threads: int | None  # torch threads for a job of a parallel sweep (None: torch's default)
+    sweep: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # swept key -> its values
+
+
+def swept_overrides(overrides) -> dict[str, list[str]]:
+    """The keys a list of override strings sweeps (`seed=0,1,2`, `range(3)`, `glob(...)`), each with
+    its values as strings, in the order given: {"seed": ["0", "1", "2"]}."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    out: dict[str, list[str]] = {}
+    for o in OverridesParser.create().parse_overrides([str(x) for x in overrides]):
+        if o.is_sweep_override() and not o.is_hydra_override():
+            try:
+                values = list(o.sweep_string_iterator())
+            except Exception:  # noqa: BLE001 - a glob over config groups: the key is enough
+                values = []
+            out[o.get_key_element()] = values
+    return out
+
+
+def sweep_of(sweep_dir: Path) -> dict[str, list[str]]:
+    """What the multirun in `sweep_dir` sweeps, from the `multirun.yaml` Hydra's sweeper writes
+    there before any job starts (a job's own config holds its own values only); {} if unreadable."""
+    try:
+        saved = OmegaConf.load(sweep_dir / "multirun.yaml")
+        overrides = [*saved.hydra.overrides.task, *(f"{k}={v}" for k, v in (saved.hydra.sweeper.get("params") or {}).items())]
+        return swept_overrides(overrides)
+    except Exception:  # noqa: BLE001 - a missing or foreign file: no sweep keys, nothing else lost
+        return {}
 
 
 def job() -> Job:
@@ -105,7 +157,8 @@ def job() -> Job:
 
     hydra = HydraConfig.get()
     multirun = hydra.mode == RunMode.MULTIRUN
-    return Job(Path(hydra.runtime.output_dir), Path(hydra.sweep.dir) if multirun else None, threads_per_job())
+    sweep_dir = Path(hydra.sweep.dir) if multirun else None
+    return Job(Path(hydra.runtime.output_dir), sweep_dir, threads_per_job(), sweep_of(sweep_dir) if multirun else {})
 
 
 def threads_per_job() -> int | None:

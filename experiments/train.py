@@ -27,7 +27,7 @@ def main(cfg: DictConfig) -> None:
     job = config.job()
     with config.compact_errors():
         session.main(lambda: config.typed(cfg), job.out_dir, job.sweep_dir, job.threads,
-                     on_start=lambda: config.save_hydra_record(cfg, job.out_dir))
+                     on_start=lambda: config.save_hydra_record(cfg, job.out_dir), sweep=job.sweep)
 
 
 def run_hydra() -> None:

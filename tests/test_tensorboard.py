@@ -1,0 +1,135 @@
+"""A tiny sweep read back with TensorBoard's own loader: the custom-scalars layout (margin charts),
+the HParams entries (curated keys, their types, the swept ones marked and first), the sessions'
+end statuses (one session per run), and every scalar of metrics.csv in the events."""
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.custom_scalar import layout_pb2
+from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+
+from tests.conftest import REPO, SMOKE
+
+SWEEP = [*SMOKE, "trainer.threads=1", "variant=baseline,bn", "seed=0,1"]
+
+
+def hparams_data(events: EventAccumulator, tag: str) -> plugin_data_pb2.HParamsPluginData:
+    data = plugin_data_pb2.HParamsPluginData()
+    data.ParseFromString(events.PluginTagToContent(metadata.PLUGIN_NAME)[tag])
+    return data
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """2 variants x 2 seeds through the runner (~8 s), and one run that diverges at once."""
+    out = tmp_path_factory.mktemp("tb") / "sweep"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "experiments/train.py", "-m", *SWEEP, f"hydra.sweep.dir={out}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=240, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    diverged = out.parent / "diverged"
+    from bnrepro.config import compose
+    from bnrepro.training.session import run
+
+    (summary,) = run(compose(*SMOKE, "optim.lr=1e10", "model.activation=relu", "variant=baseline"), diverged)
+    assert summary["status"] == "diverged"
+    return out, diverged
+
+
+def runs(out):
+    return sorted(p for p in out.iterdir() if p.is_dir())
+
+
+def test_sweep_runs_are_named_deciding_keys_first(sweep):
+    out, _ = sweep
+    names = [p.name for p in runs(out)]
+    assert [n.split(",")[:2] for n in names] == [["variant=baseline", "seed=0"], ["variant=baseline", "seed=1"],
+                                                 ["variant=bn", "seed=0"], ["variant=bn", "seed=1"]]
+    assert not any("trainer.threads" in n or "trainer.device" in n for n in names)
+
+
+def test_layout_holds_margin_charts(sweep):
+    out, _ = sweep
+    events = EventAccumulator(str(runs(out)[0])).Reload()
+    layout = layout_pb2.Layout()
+    layout.ParseFromString(events.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0])
+    (category,) = layout.category
+    assert category.title == "Fig. 1: MLP"
+    charts = {c.title: c for c in category.chart}
+    assert list(charts["Fig. 1(a): test accuracy"].multiline.tag) == ["test/accuracy"]
+    last = charts["Fig. 1(b, c): layer3, last hidden: typical unit"].margin.series[0]
+    assert (last.value, last.lower, last.upper) == ("probe/layer3/unit_p50", "probe/layer3/unit_p15",
+                                                    "probe/layer3/unit_p85")
+    assert charts["Fig. 1(b, c): layer1: whole layer"].margin.series[0].value == "probe/layer1/all_p50"
+    assert len(charts) == 1 + 3 * 2
+    assert "probe/layer3/unit_p15" in events.Tags()["scalars"]  # the raw tags stay
+
+
+def test_hparams_curated_swept_first_and_typed(sweep):
+    out, _ = sweep
+    for run in runs(out):
+        events = EventAccumulator(str(run)).Reload()
+        tags = events.PluginTagToContent(metadata.PLUGIN_NAME)
+        assert set(tags) == {metadata.EXPERIMENT_TAG, metadata.SESSION_START_INFO_TAG, metadata.SESSION_END_INFO_TAG}
+        experiment = hparams_data(events, metadata.EXPERIMENT_TAG).experiment
+        infos = list(experiment.hparam_infos)
+        assert [i.name for i in infos[:2]] == ["variant", "seed"] and all(i.differs for i in infos[:2])
+        assert not any(i.differs for i in infos[2:]) and len(infos) < 20
+        seed = infos[1]
+        assert [v.number_value for v in seed.domain_discrete.values] == [0, 1]
+        start = hparams_data(events, metadata.SESSION_START_INFO_TAG).session_start_info.hparams
+        assert set(start) == {i.name for i in infos}
+        assert not {"data.root", "trainer.device", "trainer.progress", "trainer.threads", "seeds"} & set(start)
+        assert not any(v.string_value in ("None", "") and v.WhichOneof("kind") == "string_value" for v in start.values())
+        cfg_lr = start["optim.lr"].number_value * start["optim.lr_scale"].number_value
+        assert start["optim.lr_effective"].number_value == pytest.approx(cfg_lr)
+        types = {i.name: i.type for i in infos}
+        assert types["variant"] == api_pb2.DATA_TYPE_STRING and types["optim.lr"] == api_pb2.DATA_TYPE_FLOAT64
+        metrics = [m.name.tag for m in experiment.metric_infos]
+        assert {"test/accuracy", "test/best_accuracy", "drift/layer3/unit_spread_ratio"} <= set(metrics)
+        assert set(metrics) <= set(events.Tags()["scalars"])  # each metric column has its values
+
+
+def test_one_session_per_run_with_its_true_end(sweep):
+    out, diverged = sweep
+    for run, status in [*((r, api_pb2.STATUS_SUCCESS) for r in runs(out)), (diverged, api_pb2.STATUS_FAILURE)]:
+        assert [p for p in run.iterdir() if p.is_dir() and p.name not in (".hydra", "checkpoints")] == []
+        events = EventAccumulator(str(run)).Reload()
+        assert hparams_data(events, metadata.SESSION_END_INFO_TAG).session_end_info.status == status
+        assert len(list(run.glob("events.out.tfevents.*"))) == 1
+        texts = events.Tags()["tensors"]
+        assert "summary.json/text_summary" in texts and "provenance.json/text_summary" in texts
+
+
+def test_session_end_follows_the_summary_status(tmp_path):
+    from bnrepro.tracking.logger import RunLogger
+
+    for status, expected in [("completed", api_pb2.STATUS_SUCCESS), ("failed", api_pb2.STATUS_FAILURE)]:
+        (tmp_path / status).mkdir()
+        with RunLogger(tmp_path / status, {"variant": "bn", "flag": True}, 10, "none") as log:
+            log.end(status)
+        events = EventAccumulator(str(tmp_path / status)).Reload()
+        assert hparams_data(events, metadata.SESSION_END_INFO_TAG).session_end_info.status == expected
+        start = hparams_data(events, metadata.SESSION_START_INFO_TAG).session_start_info.hparams
+        assert start["variant"].string_value == "bn"
+    (tmp_path / "stopped").mkdir()
+    with pytest.raises(KeyboardInterrupt), RunLogger(tmp_path / "stopped", {}, 10, "none"):
+        raise KeyboardInterrupt  # interrupted: no end (a resumed run records how it ended)
+    events = EventAccumulator(str(tmp_path / "stopped")).Reload()
+    assert metadata.SESSION_END_INFO_TAG not in events.PluginTagToContent(metadata.PLUGIN_NAME)
+
+
+def test_every_metrics_point_is_in_the_events(sweep):
+    out, diverged = sweep
+    for run in [*runs(out), diverged]:
+        metrics = pd.read_csv(run / "metrics.csv")
+        events = EventAccumulator(str(run), size_guidance={"scalars": 0}).Reload()
+        for (split, name), rows in metrics.groupby(["split", "name"]):
+            points = events.Scalars(f"{split}/{name}")
+            assert [p.step for p in points] == rows.step.tolist()
+            assert [p.value for p in points] == pytest.approx(rows.value.tolist(), rel=1e-6, nan_ok=True)
+        assert json.loads((run / "summary.json").read_text())["status"] in ("completed", "diverged")
