@@ -47,7 +47,7 @@ def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
     return save(fig, out_dir / "fig1.png", out_dir / "fig1.pdf")
 
 
-main = command(__doc__, plot, f"directory for fig1.png and fig1.pdf (default SWEEP_DIR)", default_out=".")
+main = command(__doc__, plot, "directory for fig1.png and fig1.pdf (default SWEEP_DIR)", default_out=".")
 
 if __name__ == "__main__":
     sys.exit(main())

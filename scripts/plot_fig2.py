@@ -70,7 +70,7 @@ def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
     return save(fig, out_dir / "fig2.png", out_dir / "fig2.pdf")
 
 
-main = command(__doc__, plot, f"directory for fig2.png and fig2.pdf (default SWEEP_DIR)", default_out=".")
+main = command(__doc__, plot, "directory for fig2.png and fig2.pdf (default SWEEP_DIR)", default_out=".")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -67,7 +67,7 @@ def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
     return save(fig, out_dir / "norms.png", out_dir / "norms.pdf")
 
 
-main = command(__doc__, plot, f"directory for norms.png and norms.pdf (default SWEEP_DIR)", default_out=".")
+main = command(__doc__, plot, "directory for norms.png and norms.pdf (default SWEEP_DIR)", default_out=".")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -71,7 +71,7 @@ def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
     return save(fig, out_dir / "placement.png", out_dir / "placement.pdf")
 
 
-main = command(__doc__, plot, f"directory for placement.png and placement.pdf (default SWEEP_DIR)", default_out=".")
+main = command(__doc__, plot, "directory for placement.png and placement.pdf (default SWEEP_DIR)", default_out=".")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -133,3 +133,18 @@ def test_every_metrics_point_is_in_the_events(sweep):
             assert [p.step for p in points] == rows.step.tolist()
             assert [p.value for p in points] == pytest.approx(rows.value.tolist(), rel=1e-6, nan_ok=True)
         assert json.loads((run / "summary.json").read_text())["status"] in ("completed", "diverged")
+
+
+def test_plot_scripts_put_their_figures_in_the_images_tab(tmp_path):
+    """`--tensorboard`: the figure a plot script writes also lands in TensorBoard's Images tab."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from bnrepro.analysis.plots import plt, save, to_tensorboard
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    (png,) = save(fig, tmp_path / "out" / "fig9.png")
+    events = EventAccumulator(str(to_tensorboard(tmp_path / "sweep", [png]))).Reload()
+    assert events.Tags()["images"] == ["fig9"]
+    (image,) = events.Images("fig9")
+    assert image.encoded_image_string == png.read_bytes() and image.width > 0 and image.height > 0

@@ -29,10 +29,13 @@ def command(doc: str, produce: Callable[..., str | list[Path]], out_help: str, *
                                          formatter_class=argparse.RawDescriptionHelpFormatter)
         parser.add_argument("sweep_dir", type=Path, help=SWEEP_HELP)
         parser.add_argument("--out", type=Path, help=out_help)
+        parser.add_argument("--tensorboard", action="store_true",
+                            help="also show the PNG figures written in TensorBoard's Images tab "
+                                 "(an event file in SWEEP_DIR/figures/)")
         for flags, kwargs in options:
             parser.add_argument(*flags, **kwargs)
         args = vars(parser.parse_args(argv))
-        sweep_dir, out = args.pop("sweep_dir"), args.pop("out")
+        sweep_dir, out, tensorboard = args.pop("sweep_dir"), args.pop("out"), args.pop("tensorboard")
         if out is None and default_out is not None:
             out = sweep_dir / default_out
         try:
@@ -45,6 +48,10 @@ def command(doc: str, produce: Callable[..., str | list[Path]], out_help: str, *
         else:
             for path in result:
                 print(f"wrote {path}")
+            if tensorboard and (images := [Path(p) for p in result if str(p).endswith(".png")]):
+                from bnrepro.analysis.plots import to_tensorboard
+
+                print(f"wrote {to_tensorboard(sweep_dir, images)} (TensorBoard's Images tab)")
         return 0
 
     return main
