@@ -233,10 +233,11 @@ def _train(cfg: Config, out: Path, threads: int | None, on_start: Callable[[], N
         if threads := cfg.trainer.threads or threads:
             torch.set_num_threads(threads)
         device = distributed.device_for_rank(resolve_device(cfg.trainer.device))
+        provenances = {s: {**provenance(configs[s], device), **({"stacked_seeds": todo} if stacked else {})}
+                       for s in todo}
         if main_rank:
             for s in todo:
-                write_json(dirs[s] / "provenance.json", {**provenance(configs[s], device),
-                                                         **({"stacked_seeds": todo} if stacked else {})})
+                write_json(dirs[s] / "provenance.json", provenances[s])
         data = build_data(cfg.data, batch_size=cfg.trainer.batch_size, eval_batch_size=cfg.trainer.eval_batch_size,
                           device=device)
         members = build_members(cfg, data.input_shape, data.num_classes, device)
@@ -256,12 +257,8 @@ def _train(cfg: Config, out: Path, threads: int | None, on_start: Callable[[], N
                     for i, s in enumerate(todo)]
             stack.enter_context(checkpoints)
             train_start = time.perf_counter()
-            try:
-                results, timing = fit(members, data, cfg, logs, checkpoints)
-            except BaseException as err:
-                for log in logs:  # the sessions' end in TensorBoard's HParams tab
-                    log.end(ending(err)["status"])
-                raise
+            # An exception ends each logger's session as failed or interrupted (RunLogger.__exit__).
+            results, timing = fit(members, data, cfg, logs, checkpoints)
             train_time = time.perf_counter() - train_start
             model_steps = sum(r.steps - start_step for r in results)
             for s, r, log in zip(todo, results, logs):
@@ -274,8 +271,7 @@ def _train(cfg: Config, out: Path, threads: int | None, on_start: Callable[[], N
                 log.final(r.steps, {tag: r.drift[layer][stat] for tag, (layer, stat) in drift.items()
                                     if stat in r.drift.get(layer, {})})
                 log.text("summary.json", as_text({**summaries[s], **times(start)}), r.steps)
-                if (dirs[s] / "provenance.json").exists():
-                    log.text("provenance.json", as_text(json.loads((dirs[s] / "provenance.json").read_text())), r.steps)
+                log.text("provenance.json", as_text(provenances[s]), r.steps)
                 log.end(r.status)
     except BaseException as err:
         for summary in summaries.values():
