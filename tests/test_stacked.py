@@ -83,15 +83,17 @@ def test_stacked_member_dies_where_its_single_run_does(make_cfg, tmp_path):
     assert (stacked["status"], stacked["divergence"], stacked["steps"]) == ("diverged", "dead", single["steps"])
 
 
-@pytest.mark.parametrize("override, named", [("model=inception_small", "model=inception_small"),
-                                             ("bn.placement=after", "bn.placement=after"),
-                                             ("bn.population=average", "bn.population"),
-                                             ("bn.norm=layer", "bn.norm=layer"),
-                                             ("data.augment.flip=true", "data.augment"),
-                                             ("trainer.compile=true", "trainer.compile")])
-def test_stacked_unsupported_options_are_one_clear_error(make_cfg, tmp_path, override, named):
+@pytest.mark.parametrize("overrides, named", [(["bn.placement=after"], "bn.placement=after"),
+                                              (["bn.population=average"], "bn.population"),
+                                              (["bn.norm=layer"], "bn.norm=layer"),
+                                              (["trainer.compile=true"], "trainer.compile"),
+                                              (["model=inception_small", "trainer.compile=true"], "trainer.compile"),
+                                              (["model=inception_small", "trainer.channels_last=true"],
+                                               "trainer.channels_last"),
+                                              (["model=inception_small", "bn.population=average"], "bn.population")])
+def test_stacked_unsupported_options_are_one_clear_error(make_cfg, tmp_path, overrides, named):
     with pytest.raises(BnreproError, match=named.replace(".", r"\.")):
-        run(make_cfg(*SMOKE, "seeds=[0,1]", override), tmp_path)
+        run(make_cfg(*SMOKE, "seeds=[0,1]", *overrides), tmp_path)
 
 
 def test_runner_dispatches_seeds_to_the_stacked_path(tmp_path):

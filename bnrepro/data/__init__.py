@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 
 import torch
 from bnrepro.data import imagenet, tensors
-from bnrepro.data.augment import AugmentedBatches, BatchAugment
+from bnrepro.data.augment import AugmentedBatches, BatchAugment, StackedAugmentedBatches
 from bnrepro.data.tensors import Batch, EpochBatches
 from bnrepro.errors import BnreproError
 from bnrepro.schema import AugmentOptions, DataConfig, choice
@@ -44,17 +44,17 @@ class DataBundle:
     notes: tuple[str, ...] = ()  # how the data differs from what was asked, where it was adjusted
 
     def train_batches(self, seed: int | list[int], augment: bool = True):
-        """The training batches of one run (a seed: (N, C, H, W), augmented as `data.augment` says)
-        or of a stack of runs (a list of seeds: (S, N, C*H*W), each seed's own order; resident data,
-        no augmentation). Either resumes exactly from its `state_dict()`."""
-        first = seed[0] if isinstance(seed, list) else seed
-        aug = BatchAugment.from_config(self.augment, first, self.device) if augment else None
+        """The training batches of one run (a seed: (N, C, H, W)) or of a stack of runs (a list of
+        seeds: (S, N, C, H, W) from resident data, each seed's own order), augmented as
+        `data.augment` says, each run by its own seed. Either resumes exactly from its `state_dict()`."""
         if isinstance(seed, list):
-            if self.stacked is None or aug is not None:
-                raise BnreproError(f"Several seeds at once (seeds=[...]) need a data set held whole on the device "
-                                   f"and no augmentation (data.augment); {self.name} as configured is not both. "
-                                   "Sweep seed=0,1,... with -m instead.")
-            return self.stacked(seed)
+            if self.stacked is None:
+                raise BnreproError(f"Several seeds at once (seeds=[...]) need a data set held whole on the device; "
+                                   f"{self.name} is read from files by a DataLoader. Sweep seed=0,1,... with -m instead.")
+            augments = [BatchAugment.from_config(self.augment, s, self.device) for s in seed] if augment else [None]
+            stacked = self.stacked(seed)
+            return StackedAugmentedBatches(stacked, augments) if augments[0] else stacked
+        aug = BatchAugment.from_config(self.augment, seed, self.device) if augment else None
         batches = self.order(seed)
         return AugmentedBatches(batches, aug) if aug else batches
 

@@ -76,3 +76,30 @@ class AugmentedBatches:
     def load_state_dict(self, state: dict) -> None:
         self.batches.load_state_dict(state)
         self.augment.generator.set_state(state["augment"])
+
+
+class StackedAugmentedBatches:
+    """A stack's batches (x (S, N, C, H, W)) with member s's batch augmented by `augments[s]`, the
+    augmentation of its single run (seeded by its seed), so each member sees what that run sees."""
+
+    def __init__(self, batches, augments: list[BatchAugment]):
+        self.batches, self.augments = batches, augments
+
+    def __iter__(self) -> "StackedAugmentedBatches":
+        return self
+
+    def __next__(self) -> tuple[Tensor, Tensor]:
+        x, y = next(self.batches)
+        return torch.stack([augment(member) for augment, member in zip(self.augments, x)]), y
+
+    @property
+    def epoch(self) -> int:
+        return self.batches.epoch
+
+    def state_dict(self) -> dict:
+        return {**self.batches.state_dict(), "augment": [a.generator.get_state() for a in self.augments]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.batches.load_state_dict(state)
+        for a, s in zip(self.augments, state["augment"]):
+            a.generator.set_state(s)

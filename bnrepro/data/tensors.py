@@ -331,14 +331,14 @@ class IndexBatches(EpochBatches):
 
 
 class StackedBatches:
-    """Several seeds' next batches at once, gathered from a resident training split: x (S, N, C*H*W),
+    """Several seeds' next batches at once, gathered from a resident training split: x (S, N, C, H, W),
     y (S, N), each member's batches in its single run's order (`TensorBatches` with its seed).
 
     The gather writes into the same buffer each step (a step's batch is dead by the next step).
     Every member has the same split and batch size, so all stand at the same (epoch, index)."""
 
     def __init__(self, x: Tensor, y: Tensor, batch_size: int, seeds: list[int], reshuffle: bool = True):
-        self.x, self.y = x.flatten(1), y
+        self.x, self.y, self.example = x.flatten(1), y, tuple(x.shape[1:])
         self.members = [IndexBatches(len(y), batch_size, s, reshuffle, y.device) for s in seeds]
         self.buffer = self.x.new_empty(len(seeds) * batch_size, self.x.size(1))
         self.shape = (len(seeds), batch_size)
@@ -349,7 +349,7 @@ class StackedBatches:
     def __next__(self) -> Batch:
         index = torch.cat([next(b) for b in self.members])
         x = torch.index_select(self.x, 0, index, out=self.buffer)
-        return x.view(*self.shape, -1), self.y[index].view(self.shape)
+        return x.view(*self.shape, *self.example), self.y[index].view(self.shape)
 
     @property
     def epoch(self) -> int:

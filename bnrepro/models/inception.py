@@ -22,6 +22,20 @@ def scale_width(channels: int, width_mult: float) -> int:
     return 0 if channels == 0 else max(1, round(channels * width_mult))
 
 
+def concat(branches: list, members: int = 1):
+    """The branches' feature maps side by side (dim 1). With several stacked members
+    (models/stacked_conv.py: member-major channels) each member's branches are joined on their own."""
+    if members == 1:
+        return torch.cat(branches, dim=1)
+    n, _, h, w = branches[0].shape
+    if all(b.is_contiguous(memory_format=torch.channels_last) for b in branches):
+        # (B, S*C, H, W) channels_last is (B, H, W, S, C) in memory: join along C.
+        joined = torch.cat([b.permute(0, 2, 3, 1).reshape(n, h, w, members, -1) for b in branches], dim=4)
+        return joined.reshape(n, h, w, -1).permute(0, 3, 1, 2)
+    joined = torch.cat([b.reshape(n, members, -1, h, w) for b in branches], dim=2)
+    return joined.reshape(n, -1, h, w)
+
+
 def _lrn() -> nn.Module:
     # GoogLeNet's local response normalization (Szegedy et al. 2015, Table 1 / the Caffe model);
     # Sec. 4.2.1 removes it from the BN networks.
@@ -56,6 +70,8 @@ class InceptionModule(nn.Module):
     max-pool "pass-through" with no projection (proj=0), as in the table.
     """
 
+    members = 1  # stacked members side by side (models/stacked_conv.py); 1 for a plain network
+
     def __init__(self, c_in: int, n1x1: int, n3r: int, n3: int, ndr: int, nd: int, pool: str,
                  proj: int, stride: int = 1, *, unit):
         super().__init__()
@@ -84,7 +100,7 @@ class InceptionModule(nn.Module):
         branches = [self.branch3x3, self.branch3x3dbl, self.branch_pool]
         if hasattr(self, "branch1x1"):
             branches.insert(0, self.branch1x1)
-        return torch.cat([b(x) for b in branches], dim=1)
+        return concat([b(x) for b in branches], self.members)
 
 
 # The paper's appendix table, modules 3a..5b:
@@ -188,6 +204,8 @@ class BNInception(_InceptionNet):
 class SmallInceptionModule(nn.Module):
     """Zhang et al. (2017), appendix: concat(conv 1x1 c1, conv 3x3 c3)."""
 
+    members = 1  # stacked members side by side (models/stacked_conv.py); 1 for a plain network
+
     def __init__(self, c_in: int, c1: int, c3: int, *, unit):
         super().__init__()
         self.branch1x1 = unit(c_in, c1, 1)
@@ -198,7 +216,7 @@ class SmallInceptionModule(nn.Module):
         return self.branch1x1.act
 
     def forward(self, x):
-        return torch.cat([self.branch1x1(x), self.branch3x3(x)], dim=1)
+        return concat([self.branch1x1(x), self.branch3x3(x)], self.members)
 
 
 class DownsampleModule(nn.Module):
@@ -207,6 +225,8 @@ class DownsampleModule(nn.Module):
     Both without padding ("valid"), as in the common Keras reimplementations of this network
     (the paper's figure gives no padding): 32 -> 15 -> 7 px.
     """
+
+    members = 1  # stacked members side by side (models/stacked_conv.py); 1 for a plain network
 
     def __init__(self, c_in: int, c3: int, *, unit):
         super().__init__()
@@ -218,7 +238,7 @@ class DownsampleModule(nn.Module):
         return self.branch3x3.act
 
     def forward(self, x):
-        return torch.cat([self.branch3x3(x), self.branch_pool(x)], dim=1)
+        return concat([self.branch3x3(x), self.branch_pool(x)], self.members)
 
 
 # (name, kind, widths) after the first conv, in order.

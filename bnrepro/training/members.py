@@ -2,8 +2,9 @@
 
 The loop (bnrepro/training/loop.py) sees every run as S members trained in lockstep: S = 1 for
 a single run (`SingleModel`, any network, DDP, autocast, compile), S = len(seeds) for a seed
-sweep of the MLP trained as one model (`StackedMembers` over `models.stacked.StackedMLP`). Both
-answer the same calls with a leading member dimension: the step's losses (S,) and logits
+sweep of the MLP trained as one model (`StackedMembers` over `models.stacked.StackedMLP`), and
+S = len(seeds) of a conv network trained as one (`StackedConvMembers` over
+`models.stacked_conv.StackedConvNet`). All answer the same calls with a leading member dimension: the step's losses (S,) and logits
 (S, B, classes), evaluation totals (S, 2), probed activations (S, B, C, ...). Each member is
 initialized exactly as its single run would be (`build_members`), so a stacked member's numbers
 equal its single run's up to float rounding (tests/test_stacked.py).
@@ -20,6 +21,7 @@ from torch import Tensor, nn
 from bnrepro.errors import BnreproError
 from bnrepro.models import build_model
 from bnrepro.models.stacked import StackedMLP
+from bnrepro.models.stacked_conv import StackedConvNet, member_losses
 from bnrepro.nn.bn import recompute_population_stats
 from bnrepro.schema import Config, choice, member_seeds
 from bnrepro.tracking.probes import capture, norm_points, probe_points
@@ -40,6 +42,13 @@ def autocast(enabled: bool, device: torch.device):
     """bf16 autocast when asked (`trainer.amp`; meant for GPUs, also runs on CPUs); BN layers keep
     float32 parameters and statistics (bnrepro/nn/bn.py)."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def probe_layers(model: nn.Module) -> dict[str, bool]:
+    """The model's probe points (layer name -> whether its block has a norm layer)."""
+    points = probe_points(model)
+    norms = norm_points(model, points)
+    return {name: name in norms for name in points}
 
 
 class SingleModel:
@@ -82,9 +91,7 @@ class SingleModel:
         return torch.stack([torch.as_tensor(loss_sum).double(), torch.as_tensor(correct).double()]).view(1, 2)
 
     def probe_layers(self) -> dict[str, bool]:
-        points = probe_points(self.module)
-        norms = norm_points(self.module, points)
-        return {name: name in norms for name in points}
+        return probe_layers(self.module)
 
     def probe_inputs(self, batch: Tensor, train_stats: bool, norm_output: bool) -> dict[str, Tensor]:
         return {k: v.unsqueeze(0) for k, v in capture(self.module, batch, train_stats, norm_output).items()}
@@ -101,7 +108,7 @@ class StackedMembers:
         self.last_logits: Tensor | None = None
 
     def forward_backward(self, x: Tensor, y: Tensor) -> Tensor:
-        loss = self.module.forward_backward(x, y)
+        loss = self.module.forward_backward(x.flatten(2), y)
         self.last_logits = self.module.last_logits
         return loss
 
@@ -118,25 +125,70 @@ class StackedMembers:
         raise BnreproError("bn.population=average is not supported by the stacked path (check_stackable).")
 
 
+class StackedConvMembers:
+    """Several seeds of a conv network as one `StackedConvNet` (grouped convolutions), trained by
+    autograd; `trainer.amp` runs its convolutions in bf16 as a single run's would."""
+
+    def __init__(self, model: StackedConvNet, amp: bool = False):
+        self.module, self.size, self.amp = model, model.size, amp
+        self.device = next(model.parameters()).device
+        self.last_logits: Tensor | None = None
+
+    def forward_backward(self, x: Tensor, y: Tensor) -> Tensor:
+        with autocast(self.amp, self.device):
+            logits = self.module(x).float()
+            losses = member_losses(logits, y)
+        losses.sum().backward()  # nothing mixes members: each gets the gradient of its own loss
+        self.last_logits = logits.detach()
+        return losses.detach()
+
+    @torch.no_grad()
+    def evaluate(self, batches) -> Tensor:
+        was_training = self.module.training
+        self.module.eval()
+        total = torch.zeros(self.size, 2, dtype=torch.float64, device=self.device)
+        for x, y in batches:
+            with autocast(self.amp, x.device):
+                logits = self.module(x).float()
+            target = y.expand(self.size, -1)
+            total[:, 0] += F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none").view(self.size, -1).sum(1)
+            total[:, 1] += (logits.argmax(2) == target).sum(1)
+        self.module.train(was_training)
+        return total
+
+    def probe_layers(self) -> dict[str, bool]:
+        return probe_layers(self.module)
+
+    def probe_inputs(self, batch: Tensor, train_stats: bool, norm_output: bool) -> dict[str, Tensor]:
+        # The members' own dropout generators are kept out of the measurement, like torch's (`untouched`).
+        dropout = self.module.dropout_state()
+        try:
+            captured = capture(self.module, batch, train_stats, norm_output)
+        finally:
+            self.module.seed_dropout(dropout)
+        return {k: self.module.member_view(v) for k, v in captured.items()}
+
+    def recompute_population(self, batches, num_batches: int) -> None:
+        raise BnreproError("bn.population=average is not supported by the stacked path (check_stackable).")
+
+
 def check_stackable(cfg: Config) -> None:
-    """The stacked path covers the MLP on resident data; anything else is one clear error."""
+    """The stacked path covers the MLP and the Inceptions on resident data; anything else is one
+    clear error."""
     problems = []
-    if cfg.model.name != "mlp":
-        problems.append(f"model={cfg.model.name} (only model=mlp is stacked; run conv nets one seed at a time)")
+    conv = cfg.model.name != "mlp"
     if choice(cfg.data.name) == "imagenet_subset":
         problems.append("data=imagenet_subset (only data sets held whole on the device are stacked)")
-    if choice(cfg.bn.placement) == "after":
-        problems.append("bn.placement=after (stacked: none or before)")
-    if choice(cfg.bn.norm) != "batch" and choice(cfg.bn.placement) != "none":
-        problems.append(f"bn.norm={choice(cfg.bn.norm)} (stacked: batch normalization only)")
+    if choice(cfg.bn.placement) == "after" and not conv:
+        problems.append("bn.placement=after (the stacked MLP: none or before)")
+    if choice(cfg.bn.norm) != "batch" and choice(cfg.bn.placement) != "none" and not conv:
+        problems.append(f"bn.norm={choice(cfg.bn.norm)} (the stacked MLP: batch normalization only)")
     if choice(cfg.bn.population) != "ema":
         problems.append("bn.population=average (stacked: ema)")
-    aug = cfg.data.augment
-    if aug.crop_padding or aug.flip or aug.jitter:
-        problems.append("data.augment (stacked: no augmentation)")
-    for knob in ("compile", "amp", "channels_last"):
+    for knob in ("compile", "channels_last") if conv else ("compile", "amp", "channels_last"):
         if getattr(cfg.trainer, knob):
-            problems.append(f"trainer.{knob}=true (the stacked MLP is its own fast path; use trainer=faithful)")
+            problems.append(f"trainer.{knob}=true (the stacked path is its own fast path; use trainer=faithful"
+                            + (", with trainer.amp=true for bf16)" if conv else ")"))
     if distributed.active():
         problems.append("torchrun (stacked seeds train in one process)")
     if problems:
@@ -146,10 +198,11 @@ def check_stackable(cfg: Config) -> None:
 
 def build_members(cfg: Config, input_shape: tuple[int, ...], num_classes: int, device: torch.device):
     """The members `cfg` trains, each initialized exactly as the single run of its seed is."""
-    models = []
+    models, rng = [], []
     for seed in member_seeds(cfg):
         seed_everything(seed, cfg.trainer.deterministic)
         models.append(build_model(cfg.model, cfg.bn, input_shape, num_classes))
+        rng.append(torch.get_rng_state())  # where the single run's dropout draws start
     if cfg.seeds is None:  # the torch RNG goes on from here into training (dropout), as it always has
         model = distributed.convert_sync_bn(models[0], cfg.bn.sync, device).to(device)
         if cfg.trainer.channels_last:
@@ -157,4 +210,8 @@ def build_members(cfg: Config, input_shape: tuple[int, ...], num_classes: int, d
         torch.backends.cudnn.benchmark = cfg.trainer.cudnn_benchmark
         t = cfg.trainer
         return SingleModel(model, t.amp, t.channels_last, t.compile)
-    return StackedMembers(StackedMLP([m.to(device) for m in models]))
+    if cfg.model.name == "mlp":
+        return StackedMembers(StackedMLP([m.to(device) for m in models]))
+    stacked = StackedConvNet(models).to(device)
+    stacked.seed_dropout(rng)
+    return StackedConvMembers(stacked, cfg.trainer.amp)
