@@ -1,7 +1,7 @@
 """The suite's speed, measured against a naive baseline in the same process on the same machine.
 
-    python scripts/bench.py                  # CPU, Figure 1 MLP + figure regeneration (~2 min)
-    python scripts/bench.py --quick          # shorter runs (~40 s)
+    python scripts/bench.py                  # CPU: Figure 1's MLP, Figure 2's Inception, figure regeneration
+    python scripts/bench.py --quick          # shorter runs
     python scripts/bench.py --device cuda    # also the Inceptions' images/s and fraction of peak
 
 (a) naive: the tutorial loop for the Figure 1 MLP, a DataLoader over a TensorDataset, batch 60,
@@ -12,10 +12,15 @@
     probes on; its model-steps/s is steps/s times the number of seeds.
 (d) the whole machine, the way each is meant to be run for Figure 1: the naive loop with torch's
     default threads (every core, one run after another) against `make fig1`'s layout, one
-    stacked 5-seed process per variant side by side with one thread each. Its ratio, printed
-    last as RATIO, is the speed-up a user sees on the Figure 1 sweep; (c)/(a) at --threads is the
-    per-core one.
-Then the time to regenerate Figure 1 (scripts/plot_fig1.py) from a sweep of 100 runs: a timing
+    stacked 5-seed process per variant side by side with one thread each. Its ratio (RATIO mlp)
+    is the speed-up a user sees on the Figure 1 sweep; (c)/(a) at --threads is the per-core one.
+Then, on a CPU, the same for Figure 2's conv network (bnrepro/bench_conv.py `conv_ratio`): the
+small Inception of `make fig2` as BN-Baseline, (e) naive eager loop (DataLoader over a
+TensorDataset, batch 32, training only), (f) the suite's single run and (g) its 3-seed stack,
+evaluation and probes on (every third of the steps), each also as a fraction of one core's
+measured sgemm peak, and (h) the whole machine: the naive loop on every core against `make fig2`'s
+layout, one stacked 3-seed process per core. Each whole-machine ratio is printed last, on its
+own line starting with RATIO (mlp, conv). Then the time to regenerate Figure 1 (scripts/plot_fig1.py) from a sweep of 100 runs: a timing
 fixture of 100 run directories in the real format with made-up numbers, in a temporary
 directory, never next to real results.
 """
@@ -38,6 +43,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from bnrepro import METRICS_COLUMNS, METRICS_FILE
 from bnrepro.errors import BnreproError
 from bnrepro.config import compose
+from bnrepro.bench_conv import side_by_side
 from bnrepro.training.session import REPO, cpu_name
 
 FIG1 = ["experiment=fig1_mnist", "variant=bn", "trainer.progress=none"]
@@ -108,23 +114,11 @@ def suite_runs(overrides: list[str], steps: int, seeds: list[int], out: Path) ->
             "probe_pct": 100 * stacked["probe_time_s"] / stacked["train_time_s"]}
 
 
-def side_by_side(overrides: list[str], steps: int, out: Path, variants=("baseline", "bn")) -> float:
-    """Model-steps/s of `make fig1`'s layout: one stacked 5-seed process per variant, one torch
-    thread each, all at once. Counted as processes x the slowest one's rate, so a process that
-    finishes first and leaves the machine to the other does not inflate the number."""
-    procs = [subprocess.Popen(
-        [sys.executable, str(REPO / "experiments" / "train.py"), *FIG1[:1], f"variant={v}", "trainer.progress=none",
-         *[o for o in overrides if not o.startswith("trainer.threads")], "trainer.threads=1",
-         f"trainer.max_steps={steps}", "seeds=[0,1,2,3,4]", f"hydra.run.dir={out / v}"],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)}) for v in variants]
-    rates = []
-    for v, proc in zip(variants, procs):
-        _, err = proc.communicate()
-        if proc.returncode:
-            raise RuntimeError(f"the side-by-side {v} run failed:\n{err}")
-        rates.append(json.loads((out / v / "seed=0" / "summary.json").read_text())["model_steps_per_s"])
-    return len(rates) * min(rates)
+def fig1_layout(overrides: list[str], steps: int) -> dict[str, list[str]]:
+    """`make fig1`: one stacked 5-seed process per variant."""
+    common = [*FIG1[:1], *[o for o in overrides if not o.startswith("trainer.threads")], f"trainer.max_steps={steps}",
+              "seeds=[0,1,2,3,4]"]
+    return {v: [*common, f"variant={v}"] for v in ("baseline", "bn")}
 
 
 def write_fixture(root: Path, runs: int = 100, steps: int = 50_000, seed: int = 0) -> Path:
@@ -173,6 +167,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for every measurement (default 1: the sweep runs one process per core)")
     parser.add_argument("--data", default="auto", help="data config (default: fashion_mnist if found, else synthetic)")
+    parser.add_argument("--conv-steps", type=int,
+                        help="training steps per Figure 2 measurement (default 300, 150 quick; 0 skips the conv path)")
     parser.add_argument("--runs", type=int, default=100, help="runs in the figure-regeneration fixture")
     parser.add_argument("--conv", action=argparse.BooleanOptionalAction, default=None,
                         help="the Inceptions' images/s (default: on for cuda, off for cpu)")
@@ -183,6 +179,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     steps = args.steps or (1000 if args.quick else 3000)
+    if args.conv_steps is None:
+        args.conv_steps = 150 if args.quick else 300
     args.rounds = args.rounds or (2 if args.quick else 3)
     report: dict[str, float] = {}
     print(f"Machine: {machine(device)}")
@@ -213,7 +211,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             torch.set_num_threads(os.cpu_count())
             report["naive_machine"] = max(naive_loop(splits.x_train, splits.y_train, steps, device)
                                           for _ in range(args.rounds))
-            report["suite_machine"] = max(side_by_side(overrides, steps, tmp / f"machine{r}")
+            report["suite_machine"] = max(side_by_side(fig1_layout(overrides, steps), tmp / f"machine{r}")
                                           for r in range(args.rounds))
             torch.set_num_threads(args.threads)
             report["ratio"] = report["suite_machine"] / report["naive_machine"]
@@ -229,12 +227,20 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         sweep = write_fixture(tmp / "fig", runs=args.runs)
         report["figure_s"] = time_figure(sweep, tmp / "fig" / "out")
         print(f"Figure 1 from a {args.runs}-run sweep (timing fixture): {report['figure_s']:.1f} s")
+        if device.type == "cpu" and args.conv_steps:
+            from bnrepro.bench_conv import conv_ratio
+
+            report.update(conv_ratio(data_overrides(args.data), args.conv_steps, args.rounds, tmp))
     if args.conv if args.conv is not None else device.type == "cuda":
         from bnrepro.bench_conv import conv_report
 
         report.update(conv_report(device, args.quick, args.peak_tflops, args.conv_batch))
     print(f"per-core ratio (c)/(a) = {report['ratio_per_core']:.2f}")
-    print(f"RATIO suite/naive, eval + probes on, whole machine = {report['ratio']:.2f}")
+    if "conv_ratio" in report:
+        print(f"per-core ratio (g)/(e) = {report['conv_ratio_per_core']:.2f}")
+    print(f"RATIO mlp suite/naive, eval + probes on, whole machine = {report['ratio']:.2f}")
+    if "conv_ratio" in report:
+        print(f"RATIO conv suite/naive, eval + probes on, whole machine = {report['conv_ratio']:.2f}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     return report

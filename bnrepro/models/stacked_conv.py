@@ -11,7 +11,7 @@ s*C .. (s+1)*C - 1 of every feature map):
 - the classifier: a batched matmul of (S, B, features) by each member's weights, (S, B, classes);
 - dropout: each member draws its masks from its own generator, started where its single run's
   global generator stands after building the model, so it drops what its single run drops;
-- LRN, which mixes neighbouring channels, runs per member; the Inception modules concatenate
+- LRN, which mixes neighbouring channels, runs per member (`MemberLRN`); the Inception modules concatenate
   per member (`inception.concat`); pools and nonlinearities are per channel already.
 Nothing mixes members, so each computes what its single run computes, up to float rounding
 (tests/test_stacked_conv.py); its parameters are the members' concatenated along dim 0, so
@@ -77,17 +77,29 @@ class MemberDropout(nn.Module):
             g.set_state(s)
 
 
-class PerMember(nn.Module):
-    """A layer that mixes channels (LRN) applied to each member's channels on their own."""
+class MemberLRN(nn.Module):
+    """Local response normalization (it mixes neighbouring channels) over each member's channels on
+    their own, computed in the channels_last layout: torch's `local_response_norm` arithmetic
+    (zero-padded window mean of x^2 over `size` channels, then x / (k + alpha * mean)^beta)
+    without leaving it."""
 
-    def __init__(self, layer: nn.Module, members: int):
+    def __init__(self, lrn: nn.LocalResponseNorm, members: int):
         super().__init__()
-        self.layer, self.members = layer, members
+        self.size, self.alpha, self.beta, self.k, self.members = lrn.size, lrn.alpha, lrn.beta, lrn.k, members
+        self.band: Tensor | None = None
 
     def forward(self, x: Tensor) -> Tensor:
         n, c, h, w = x.shape
-        y = self.layer(x.reshape(n * self.members, c // self.members, h, w))
-        return y.reshape(n, c, h, w).contiguous(memory_format=torch.channels_last)
+        per = c // self.members
+        if self.band is None or self.band.shape[0] != per or self.band.dtype != x.dtype:
+            # band[i, j] = alpha / size where channel i is in channel j's window (torch's padding).
+            i, j = torch.arange(per).view(-1, 1), torch.arange(per).view(1, -1)
+            inside = (i - j >= -(self.size // 2)) & (i - j <= (self.size - 1) // 2)
+            self.band = inside.to(x.dtype) * (self.alpha / self.size)
+        rows = x.permute(0, 2, 3, 1).reshape(-1, per)  # (B*H*W*S, C): a view of the channels_last layout
+        # The window sums as one thin matmul: one pass over the data, where shifted slices take several.
+        div = torch.addmm(rows.new_full((1,), self.k), rows * rows, self.band.to(x.device))
+        return (rows * div.pow(-self.beta)).reshape(n, h, w, c).permute(0, 3, 1, 2)
 
 
 def _widen(module: nn.Module, s: int) -> nn.Module:
@@ -109,7 +121,7 @@ def _widen(module: nn.Module, s: int) -> nn.Module:
     if isinstance(module, nn.Dropout):
         return MemberDropout(module.p, s)
     if isinstance(module, nn.LocalResponseNorm):
-        return PerMember(module, s)
+        return MemberLRN(module, s)
     if isinstance(module, _PER_CHANNEL):
         return module
     raise ValueError(f"StackedConvNet cannot stack a {type(module).__name__} layer")
