@@ -31,9 +31,9 @@ def test_fixture_is_a_readable_sweep_and_the_figure_is_drawn(tmp_path):
 
 def test_main_quick_path_at_tiny_size(tmp_path, capsys):
     report = bench.main(["--data", "synthetic", "--steps", "20", "--rounds", "1", "--runs", "2",
-                         "--json", str(tmp_path / "b.json")])
+                         "--conv-steps", "0", "--json", str(tmp_path / "b.json")])
     out = capsys.readouterr().out
-    assert "Machine:" in out and "RATIO suite/naive" in out
+    assert "Machine:" in out and "RATIO mlp suite/naive" in out and "RATIO conv" not in out
     assert {"naive", "single", "stacked", "ratio", "ratio_per_core", "eval_pct", "probe_pct", "figure_s"} <= set(report)
     assert report["ratio_per_core"] == report["stacked"] / report["naive"] > 0
     if "suite_machine" in report:  # 2+ cores: the whole-machine comparison is the headline
@@ -50,3 +50,18 @@ def test_conv_report_on_cpu_at_tiny_width(capsys):
                            for k in ("images_per_s", "peak_fraction")}
     assert all(v > 0 for v in report.values())
     assert "GFLOP/image" in capsys.readouterr().out
+
+
+def test_conv_ratio_at_tiny_size(tmp_path, capsys):
+    """The RATIO conv measurement's pieces run: the naive loop, a single run, a 3-seed stack, and
+    the whole-machine layout (where there are 2+ cores), each rate and ratio consistent."""
+    from bnrepro.bench_conv import conv_ratio
+
+    report = conv_ratio(["data=synthetic", "data.synthetic.train_size=256", "data.test_size=64",
+                         "trainer.eval_batch_size=64"], steps=3, rounds=1, out=tmp_path)
+    out = capsys.readouterr().out
+    assert report["conv_ratio_per_core"] == report["conv_stacked"] / report["conv_naive"] > 0
+    assert 0 < report["conv_peak_fraction"] < 1 and report["conv_gflop_per_step"] > 0
+    assert "(g) suite, 3 seeds stacked" in out
+    if "conv_suite_machine" in report:
+        assert report["conv_ratio"] == report["conv_suite_machine"] / report["conv_naive_machine"] > 0

@@ -2,12 +2,12 @@
 
 The loop (bnrepro/training/loop.py) sees every run as S members trained in lockstep: S = 1 for
 a single run (`SingleModel`, any network, DDP, autocast, compile), S = len(seeds) for a seed
-sweep of the MLP trained as one model (`StackedMembers` over `models.stacked.StackedMLP`), and
-S = len(seeds) of a conv network trained as one (`StackedConvMembers` over
-`models.stacked_conv.StackedConvNet`). All answer the same calls with a leading member dimension: the step's losses (S,) and logits
-(S, B, classes), evaluation totals (S, 2), probed activations (S, B, C, ...). Each member is
-initialized exactly as its single run would be (`build_members`), so a stacked member's numbers
-equal its single run's up to float rounding (tests/test_stacked.py).
+sweep of the MLP trained as one model (`StackedMembers` over `models.stacked.StackedMLP`) or of
+a conv network (`StackedConvMembers` over `models.stacked_conv.StackedConvNet`). All answer the
+same calls with a leading member dimension: the step's losses (S,) and logits (S, B, classes),
+evaluation totals (S, 2), probed activations (S, B, C, ...). Each member is initialized exactly
+as its single run would be (`build_members`), so a stacked member's numbers equal its single
+run's up to float rounding (tests/test_stacked.py, tests/test_stacked_conv.py).
 """
 from __future__ import annotations
 
