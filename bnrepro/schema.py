@@ -118,6 +118,10 @@ class DataConfig:
     binarize_threshold: float = 0.5
     pad_to: Optional[int] = None  # zero-pad images to this size (Fashion-MNIST 28 -> 32 for the Inceptions)
     test_size: Optional[int] = None  # evaluate on this many held-out examples (a fixed prefix); null = all
+    # Examples held out of the training split as a validation split (the same fixed, seeded choice
+    # in every run, never trained on); evaluated beside the test split and logged as `val/...`.
+    # What an experiment chooses (rates, thresholds, plateaus) is read from it, never from test.
+    val_size: int = 0
     reshuffle: bool = True  # a new order every epoch; false repeats the first (Sec. 4.2.1's shuffling knob)
     augment: AugmentOptions = field(default_factory=AugmentOptions)
     synthetic: SyntheticOptions = field(default_factory=SyntheticOptions)

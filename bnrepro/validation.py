@@ -65,6 +65,7 @@ RULES: list[tuple[str, Check, str]] = [
     ("data.binarize_threshold", within(0, 1, open_hi=True), "0.5"),  # pixels are in [0, 1]
     ("data.pad_to", optional(at_least(1)), "32"),  # and at least the images' size: _cross_field
     ("data.test_size", optional(at_least(1)), "1000 (null: the whole held-out split)"),  # 0 would silently mean "all"
+    ("data.val_size", at_least(0), "5000 (0: no validation split)"),
     ("data.augment.crop_padding", at_least(0), "4"),
     ("data.augment.jitter", within(0, 1, open_hi=True), "0.2"),  # contrast 1 +/- jitter stays positive
     ("data.augment.jitter_scale", at_least(0.0), "0.25"),

@@ -42,6 +42,8 @@ class DataBundle:
     stacked: Callable[[list[int]], tensors.StackedBatches] | None  # seeds -> all their batches at once
     test_batches: Callable[[], Iterator[Batch]]  # one pass over the held-out split, on the device
     notes: tuple[str, ...] = ()  # how the data differs from what was asked, where it was adjusted
+    val_size: int = 0  # data.val_size examples held out of the training split (train_size excludes them)
+    val_batches: Callable[[], Iterator[Batch]] | None = None  # one pass over them, when val_size > 0
 
     def train_batches(self, seed: int | list[int], augment: bool = True):
         """The training batches of one run (a seed: (N, C, H, W)) or of a stack of runs (a list of
@@ -63,6 +65,11 @@ def build_data(cfg: DataConfig, batch_size: int, eval_batch_size: int, device: t
     name = choice(cfg.name)
     device = torch.device(device)
     if name == "imagenet_subset":
+        if cfg.val_size:
+            raise BnreproError(
+                f"data.val_size={cfg.val_size} is not supported for imagenet_subset yet: its held-out split is "
+                "ImageNet's own validation set. Hold out training classes' images in the folder tree instead, "
+                "or use data.val_size=0.")
         train, val, source = imagenet.load(cfg)
         size, workers = cfg.imagenet.image_size, cfg.imagenet.num_workers
         notes = () if cfg.test_size is None else (
@@ -76,7 +83,7 @@ def build_data(cfg: DataConfig, batch_size: int, eval_batch_size: int, device: t
             notes=notes,
         )
     else:
-        splits = tensors.load(cfg, device)
+        splits = tensors.load(cfg, device, batch_size)
         bundle = DataBundle(
             name, tuple(splits.x_train.shape[1:]), splits.num_classes, len(splits.y_train),
             len(splits.y_test), splits.source, device, cfg.augment,
@@ -84,6 +91,9 @@ def build_data(cfg: DataConfig, batch_size: int, eval_batch_size: int, device: t
             stacked=partial(tensors.StackedBatches, splits.x_train, splits.y_train, batch_size, reshuffle=cfg.reshuffle),
             test_batches=partial(tensors.chunks, splits.x_test, splits.y_test, eval_batch_size),
             notes=splits.notes,
+            val_size=0 if splits.y_val is None else len(splits.y_val),
+            val_batches=None if splits.y_val is None else partial(tensors.chunks, splits.x_val, splits.y_val,
+                                                                  eval_batch_size),
         )
     if bundle.train_size < batch_size:
         # Incomplete batches are dropped, so an epoch would hold no batch at all.

@@ -25,7 +25,7 @@ from torchvision.datasets.mnist import read_image_file, read_label_file
 from torchvision.datasets.utils import check_integrity
 
 from bnrepro.data.locate import TITLES, TORCHVISION, corrupt, data_dir, expected_files, locate
-from bnrepro.errors import DataCorruptError
+from bnrepro.errors import BnreproError, DataCorruptError
 from bnrepro.schema import DataConfig, SyntheticOptions, choice
 
 Batch = tuple[Tensor, Tensor]
@@ -46,16 +46,47 @@ class Splits:
     num_classes: int
     source: str
     notes: tuple[str, ...] = ()  # what the run should know about how its data was taken
+    x_val: Tensor | None = None  # data.val_size examples held out of the training split
+    y_val: Tensor | None = None
 
 
-def load(cfg: DataConfig, device: torch.device) -> Splits:
+# The validation split is the same examples in every run, whatever its seed: a fixed permutation.
+VAL_SEED = 2015
+
+
+def hold_out(x: Tensor, y: Tensor, val_size: int, batch_size: int, where: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(x_train, y_train, x_val, y_val): `val_size` examples drawn once from the training split by
+    a fixed permutation (VAL_SEED), the rest in their original order for training."""
+    if val_size > len(y) - batch_size:
+        raise BnreproError(
+            f"data.val_size={val_size} leaves fewer than one batch of the {len(y)} training examples of "
+            f"{where} to train on; choose data.val_size={max(0, len(y) - batch_size) // 2} or less.")
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(VAL_SEED)).to(y.device)
+    val, train = order[:val_size], order[val_size:].sort().values
+    return x[train], y[train], x[val], y[val]
+
+
+def load(cfg: DataConfig, device: torch.device, batch_size: int = 1) -> Splits:
     name = choice(cfg.name)
     splits = synthetic(cfg.synthetic) if name == "synthetic" else _read_torchvision(name, cfg, device)
-    x_train, x_test = preprocess(splits.x_train.to(device), splits.x_test.to(device), cfg, splits.source)
+    x_train, y_train = splits.x_train.to(device), splits.y_train.to(device)
+    x_val = y_val = None
+    if cfg.val_size:  # held out before preprocessing, so its statistics come from training examples only
+        x_train, y_train, x_val, y_val = hold_out(x_train, y_train, cfg.val_size, batch_size,
+                                                  f"{name} ({_where(cfg, splits.source)})")
+    held = x_test = splits.x_test.to(device)
+    if x_val is not None:
+        held = torch.cat([x_val, x_test])
+    x_train, held = preprocess(x_train, held, cfg, splits.source)
     if cfg.pad_to:  # e.g. 28 -> 32 px with a zero border, so 32 px networks take MNIST-family images
-        x_train, x_test = (pad_to(x, cfg.pad_to) for x in (x_train, x_test))
-    for split, x in (("training", x_train), ("test", x_test)):
-        check_finite(x, f"the {split} split of {name} ({_where(cfg, splits.source)})")
+        x_train, held = (pad_to(x, cfg.pad_to) for x in (x_train, held))
+    if x_val is not None:
+        x_val, x_test = held[:len(x_val)], held[len(x_val):]
+    else:
+        x_test = held
+    for split, x in (("training", x_train), ("test", x_test), ("validation", x_val)):
+        if x is not None:
+            check_finite(x, f"the {split} split of {name} ({_where(cfg, splits.source)})")
     notes = splits.notes
     n_test = cfg.test_size or len(x_test)  # a fixed prefix of the held-out split, for cheap CPU-scale evals
     if n_test > len(x_test):
@@ -63,8 +94,8 @@ def load(cfg: DataConfig, device: torch.device) -> Splits:
         # working on smaller stand-ins; the note says what was evaluated.
         notes += (f"data.test_size={n_test} exceeds the {len(x_test)} examples of {name}'s test split "
                   f"({splits.source}): all {len(x_test)} are evaluated.",)
-    return replace(splits, x_train=x_train, y_train=splits.y_train.to(device),
-                   x_test=x_test[:n_test], y_test=splits.y_test.to(device)[:n_test], notes=notes)
+    return replace(splits, x_train=x_train, y_train=y_train, x_test=x_test[:n_test],
+                   y_test=splits.y_test.to(device)[:n_test], notes=notes, x_val=x_val, y_val=y_val)
 
 
 def check_finite(x: Tensor, what: str) -> None:

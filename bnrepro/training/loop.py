@@ -45,6 +45,8 @@ class FitResult:
     final: dict[str, float] = field(default_factory=dict)
     best_accuracy: float = float("nan")
     best_step: int = 0
+    best_val_accuracy: float = float("nan")  # with data.val_size: what choices are made on
+    best_val_step: int = 0
     drift: dict[str, dict[str, float]] = field(default_factory=dict)
     divergence: str | None = None  # nonfinite | dead, when status == diverged
     dead_checks: int = 0  # consecutive log steps so far at which the logits did not depend on the input
@@ -112,15 +114,19 @@ def fit(members, data: DataBundle, cfg: Config, logs: list, checkpoints: Checkpo
         if population:
             members.recompute_population(islice(population_batches, cfg.bn.population_batches),
                                          cfg.bn.population_batches)
-        totals = members.evaluate(data.test_batches()).tolist()
-        for (loss, correct), r, log in zip(totals, results, logs):
-            if not r.active:
-                continue
-            accuracy = correct / data.test_size
-            log.log(step, "test", {"loss": loss / data.test_size, "accuracy": accuracy})
-            if accuracy > r.best_accuracy or math.isnan(r.best_accuracy):
-                r.best_accuracy, r.best_step = accuracy, step
-            log.log(step, "test", {"best_accuracy": r.best_accuracy})
+        splits = [("val", data.val_batches, data.val_size)] if data.val_size else []
+        for split, batches_of, size in [*splits, ("test", data.test_batches, data.test_size)]:
+            totals = members.evaluate(batches_of()).tolist()
+            for (loss, correct), r, log in zip(totals, results, logs):
+                if not r.active:
+                    continue
+                accuracy = correct / size
+                log.log(step, split, {"loss": loss / size, "accuracy": accuracy})
+                best = "best_val" if split == "val" else "best"
+                if accuracy > getattr(r, f"{best}_accuracy") or math.isnan(getattr(r, f"{best}_accuracy")):
+                    setattr(r, f"{best}_accuracy", accuracy)
+                    setattr(r, f"{best}_step", step)
+                log.log(step, split, {"best_accuracy": getattr(r, f"{best}_accuracy")})
         timing["eval_time_s"] += time.perf_counter() - tic
 
     probe = None
@@ -192,5 +198,6 @@ def fit(members, data: DataBundle, cfg: Config, logs: list, checkpoints: Checkpo
         if r.active:
             r.steps = step
         r.drift = probe.drift(i) if probe else {}
-        r.final = {k: v for k, v in log.latest.items() if k in ("train/loss", "test/loss", "test/accuracy")}
+        r.final = {k: v for k, v in log.latest.items()
+                   if k in ("train/loss", "test/loss", "test/accuracy", "val/loss", "val/accuracy")}
     return results, timing

@@ -265,6 +265,8 @@ def _train(cfg: Config, out: Path, threads: int | None, on_start: Callable[[], N
                 summaries[s].update(
                     status=r.status, divergence=r.divergence, steps=r.steps, final=r.final,
                     best_accuracy=r.best_accuracy, best_step=r.best_step, drift=r.drift,
+                    **({"best_val_accuracy": r.best_val_accuracy, "best_val_step": r.best_val_step,
+                        "val_size": data.val_size} if data.val_size else {}),
                     train_time_s=round(train_time, 3), steps_per_s=round((r.steps - start_step) / train_time, 1),
                     data_source=data.source, data_notes=list(data.notes), **{k: round(v, 3) for k, v in timing.items()},
                     **({"model_steps_per_s": round(model_steps / train_time, 1)} if stacked else {}))
