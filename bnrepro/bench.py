@@ -20,8 +20,8 @@ TensorDataset, batch 32, training only), (f) the suite's single run and (g) its 
 evaluation and probes on (every third of the steps), each also as a fraction of one core's
 measured sgemm peak, and (h) the whole machine: the naive loop on every core against `make fig2`'s
 layout, one stacked 3-seed process per core. Each whole-machine ratio is printed last, on its
-own line starting with RATIO (mlp, conv). Then the time to regenerate Figure 1 (scripts/plot_fig1.py) from a sweep of 100 runs: a timing
-fixture of 100 run directories in the real format with made-up numbers, in a temporary
+own line starting with RATIO (mlp, conv). Then the time to regenerate Figure 1
+(scripts/plot_fig1.py) from a sweep of 100 runs: a timing fixture of 100 run directories in the real format with made-up numbers, in a temporary
 directory, never next to real results.
 """
 from __future__ import annotations

@@ -133,7 +133,6 @@ def side_by_side(jobs: dict[str, list[str]], out: Path) -> float:
     return len(rates) * min(rates)
 
 
-
 # `make fig2`'s model and recipe (configs/experiment/fig2_fashion_mnist.yaml) as BN-Baseline.
 FIG2 = ["experiment=fig2_fashion_mnist", "variant=bn_baseline", "trainer.progress=none"]
 SEEDS = [0, 1, 2]

@@ -47,14 +47,13 @@ def test_stacked_seeds_share_the_val_split(make_cfg, tmp_path):
     assert stacked[1]["best_val_accuracy"] == pytest.approx(single["best_val_accuracy"], abs=1e-6)
 
 
-@pytest.mark.parametrize("overrides, says", [
-    (["data=synthetic", "data.val_size=1990"], "data.val_size=1990 leaves fewer than one batch"),
-    (["data=synthetic", "data.val_size=-1"], "data.val_size"),
-])
-def test_bad_val_size_is_one_clear_error(make_cfg, tmp_path, overrides, says):
-    from bnrepro.validation import validate
+def test_a_val_size_that_leaves_no_batch_is_one_clear_error(make_cfg):
+    """(A negative data.val_size is a row of tests/test_bad_input.py's config table.)"""
+    with pytest.raises(BnreproError, match="data.val_size=1990 leaves fewer than one batch"):
+        build_data(make_cfg("data=synthetic", "data.val_size=1990").data, batch_size=32, eval_batch_size=64, device="cpu")
 
-    with pytest.raises(BnreproError, match=says):
-        cfg = make_cfg(*overrides)
-        validate(cfg)
-        build_data(cfg.data, batch_size=32, eval_batch_size=64, device="cpu")
+
+def test_imagenet_subset_refuses_val_size(make_cfg):
+    with pytest.raises(BnreproError, match="data.val_size=100 is not supported for imagenet_subset"):
+        build_data(make_cfg("data=imagenet_subset", "data.val_size=100").data, batch_size=32, eval_batch_size=64,
+                   device="cpu")

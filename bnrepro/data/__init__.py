@@ -91,9 +91,8 @@ def build_data(cfg: DataConfig, batch_size: int, eval_batch_size: int, device: t
             stacked=partial(tensors.StackedBatches, splits.x_train, splits.y_train, batch_size, reshuffle=cfg.reshuffle),
             test_batches=partial(tensors.chunks, splits.x_test, splits.y_test, eval_batch_size),
             notes=splits.notes,
-            val_size=0 if splits.y_val is None else len(splits.y_val),
-            val_batches=None if splits.y_val is None else partial(tensors.chunks, splits.x_val, splits.y_val,
-                                                                  eval_batch_size),
+            val_size=len(splits.y_val),
+            val_batches=partial(tensors.chunks, splits.x_val, splits.y_val, eval_batch_size),
         )
     if bundle.train_size < batch_size:
         # Incomplete batches are dropped, so an epoch would hold no batch at all.

@@ -46,7 +46,7 @@ class Splits:
     num_classes: int
     source: str
     notes: tuple[str, ...] = ()  # what the run should know about how its data was taken
-    x_val: Tensor | None = None  # data.val_size examples held out of the training split
+    x_val: Tensor | None = None  # data.val_size examples held out of the training split (maybe none)
     y_val: Tensor | None = None
 
 
@@ -57,6 +57,8 @@ VAL_SEED = 2015
 def hold_out(x: Tensor, y: Tensor, val_size: int, batch_size: int, where: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(x_train, y_train, x_val, y_val): `val_size` examples drawn once from the training split by
     a fixed permutation (VAL_SEED), the rest in their original order for training."""
+    if val_size == 0:
+        return x, y, x[:0], y[:0]
     if val_size > len(y) - batch_size:
         raise BnreproError(
             f"data.val_size={val_size} leaves fewer than one batch of the {len(y)} training examples of "
@@ -69,24 +71,15 @@ def hold_out(x: Tensor, y: Tensor, val_size: int, batch_size: int, where: str) -
 def load(cfg: DataConfig, device: torch.device, batch_size: int = 1) -> Splits:
     name = choice(cfg.name)
     splits = synthetic(cfg.synthetic) if name == "synthetic" else _read_torchvision(name, cfg, device)
-    x_train, y_train = splits.x_train.to(device), splits.y_train.to(device)
-    x_val = y_val = None
-    if cfg.val_size:  # held out before preprocessing, so its statistics come from training examples only
-        x_train, y_train, x_val, y_val = hold_out(x_train, y_train, cfg.val_size, batch_size,
-                                                  f"{name} ({_where(cfg, splits.source)})")
-    held = x_test = splits.x_test.to(device)
-    if x_val is not None:
-        held = torch.cat([x_val, x_test])
-    x_train, held = preprocess(x_train, held, cfg, splits.source)
+    # Held out before preprocessing, so the statistics come from the training examples only.
+    x_train, y_train, x_val, y_val = hold_out(splits.x_train.to(device), splits.y_train.to(device), cfg.val_size,
+                                              batch_size, f"{name} ({_where(cfg, splits.source)})")
+    x_train, held = preprocess(x_train, torch.cat([x_val, splits.x_test.to(device)]), cfg, splits.source)
     if cfg.pad_to:  # e.g. 28 -> 32 px with a zero border, so 32 px networks take MNIST-family images
         x_train, held = (pad_to(x, cfg.pad_to) for x in (x_train, held))
-    if x_val is not None:
-        x_val, x_test = held[:len(x_val)], held[len(x_val):]
-    else:
-        x_test = held
-    for split, x in (("training", x_train), ("test", x_test), ("validation", x_val)):
-        if x is not None:
-            check_finite(x, f"the {split} split of {name} ({_where(cfg, splits.source)})")
+    x_val, x_test = held[:len(y_val)], held[len(y_val):]
+    for split, x in (("training", x_train), ("validation", x_val), ("test", x_test)):
+        check_finite(x, f"the {split} split of {name} ({_where(cfg, splits.source)})")
     notes = splits.notes
     n_test = cfg.test_size or len(x_test)  # a fixed prefix of the held-out split, for cheap CPU-scale evals
     if n_test > len(x_test):

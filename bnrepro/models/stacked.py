@@ -15,10 +15,10 @@ through `bnrepro/training/members.py`, as it drives a single model.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bnrepro.models.mlp import MLP
+from bnrepro.models.stacked_conv import eval_totals
 from bnrepro.nn.bn import scale_shift, update_running_stats
 
 _ACTIVATIONS = {nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.ReLU: "relu"}
@@ -253,13 +253,4 @@ class StackedMLP(nn.Module):
     @torch.no_grad()
     def evaluate(self, batches) -> Tensor:
         """Summed cross-entropy and number correct per member over (x, y) batches: (S, 2)."""
-        total = None
-        for xb, yb in batches:
-            logits = self.pre_activations(xb.flatten(1), train_stats=False)[1]
-            target = yb.expand(self.size, -1)
-            loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none").view(self.size, -1)
-            if total is None:
-                total = torch.zeros(self.size, 2, device=xb.device, dtype=torch.float64)
-            total[:, 0] += loss.sum(1)
-            total[:, 1] += (logits.argmax(2) == target).sum(1)
-        return total
+        return sum(eval_totals(self.pre_activations(xb.flatten(1), train_stats=False)[1], yb) for xb, yb in batches)

@@ -91,14 +91,15 @@ class MemberLRN(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         n, c, h, w = x.shape
         per = c // self.members
-        if self.band is None or self.band.shape[0] != per or self.band.dtype != x.dtype:
+        band = self.band
+        if band is None or band.shape[0] != per or band.dtype != x.dtype or band.device != x.device:
             # band[i, j] = alpha / size where channel i is in channel j's window (torch's padding).
             i, j = torch.arange(per).view(-1, 1), torch.arange(per).view(1, -1)
             inside = (i - j >= -(self.size // 2)) & (i - j <= (self.size - 1) // 2)
-            self.band = inside.to(x.dtype) * (self.alpha / self.size)
+            band = self.band = inside.to(x.device, x.dtype) * (self.alpha / self.size)
         rows = x.permute(0, 2, 3, 1).reshape(-1, per)  # (B*H*W*S, C): a view of the channels_last layout
         # The window sums as one thin matmul: one pass over the data, where shifted slices take several.
-        div = torch.addmm(rows.new_full((1,), self.k), rows * rows, self.band.to(x.device))
+        div = torch.addmm(rows.new_full((1,), self.k), rows * rows, band)
         return (rows * div.pow(-self.beta)).reshape(n, h, w, c).permute(0, 3, 1, 2)
 
 
@@ -198,6 +199,15 @@ class StackedConvNet(nn.Module):
         """A captured (B, S*C, ...) feature map as (S, B, C, ...)."""
         n, c = x.shape[:2]
         return x.reshape(n, self.size, c // self.size, *x.shape[2:]).transpose(0, 1)
+
+
+def eval_totals(logits: Tensor, y: Tensor) -> Tensor:
+    """Each member's summed cross-entropy and number correct, (S, 2) in float64, from logits
+    (S, B, classes) and the batch's targets (B,), which every member was evaluated on."""
+    s = logits.size(0)
+    target = y.expand(s, -1)
+    loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none").view(s, -1).sum(1)
+    return torch.stack([loss.double(), (logits.argmax(2) == target).sum(1).double()], 1)
 
 
 def member_losses(logits: Tensor, y: Tensor) -> Tensor:

@@ -55,6 +55,14 @@ class FitResult:
     def active(self) -> bool:
         return self.status == "completed"
 
+    def record_best(self, split: str, accuracy: float, step: int) -> float:
+        """The split's (test or val) best accuracy so far, counting `accuracy` at `step`."""
+        prefix = "best_val" if split == "val" else "best"
+        if accuracy > getattr(self, f"{prefix}_accuracy") or math.isnan(getattr(self, f"{prefix}_accuracy")):
+            setattr(self, f"{prefix}_accuracy", accuracy)
+            setattr(self, f"{prefix}_step", step)
+        return getattr(self, f"{prefix}_accuracy")
+
     def state_dict(self) -> dict:
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("final", "drift")}
 
@@ -121,12 +129,8 @@ def fit(members, data: DataBundle, cfg: Config, logs: list, checkpoints: Checkpo
                 if not r.active:
                     continue
                 accuracy = correct / size
-                log.log(step, split, {"loss": loss / size, "accuracy": accuracy})
-                best = "best_val" if split == "val" else "best"
-                if accuracy > getattr(r, f"{best}_accuracy") or math.isnan(getattr(r, f"{best}_accuracy")):
-                    setattr(r, f"{best}_accuracy", accuracy)
-                    setattr(r, f"{best}_step", step)
-                log.log(step, split, {"best_accuracy": getattr(r, f"{best}_accuracy")})
+                log.log(step, split, {"loss": loss / size, "accuracy": accuracy,
+                                      "best_accuracy": r.record_best(split, accuracy, step)})
         timing["eval_time_s"] += time.perf_counter() - tic
 
     probe = None

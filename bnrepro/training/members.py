@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from bnrepro.errors import BnreproError
 from bnrepro.models import build_model
 from bnrepro.models.stacked import StackedMLP
-from bnrepro.models.stacked_conv import StackedConvNet, member_losses
+from bnrepro.models.stacked_conv import StackedConvNet, eval_totals, member_losses
 from bnrepro.nn.bn import recompute_population_stats
 from bnrepro.schema import Config, choice, member_seeds
 from bnrepro.tracking.probes import capture, norm_points, probe_points
@@ -153,10 +153,7 @@ class StackedConvMembers:
         total = torch.zeros(self.size, 2, dtype=torch.float64, device=self.device)
         for x, y in (chunk for batch in batches for chunk in zip(*(t.split(self.EVAL_CHUNK) for t in batch))):
             with autocast(self.amp, x.device):
-                logits = self.module(x).float()
-            target = y.expand(self.size, -1)
-            total[:, 0] += F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none").view(self.size, -1).sum(1)
-            total[:, 1] += (logits.argmax(2) == target).sum(1)
+                total += eval_totals(self.module(x).float(), y)
         self.module.train(was_training)
         return total
 
