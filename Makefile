@@ -8,12 +8,14 @@ DEMO_DIR := outputs/demo
 DEMO_STEPS ?= 6000
 FIG1_SWEEP := outputs/results/fig1_fashion_mnist
 FIG2_SWEEP := outputs/results/fig2_fashion_mnist
+FIG2_LR_SWEEP := outputs/results/fig2_lr_fashion_mnist
+FIG4_SWEEP := outputs/results/fig4_fashion_mnist
 PLACEMENT_MLP_SWEEP := outputs/results/placement_mlp_fashion_mnist
 PLACEMENT_CONV_SWEEP := outputs/results/placement_conv_fashion_mnist
 NORMS_SWEEP := outputs/results/norm_batchsize_fashion_mnist
 
-.PHONY: setup demo test fig1 fig2 placement norms figures report bench lock clean
-SWEEPS := $(FIG1_SWEEP) $(FIG2_SWEEP) $(PLACEMENT_MLP_SWEEP) $(PLACEMENT_CONV_SWEEP) $(NORMS_SWEEP)
+.PHONY: setup demo test fig1 fig2_lr fig2 fig4 placement norms figures report bench lock clean
+SWEEPS := $(FIG1_SWEEP) $(FIG2_LR_SWEEP) $(FIG2_SWEEP) $(FIG4_SWEEP) $(PLACEMENT_MLP_SWEEP) $(PLACEMENT_CONV_SWEEP) $(NORMS_SWEEP)
 # A sweep's compact run data, results/<sweep>/rundata.tar.xz (scripts/pack_sweep.py): refreshed
 # after each sweep, and unpacked by `make figures` where the sweep directory is missing.
 PACK = $(PY) scripts/pack_sweep.py
@@ -55,18 +57,38 @@ fig1: setup
 bench: setup
 	$(PY) scripts/bench.py
 
-# The sweep behind results/fig2_fashion_mnist: Figures 2 and 3 at CPU scale, 7 variants x 3 seeds.
-# Each variant's three seeds train as one stacked model (seeds=[0,1,2], bnrepro/models/stacked_conv.py),
-# in two processes of one torch thread each; every seed still writes its own run directory,
+# The protocol's first step (configs/experiment/fig2_fashion_mnist.yaml): the no-BN Inception's base
+# rate, chosen on the validation split from 3 rates x 2 seeds (stacked) at half the budget.
+fig2_lr: setup
+	bash scripts/get_fashion_mnist.sh
+	for lrs in 0.03 0.1,0.01; do \
+		$(PY) experiments/train.py -m experiment=fig2_fashion_mnist data.download=true variant=inception \
+			optim.lr=$$lrs 'seeds=[0,1]' trainer.max_steps=6000 optim.lr_decay_every=300 trainer.threads=1 \
+			hydra.sweep.dir=$(FIG2_LR_SWEEP) & \
+	done; wait
+	$(PACK) $(FIG2_LR_SWEEP)
+
+# The sweep behind results/fig2_fashion_mnist: Figures 2 and 3 at CPU scale, 7 variants x 3 seeds, at
+# the base rate fig2_lr chose. Each variant's three seeds train as one stacked model (seeds=[0,1,2],
+# bnrepro/models/stacked_conv.py), in two processes of one torch thread each, the long (12,000-step)
+# variants split between them; every seed still writes its own run directory,
 # $(FIG2_SWEEP)/variant=<v>/seed=<s>/ (wall time: results/fig2_fashion_mnist/fig3.md). A diverged
 # or failed run is recorded and the sweep goes on.
 fig2: setup
 	bash scripts/get_fashion_mnist.sh
-	for vs in inception,bn_baseline,bn_x5,inception_x5 bn_x30,bn_x5_sigmoid,inception_sigmoid; do \
+	for vs in inception,bn_x5,bn_x30,bn_x5_sigmoid,inception_x5 inception_sigmoid,bn_baseline; do \
 		$(PY) experiments/train.py -m experiment=fig2_fashion_mnist data.download=true \
 			variant=$$vs 'seeds=[0,1,2]' trainer.threads=1 hydra.sweep.dir=$(FIG2_SWEEP) & \
 	done; wait
 	$(PACK) $(FIG2_SWEEP)
+
+# The runs behind results/fig4_fashion_mnist: three more BN-x30 networks (dropout 10%, seeds 3-5, one
+# stack) for Figure 4's ensemble; the other three members are make fig2's BN-x30 runs.
+fig4: setup
+	bash scripts/get_fashion_mnist.sh
+	$(PY) experiments/train.py experiment=fig4_fashion_mnist data.download=true 'seeds=[3,4,5]' \
+		trainer.threads=1 hydra.run.dir=$(FIG4_SWEEP)/bn_x30_dropout
+	$(PACK) $(FIG4_SWEEP)
 
 # The sweeps behind results/placement_*: BN before vs after the nonlinearity (and none), ReLU and
 # sigmoid, for the MLP (5 seeds) and the small Inception (3 seeds stacked per job), side by side,
@@ -102,7 +124,9 @@ figures: setup
 	$(PY) scripts/plot_fig1.py $(FIG1_SWEEP) --out results/fig1_fashion_mnist
 	$(PY) scripts/report_fig1.py $(FIG1_SWEEP) --out results/fig1_fashion_mnist/report.md
 	$(PY) scripts/plot_fig2.py $(FIG2_SWEEP) --out results/fig2_fashion_mnist
+	$(PY) scripts/table_lr.py $(FIG2_LR_SWEEP) --out results/fig2_lr_fashion_mnist
 	$(PY) scripts/table_fig3.py $(FIG2_SWEEP) --out results/fig2_fashion_mnist
+	$(PY) scripts/table_fig4.py $(FIG4_SWEEP) --members $(FIG2_SWEEP) --out results/fig4_fashion_mnist
 	for d in $(PLACEMENT_MLP_SWEEP) $(PLACEMENT_CONV_SWEEP); do \
 		$(PY) scripts/plot_placement.py $$d --out results/$$(basename $$d) && \
 		$(PY) scripts/report_placement.py $$d --out results/$$(basename $$d) || exit 1; done

@@ -28,16 +28,17 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from bnrepro.errors import BnreproError
-from bnrepro.schema import Config, scaled_lr, steps_for
+from bnrepro.schema import Config, scaled_lr, schedule_steps, steps_for
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def register() -> None:
     ConfigStore.instance().store(name="config_schema", node=Config)
-    # Arithmetic the YAML files may use (configs/experiment/norm_batchsize.yaml).
+    # Arithmetic the YAML files may use (configs/experiment/norm_batchsize.yaml, fig2_fashion_mnist.yaml).
     OmegaConf.register_new_resolver("steps_for", steps_for, replace=True)
     OmegaConf.register_new_resolver("scaled_lr", scaled_lr, replace=True)
+    OmegaConf.register_new_resolver("schedule_steps", schedule_steps, replace=True)
     # Run directory names (configs/train.yaml's hydra.run.dir, hydra.sweep.subdir).
     OmegaConf.register_new_resolver("run_name", run_name, replace=True)
 

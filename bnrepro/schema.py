@@ -42,6 +42,14 @@ class Activation(str, Enum):
     tanh = "tanh"
 
 
+class Init(str, Enum):
+    """The conv nets' weight init when model.init_std is null (bnrepro/models/inception.py:_init)."""
+
+    auto = "auto"  # matched to the nonlinearity: he for relu, glorot for sigmoid and tanh
+    he = "he"
+    glorot = "glorot"
+
+
 class Placement(str, Enum):
     none = "none"  # no BN (the paper's baselines)
     before = "before"  # z = g(BN(Wu)), the paper's choice (Sec. 3.2)
@@ -151,7 +159,8 @@ class BNConfig:
 class ModelConfig:
     name: str = "mlp"  # mlp | bn_inception | inception_small
     activation: Activation = Activation.sigmoid
-    init_std: Optional[float] = None  # Gaussian weight std; null keeps torch's default init
+    init_std: Optional[float] = None  # Gaussian weight std; null: torch's default (mlp), `init` (conv nets)
+    init: Init = Init.auto  # conv nets without init_std: he | glorot | auto (he for relu, glorot otherwise)
     # mlp
     depth: int = 3  # hidden layers
     width: int = 100
@@ -207,7 +216,14 @@ class OptimConfig:
 class TrainerConfig:
     max_steps: int = 50_000
     batch_size: int = 60
-    eval_every: int = 500  # test accuracy on the held-out split every this many steps
+    eval_every: int = 500  # test (and val) accuracy every this many steps
+    # > 0: log-spaced evaluations instead, this many per decade from step eval_every on (step
+    # eval_every * 10 ** (k / eval_per_decade)), so that "steps to a threshold" is resolved to the same
+    # fraction of its value early and late (20 per decade: consecutive evaluations 12% apart).
+    eval_per_decade: int = 0
+    # At the end, each member's class probabilities on the test split to test_probs.csv (Figure 4's
+    # ensemble averages them: scripts/table_fig4.py).
+    save_predictions: bool = False
     eval_batch_size: int = 10_000
     log_every: int = 100  # train loss is averaged on the device and read back this often
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -262,6 +278,13 @@ def steps_for(examples, batch_size) -> int:
     """`${steps_for:EXAMPLES,${trainer.batch_size}}`: the steps that show the network about EXAMPLES
     training examples at this batch size (at least 1), for schedules fixed in examples, not steps."""
     return max(1, round(int(examples) / int(batch_size)))
+
+
+def schedule_steps(steps, speedup) -> int:
+    """`${schedule_steps:STEPS,${optim.lr_decay_speedup}}`: a budget of STEPS for the base schedule,
+    shortened by the factor by which a variant accelerates its learning-rate decay (Sec. 4.2.1's
+    6x), so that every variant runs its own schedule to the same point of decay."""
+    return max(1, round(int(steps) / float(speedup)))
 
 
 def scaled_lr(rule, lr, ref_batch, batch_size) -> float:

@@ -5,7 +5,9 @@ what others reported (bnrepro.paper.PLACEMENT_ANCHORS), and the per-run CSV.
     (writes report.md and runs.csv into --out; without --out, prints the Markdown)
 
 Per activation and placement: final test accuracy (the last evaluation; mean ± sample std over
-seeds, and n), best accuracy, and the final quantile skew of the last probed layer's typical
+seeds, and n), best validation accuracy and the test accuracy at that step (sweeps without a
+validation split: best test accuracy), the plateau gain of the seed-mean validation curve over the
+last 25% of the steps (bnrepro.analysis.fig3's rule), and the final quantile skew of the last probed layer's typical
 unit, of the normalization's output and of the nonlinearity's input (see scripts/plot_placement.py).
 "after - before": the difference of the seed means, ± the standard error of that difference.
 Reads metrics.csv, config.yaml, summary.json and provenance.json only.
@@ -15,10 +17,22 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
+
+from bnrepro.analysis import fig3
 from bnrepro.analysis.results import last_layer, provenance_lines
 from bnrepro.analysis.sweeps import (PLACEMENT_ORDER, band, difference, finals, load, placement_label, report_command,
                                      wall_times)
 from bnrepro.paper import PLACEMENT_ANCHORS
+
+
+def plateau(metrics, runs) -> str:
+    """fig3.plateau_gain of these runs' seed-mean curve (on best_split), as "+0.12 (held)"."""
+    split = runs.best_split.iloc[0]
+    rows = metrics[(metrics.split == split) & (metrics.name == "accuracy") & metrics.run.isin(runs.run)]
+    wide = rows.pivot_table(index="run", columns="step", values="value").sort_index(axis=1)
+    gain = fig3.plateau_gain(wide.columns.to_numpy(float), wide.to_numpy(float))
+    return "n/a" if np.isnan(gain) else f"+{100 * gain:.2f} ({'held' if gain < fig3.PLATEAU_GAIN else 'not held'})"
 
 
 def report(sweep_dir: Path) -> tuple[str, object]:
@@ -38,12 +52,15 @@ def report(sweep_dir: Path) -> tuple[str, object]:
              f"(p85 + p15 - 2 p50) / (p85 - p15) at the last probe of `{last_layer(metrics)}`'s typical unit, "
              "of the normalization's output and of the nonlinearity's input (0: symmetric; 1: p15 = p50).", ""]
     for activation, r in runs.groupby("model.activation"):
+        split = r.best_split.iloc[0]
         lines += [f"## {activation}", "",
-                  "| placement | seeds | final accuracy (%) | best accuracy (%) | skew of norm output | skew of g input |",
-                  "| --- | --- | --- | --- | --- | --- |"]
+                  f"| placement | seeds | final test accuracy (%) | best {split} accuracy (%) | test there (%) "
+                  f"| plateau gain, last 25% (points) | skew of norm output | skew of g input |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         for placement in [p for p in PLACEMENT_ORDER if p in set(r.placement)]:
             p = r[r.placement == placement]
             lines.append(f"| {placement_label(placement, norm)} | {len(p)} | {band(p.final)} | {band(p.best)} | "
+                         f"{band(p.test_at_best)} | {plateau(metrics, p)} | "
                          f"{band(p.skew_norm_unit, 1, 3)} | {band(p.skew_unit, 1, 3)} |")
         before, after = r[r.placement == "before"].final, r[r.placement == "after"].final
         lines += ["", f"after - before: {difference(after, before)} points (final accuracy).", ""]
@@ -60,7 +77,8 @@ def report(sweep_dir: Path) -> tuple[str, object]:
 
 
 COLUMNS = ["run", "seed", "data", "status", "model.name", "model.activation", "bn.norm", "placement",
-           "trainer.batch_size", "step", "examples", "final", "best", "skew_norm_unit", "skew_unit"]
+           "trainer.batch_size", "step", "examples", "final", "best_split", "best", "best_step", "test_at_best",
+           "skew_norm_unit", "skew_unit"]
 
 SORT_BY = ["model.activation", "placement", "seed"]
 

@@ -1,18 +1,16 @@
-"""Figure 3 of the paper from a fig2_* sweep: for each variant, the steps to reach the no-BN
-Inception's best accuracy, the speed-up over Inception, and the best accuracy and its step,
-beside the paper's numbers.
+"""Figure 3 of the paper from a fig2_* sweep, by the protocol of bnrepro.analysis.fig3: for each
+variant, the steps to reach the no-BN Inception's best seed-mean *validation* accuracy and the
+speed-up over Inception, each with a 95% bootstrap interval over seeds; best validation accuracy
+and its step, the test accuracy there and at the end; whether the plateau rule held; the
+paper's numbers beside ours.
 
     python scripts/table_fig3.py outputs/results/fig2_fashion_mnist --out results/fig2_fashion_mnist
-    (writes fig3.csv and fig3.md into --out; without --out, prints the Markdown)
+    (writes fig3.csv (one row per variant), fig3_seeds.csv (one row per run) and fig3.md into
+    --out; without --out, prints the Markdown)
 
-Threshold: the maximum over steps of the `inception` variant's seed-mean validation accuracy
-(the paper's 72.2%). Steps to threshold: the first step at which a variant's seed-mean curve is
->= the threshold ("never" if it is not; "diverged" if its runs diverged and none completed or is
-still running). Speed-up: Inception's steps to threshold / the variant's. A seed-mean at a step
-averages the seeds that reached that step, so unfinished runs count as far as they got.
-A diverged variant says how (bnrepro/training/loop.py): "dead" (the logits stopped depending on the input)
-or "nonfinite" (the loss overflowed). Reads the runs through bnrepro.analysis.results only (metrics.csv,
-config.yaml, summary.json, provenance.json).
+A variant whose runs all diverged reads `diverged (dead|nonfinite)` (bnrepro/training/loop.py);
+one that never reaches the threshold reads `never`. Unfinished runs count as far as they got.
+Reads the runs through bnrepro.analysis only (metrics.csv, config.yaml, summary.json, provenance.json).
 """
 from __future__ import annotations
 
@@ -20,18 +18,23 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from bnrepro.analysis import fig3
 from bnrepro.analysis.cli import command, write_files
+from bnrepro.analysis.results import (BASE, STATUSES, divergence_kinds, is_diverged, load_metrics, load_runs,
+                                      provenance_lines, run_status)
+from bnrepro.analysis.stats import bootstrap
 from bnrepro.analysis.sweeps import wall_times
-from bnrepro.analysis.results import (BASE, STATUSES, curve, divergence_kinds, is_diverged, load_metrics, load_runs,
-                                      provenance_lines, run_status, threshold_of)
 from bnrepro.paper import FIG3, fig3_name, fig3_order
 
 PAPER_WORDS = ("never", "diverged", "chance")
-COLUMNS = ["variant", "name", *STATUSES, "outcome", "divergence", "threshold", "steps_to_threshold", "speedup",
-           "best_accuracy", "best_step", "paper_steps_to_threshold", "paper_max_accuracy", "paper_speedup",
-           "paper_note"]
+NO_BN = ("inception", "inception_sigmoid")  # the plateau rule is required of these
+COLUMNS = ["variant", "name", *STATUSES, "outcome", "divergence", "split", "threshold", "steps_to_threshold",
+           "steps_ci_low", "steps_ci_high", "speedup", "speedup_ci_low", "speedup_ci_high", "best_val_accuracy",
+           "best_val_step", "test_at_best_val", "final_test_accuracy", "last_step", "plateau_gain", "plateau_held",
+           "paper_steps_to_threshold", "paper_max_accuracy", "paper_speedup", "paper_note"]
 
 
 def paper_numbers(variant: str) -> dict[str, float | str]:
@@ -47,77 +50,122 @@ def paper_numbers(variant: str) -> dict[str, float | str]:
             "paper_speedup": number(speedup), "paper_note": next((w for w in (steps, best) if w in PAPER_WORDS), "")}
 
 
-def variant_row(variant: str, acc: pd.DataFrame, counts: pd.Series, threshold: float) -> dict[str, object]:
-    acc = acc.sort_values("step")
-    hit = acc[acc["mean"] >= threshold]
-    best = acc.loc[acc["mean"].idxmax()] if acc["mean"].notna().any() else None
-    outcome = ("diverged" if is_diverged(counts) else "no accuracy yet" if best is None
-               else "no threshold" if math.isnan(threshold) else "reached" if len(hit) else "never")
-    return {"variant": variant, "name": fig3_name(variant), **counts.astype(int).to_dict(), "outcome": outcome,
-            "threshold": threshold, "steps_to_threshold": float(hit.step.iloc[0]) if outcome == "reached" else math.nan,
-            "best_accuracy": math.nan if best is None else float(best["mean"]),
-            "best_step": math.nan if best is None else float(best["step"]), **paper_numbers(variant)}
+def variant_row(variant: str, val: dict, test: dict, counts: pd.Series) -> dict[str, object]:
+    steps, g, _ = val.get(variant, (np.empty(0), np.empty((0, 0)), []))
+    base = fig3.base_curve(val)
+    threshold, _ = fig3.best_of(*base) if base else (math.nan, math.nan)
+    best, best_step = fig3.best_of(steps, g)
+    t_steps, t, _ = test.get(variant, (np.empty(0), np.empty((0, 0)), []))
+    t_mean = fig3.mean_curve(t)
+    row = {"variant": variant, "name": fig3_name(variant), **counts.astype(int).to_dict(), "split": fig3.SPLIT,
+           "threshold": threshold, "best_val_accuracy": best, "best_val_step": best_step,
+           "test_at_best_val": fig3.value_at(t_steps, t, best_step),
+           "final_test_accuracy": float(t_mean[np.isfinite(t_mean)][-1]) if np.isfinite(t_mean).any() else math.nan,
+           "last_step": float(steps[np.isfinite(fig3.mean_curve(g))][-1]) if len(steps) else math.nan,
+           "plateau_gain": fig3.plateau_gain(steps, g), **paper_numbers(variant)}
+    row["plateau_held"] = bool(row["plateau_gain"] < fig3.PLATEAU_GAIN) if not math.isnan(row["plateau_gain"]) else None
+    nan3 = (math.nan,) * 3
+    if base is None or not len(steps):
+        s, sp = nan3, nan3
+    else:
+        s = bootstrap(f"fig3_steps_{variant}", [base[1], g], fig3.steps_to(base, (steps, g)))
+        sp = bootstrap(f"fig3_speedup_{variant}", [base[1], g], fig3.speedup(base, (steps, g)))
+    row.update(zip(("steps_to_threshold", "steps_ci_low", "steps_ci_high"), s))
+    row.update(zip(("speedup", "speedup_ci_low", "speedup_ci_high"), sp))
+    row["outcome"] = ("diverged" if is_diverged(counts) else "no accuracy yet" if math.isnan(best)
+                      else "no threshold" if math.isnan(threshold) else
+                      "never" if math.isnan(row["steps_to_threshold"]) else "reached")
+    return row
 
 
-def table(sweep_dir: Path) -> pd.DataFrame:
-    """One row per variant present, in the paper's order (then any others): COLUMNS."""
+def tables(sweep_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One row per variant present, in the paper's order (COLUMNS), and one row per run."""
     metrics = load_metrics(sweep_dir)
-    acc = curve(metrics, "test", "accuracy")
     runs = load_runs(sweep_dir)
     counts = run_status(metrics, runs)
     if counts.empty:
         raise ValueError(f"No run under {sweep_dir} names its variant in config.yaml.")
-    threshold = threshold_of(acc)
-    frame = pd.DataFrame([variant_row(v, acc[acc.variant == v], counts.loc[v], threshold)
-                          for v in fig3_order(counts.index)])
-    base = frame.steps_to_threshold[frame.variant == BASE]
-    frame["speedup"] = (base.iloc[0] if len(base) else math.nan) / frame.steps_to_threshold
+    val, test = fig3.curves(metrics, fig3.SPLIT), fig3.curves(metrics, "test")
+    frame = pd.DataFrame([variant_row(v, val, test, counts.loc[v]) for v in fig3_order(counts.index)])
     frame["divergence"] = frame.variant.map(divergence_kinds(runs)).fillna("").where(frame.outcome == "diverged", "")
-    return frame[COLUMNS]
+    seeds = fig3.per_seed(metrics, float(frame.threshold.iloc[0]))
+    seeds = seeds.merge(runs[["run", "seed", "status", "divergence"]], on="run", how="left")
+    order = {v: i for i, v in enumerate(frame.variant)}
+    seeds = seeds.sort_values(["variant", "seed"], key=lambda c: c.map(order) if c.name == "variant" else c)
+    return frame[COLUMNS], seeds[["variant", "seed", "status", "divergence", "steps_to_threshold", "best_val_accuracy",
+                                  "best_val_step", "test_at_best_val", "final_test_accuracy", "last_step", "run"]]
 
 
 def pct(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{100 * value:.2f}%"
+    return "n/a" if value is None or math.isnan(value) else f"{100 * value:.2f}%"
 
 
-def markdown(sweep_dir: Path, frame: pd.DataFrame) -> str:
+def interval(value: float, lo: float, hi: float, fmt: str) -> str:
+    if math.isnan(value):
+        return "-"
+    return f"{value:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]" if not math.isnan(lo) else f"{value:{fmt}}"
+
+
+def markdown(sweep_dir: Path, frame: pd.DataFrame, seeds: pd.DataFrame) -> str:
     data = ", ".join(map(str, load_runs(sweep_dir).data.dropna().unique())) or "unknown data set"
     threshold = float(frame.threshold.iloc[0])
     summed, elapsed = wall_times(sweep_dir)
     provenance = provenance_lines(sweep_dir) + [
         f"Wall time: {elapsed / 60:.1f} min from the first run's start to the last run's end; "
-        f"{summed / 60:.1f} min summed over runs."]
+        f"{summed / 60:.1f} min summed over processes."]
     totals = ", ".join(f"{int(frame[s].sum())} {s}" for s in STATUSES if frame[s].sum())
+    base = frame[frame.variant == BASE]
+    plateau = ("" if base.empty or base.plateau_gain.isna().all() else
+               f"Plateau rule (Inception's seed-mean best rises by < {100 * fig3.PLATEAU_GAIN:.1f} points over the last "
+               f"{100 * fig3.PLATEAU_FRACTION:.0f}% of its steps): **{'held' if base.plateau_held.iloc[0] else 'NOT held'}** "
+               f"(+{100 * base.plateau_gain.iloc[0]:.2f} points over steps "
+               f"{(1 - fig3.PLATEAU_FRACTION) * base.last_step.iloc[0]:,.0f}-{base.last_step.iloc[0]:,.0f}).")
     lines = [f"# Figure 3 reproduced: {data}", "",
              f"Sweep: `{sweep_dir}`; data set: {data}; {int(frame[list(STATUSES)].sum().sum())} runs ({totals}).", "",
              "**Threshold missing: no `inception` (no-BN) accuracy in this sweep, so there are no steps to "
              "threshold or speed-ups; best accuracies only.**" if math.isnan(threshold) else
-             f"Threshold: {pct(threshold)}, the no-BN Inception's best seed-mean validation accuracy (the paper's "
-             "72.2%). Steps to threshold: the first step at which a variant's seed-mean accuracy reaches it; "
-             "speed-up: Inception's steps / the variant's.", "",
-             *provenance, *([""] if provenance else []),
-             "| model | runs | steps to threshold | speed-up | best accuracy (step) | paper: steps to 72.2% "
-             "| paper: max accuracy | paper: speed-up |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             f"Threshold: {pct(threshold)}, the no-BN Inception's best seed-mean **validation** accuracy (the paper's "
+             "72.2%). Steps to threshold: where a variant's seed-mean validation curve first reaches it, interpolated "
+             "in log(step) between evaluations; speed-up: Inception's steps to its best / the variant's. "
+             "[95% bootstrap intervals over seeds], Inception's seeds resampled too. Test accuracy is reported, never "
+             "used to choose: at the step of the best seed-mean validation accuracy, and at the end.", "",
+             *([plateau, ""] if plateau else []),
+             *provenance, "",
+             "| model | runs | steps run | steps to threshold | speed-up | best val (step) | test there | final test "
+             "| plateau gain, last 25% | paper: steps to 72.2% | paper: max accuracy | paper: speed-up |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in frame.itertuples():
         runs = ", ".join(f"{getattr(r, s)} {s}" for s in STATUSES if getattr(r, s))
-        steps = (f"{r.steps_to_threshold:,.0f}" if r.outcome == "reached" else
+        steps = (interval(r.steps_to_threshold, r.steps_ci_low, r.steps_ci_high, ",.0f") if r.outcome == "reached" else
                  f"diverged ({r.divergence})" if r.outcome == "diverged" and r.divergence else r.outcome)
-        speedup = "-" if math.isnan(r.speedup) else f"{r.speedup:.1f}x"
-        best = "n/a" if math.isnan(r.best_accuracy) else f"{pct(r.best_accuracy)} ({r.best_step:,.0f})"
+        speedup = interval(r.speedup, r.speedup_ci_low, r.speedup_ci_high, ".1f") + ("x" if r.outcome == "reached" else "")
+        best = "n/a" if math.isnan(r.best_val_accuracy) else f"{pct(r.best_val_accuracy)} ({r.best_val_step:,.0f})"
+        gain = "-" if math.isnan(r.plateau_gain) else (
+            f"+{100 * r.plateau_gain:.2f} pts ({'held' if r.plateau_held else 'not held'})")
         paper = FIG3.get(r.variant, (r.name, "-", "-", "-"))[1:]
-        lines.append(f"| {r.name} | {runs} | {steps} | {speedup} | {best} | {' | '.join(paper)} |")
+        last = "-" if math.isnan(r.last_step) else f"{r.last_step:,.0f}"
+        lines.append(f"| {r.name} | {runs} | {last} | {steps} | {speedup} | {best} | {pct(r.test_at_best_val)} "
+                     f"| {pct(r.final_test_accuracy)} | {gain} | {' | '.join(paper)} |")
+    lines += ["", "Per seed (fig3_seeds.csv): each run's own steps to the threshold, best validation accuracy (step).", "",
+              "| model | seed | steps to threshold | best val (step) | test there | final test |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for r in seeds.itertuples():
+        status = f"diverged ({r.divergence}) at {r.last_step:,.0f}" if r.status == "diverged" else (
+            "never" if math.isnan(r.steps_to_threshold) else f"{r.steps_to_threshold:,.0f}")
+        best = "n/a" if math.isnan(r.best_val_accuracy) else f"{pct(r.best_val_accuracy)} ({r.best_val_step:,.0f})"
+        lines.append(f"| {fig3_name(r.variant)} | {r.seed} | {status} | {best} | {pct(r.test_at_best_val)} "
+                     f"| {pct(r.final_test_accuracy)} |")
     return "\n".join(lines) + "\n"
 
 
 def write(sweep_dir: Path, out: Path | None) -> str | list[Path]:
-    """The Markdown printed, or fig3.csv and fig3.md written into `out`."""
-    frame = table(sweep_dir)
-    text = markdown(sweep_dir, frame)
-    return text if out is None else write_files(out, {"fig3.csv": frame, "fig3.md": text})
+    """The Markdown printed, or fig3.csv, fig3_seeds.csv and fig3.md written into `out`."""
+    frame, seeds = tables(sweep_dir)
+    text = markdown(sweep_dir, frame, seeds)
+    return text if out is None else write_files(out, {"fig3.csv": frame, "fig3_seeds.csv": seeds, "fig3.md": text})
 
 
-main = command(__doc__, write, "directory for fig3.csv and fig3.md (default: print the Markdown)")
+main = command(__doc__, write, "directory for fig3.csv, fig3_seeds.csv and fig3.md (default: print the Markdown)")
 
 if __name__ == "__main__":
     sys.exit(main())

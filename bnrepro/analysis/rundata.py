@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 
 from bnrepro.analysis.results import find_jobs, find_runs
 
-FILES = ("metrics.csv", "summary.json", "config.yaml", "provenance.json")
+FILES = ("metrics.csv", "summary.json", "config.yaml", "provenance.json", "test_probs.csv")
 NAME = "rundata.tar.xz"  # its name beside a sweep's figures in results/<sweep>/
 
 

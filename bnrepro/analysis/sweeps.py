@@ -45,11 +45,17 @@ def skew(metrics: pd.DataFrame, layer: str, kind: str = "norm_unit") -> pd.DataF
 
 
 def finals(metrics: pd.DataFrame) -> pd.DataFrame:
-    """One row per run: its config columns, final and best test accuracy, the final skews of
-    the last layer's normalization output and nonlinearity input, and the examples it saw."""
+    """One row per run: its config columns, final test accuracy, best accuracy on the split that
+    choices are read from (`best_split`: val where the runs have a validation split, test in
+    sweeps that predate it) with its step and the test accuracy there, the final skews of the last
+    layer's normalization output and nonlinearity input, and the examples it saw."""
     acc = final_values(metrics, "test", "accuracy").rename(columns={"value": "final"})
-    best = metrics[(metrics.split == "test") & (metrics.name == "accuracy")].groupby("run").value.max()
-    acc["best"] = acc.run.map(best)
+    split = "val" if (metrics.split == "val").any() else "test"
+    rows = metrics[(metrics.split == split) & (metrics.name == "accuracy")]
+    best = rows.loc[rows.groupby("run").value.idxmax()].set_index("run")
+    test = metrics[(metrics.split == "test") & (metrics.name == "accuracy")].set_index(["run", "step"]).value
+    acc["best"], acc["best_step"], acc["best_split"] = acc.run.map(best.value), acc.run.map(best.step), split
+    acc["test_at_best"] = [test.get((r, s), math.nan) for r, s in zip(acc.run, acc.best_step)]
     acc["examples"] = acc.step * acc["trainer.batch_size"]
     layer = last_layer(metrics)
     for kind in ("norm_unit", "unit"):

@@ -33,7 +33,7 @@ def build_model(model: ModelConfig, bn: BNConfig, input_shape: tuple[int, ...], 
         return MLP(in_features=math.prod(input_shape), depth=model.depth, width=model.width, **common)
     if name in ("bn_inception", "inception_small"):  # the conv nets of Sec. 4.2
         conv = dict(in_channels=input_shape[0], width_mult=model.width_mult, dropout=model.dropout,
-                    lrn=model.lrn, **common)
+                    lrn=model.lrn, init=choice(model.init), **common)
         if name == "bn_inception":
             return BNInception(small_input=model.small_input, **conv)
         return InceptionSmall(**conv)  # its stem is already for 32 px; small_input does not apply

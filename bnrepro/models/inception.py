@@ -42,20 +42,32 @@ def _lrn() -> nn.Module:
     return nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0)
 
 
-def _init(model: nn.Module, init_std: float | None) -> None:
-    """N(0, init_std) weights when given; else He-normal convs (fan_in, ReLU gain).
+def conv_init(init: str, activation: str) -> str:
+    """`model.init=auto` made concrete: He for ReLU, Glorot for the saturating nonlinearities."""
+    if init != "auto":
+        return init
+    return "he" if activation == "relu" else "glorot"
+
+
+def _init(model: nn.Module, init_std: float | None, init: str = "he") -> None:
+    """N(0, init_std) weights when given; else variance-preserving convs, matched to the
+    nonlinearity (`conv_init`): He-normal (fan_in, ReLU gain) or Glorot-normal (gain 1).
 
     Not torch's default: its conv init shrinks the signal's variance ~3x per layer, which over
     the ~20 convs of these networks leaves a no-BN baseline with nothing to learn from, a
     handicap the paper's Inception did not have (GoogLeNet used a variance-preserving init).
+    He's gain sqrt(2) is derived for ReLU; given to a sigmoid network it drives the units into
+    saturation, a confound for Inception-Sigmoid (Glorot & Bengio 2010 derive gain 1 for it).
     Biases start at zero either way.
     """
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             if init_std is not None:
                 nn.init.normal_(m.weight, std=init_std)
-            elif isinstance(m, nn.Conv2d):
+            elif isinstance(m, nn.Conv2d) and init == "he":
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            elif isinstance(m, nn.Conv2d) and init == "glorot":
+                nn.init.xavier_normal_(m.weight)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
 
@@ -133,13 +145,13 @@ class _InceptionNet(nn.Module):
     module's first branch's)."""
 
     def _finish(self, stem: OrderedDict, modules: OrderedDict, channels: int, num_classes: int,
-                dropout: float, init_std: float | None) -> None:
+                dropout: float, init_std: float | None, init: str) -> None:
         self.stem = nn.Sequential(stem)
         self.inception = nn.Sequential(modules)
         self.pool = nn.AdaptiveAvgPool2d(1)  # BN-Inception's 7x7 average pool at 224 px; any size here
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.classifier = nn.Linear(channels, num_classes)
-        _init(self, init_std)
+        _init(self, init_std, init)
 
     def probe_points(self) -> dict[str, nn.Module]:
         points = OrderedDict(stem=[m for m in self.stem.children() if hasattr(m, "act")][-1].act)
@@ -172,7 +184,7 @@ class BNInception(_InceptionNet):
                  small_input: bool = False, dropout: float = 0.0, lrn: bool = False,
                  activation: str = "relu", placement: str = "before", bn_impl: str = "torch",
                  bn_eps: float = 1e-5, bn_momentum: float | None = 0.1, init_std: float | None = None,
-                 norm: str = "batch", norm_groups: int = 32):
+                 norm: str = "batch", norm_groups: int = 32, init: str = "auto"):
         super().__init__()
         unit = partial(conv_block, activation=activation, placement=placement, norm=norm, groups=norm_groups,
                        impl=bn_impl, eps=bn_eps, momentum=bn_momentum)
@@ -198,7 +210,7 @@ class BNInception(_InceptionNet):
         for name, (n1, n3r, n3, ndr, nd, pool, proj, stride) in BN_INCEPTION_MODULES.items():
             modules[name] = InceptionModule(c, w(n1), w(n3r), w(n3), w(ndr), w(nd), pool, w(proj), stride, unit=unit)
             c = modules[name].out_channels
-        self._finish(stem, modules, c, num_classes, dropout, init_std)
+        self._finish(stem, modules, c, num_classes, dropout, init_std, conv_init(init, activation))
 
 
 class SmallInceptionModule(nn.Module):
@@ -268,7 +280,7 @@ class InceptionSmall(_InceptionNet):
                  dropout: float = 0.0, lrn: bool = False, activation: str = "relu",
                  placement: str = "before", bn_impl: str = "torch", bn_eps: float = 1e-5,
                  bn_momentum: float | None = 0.1, init_std: float | None = None, norm: str = "batch",
-                 norm_groups: int = 32):
+                 norm_groups: int = 32, init: str = "auto"):
         super().__init__()
         unit = partial(conv_block, activation=activation, placement=placement, norm=norm, groups=norm_groups,
                        impl=bn_impl, eps=bn_eps, momentum=bn_momentum)
@@ -282,4 +294,4 @@ class InceptionSmall(_InceptionNet):
             cls = SmallInceptionModule if kind == "inception" else DownsampleModule
             modules[name] = cls(c, *map(w, widths), unit=unit)
             c = modules[name].out_channels
-        self._finish(stem, modules, c, num_classes, dropout, init_std)
+        self._finish(stem, modules, c, num_classes, dropout, init_std, conv_init(init, activation))

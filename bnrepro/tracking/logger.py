@@ -6,6 +6,7 @@ Every number is logged once, through `RunLogger.log`, and lands in three places:
 - TensorBoard scalars tagged `split/name` (e.g. `test/accuracy`), in the run directory itself,
   so `tensorboard --logdir SWEEP_DIR` names each run by its directory (its overrides);
 - the progress display: a tqdm bar on a terminal, a few plain lines otherwise, nothing under CI.
+With trainer.save_predictions, the final model's test-set class probabilities go to test_probs.csv.
 """
 from __future__ import annotations
 
@@ -16,16 +17,19 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from bnrepro import METRICS_COLUMNS, METRICS_FILE
-from bnrepro.files import atomic_open
+from bnrepro.files import atomic_open, write_atomic
 from bnrepro.schema import choice
 from bnrepro.tracking.hparams import curated, experiment_summary, session_end_summary, session_start_summary
 
 # The HParams table shows the latest value of these scalar tags for each run (final/...: written
 # once, at the end, to TensorBoard only).
 HPARAM_METRICS = ("test/accuracy", "test/best_accuracy", "test/loss", "train/loss")
+
+PREDICTIONS_FILE = "test_probs.csv"  # RunLogger.predictions (trainer.save_predictions)
 
 
 def truncate_metrics(path: Path, last_step: int) -> None:
@@ -128,6 +132,14 @@ class RunLogger:
         for tag, value in metrics.items():
             self.tb.add_scalar(tag, float(value), step)
 
+    def predictions(self, probs, targets) -> None:
+        """The final model's class probabilities on the test split, one row per example:
+        test_probs.csv (label, p0, p1, ...), written whole or not at all."""
+        rows = torch.cat([targets.view(-1, 1).to(probs), probs], 1).tolist()
+        lines = ["label," + ",".join(f"p{c}" for c in range(probs.shape[1]))]
+        lines += [f"{int(row[0])}," + ",".join(f"{v:.5f}" for v in row[1:]) for row in rows]
+        write_atomic(self.out_dir / PREDICTIONS_FILE, "\n".join(lines) + "\n")
+
     def text(self, tag: str, text: str, step: int = 0) -> None:
         """A Text tab entry (Markdown): the run's summary.json and provenance.json."""
         self.tb.add_text(tag, text, step)
@@ -200,6 +212,7 @@ class QuietLogger:
     def histograms(self, *args: Any) -> None: ...
     def final(self, *args: Any) -> None: ...
     def text(self, *args: Any) -> None: ...
+    def predictions(self, *args: Any) -> None: ...
     def end(self, *args: Any) -> None: ...
     def progress(self, *args: Any) -> None: ...
     def sync(self) -> None: ...

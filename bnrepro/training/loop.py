@@ -1,4 +1,4 @@
-"""The training loop: SGD on cross-entropy, test accuracy every `eval_every` steps, for one run
+"""The training loop: SGD on cross-entropy, test (and val) accuracy at `eval_steps`, for one run
 or for a stack of runs (bnrepro/training/members.py) alike.
 
 The hot path never reads a value back from the device: the train loss is summed on the device
@@ -33,6 +33,7 @@ from bnrepro.schema import Config, choice, member_seeds
 from bnrepro.tracking.probes import ActivationProbe
 from bnrepro.training import distributed
 from bnrepro.training.checkpoint import Checkpointer, TrainingState
+from bnrepro.training.members import predict
 from bnrepro.training.optim import build_optimizer
 
 
@@ -89,6 +90,18 @@ def divergence_of(loss: float, result: FitResult, dead: bool) -> str | None:
     return "dead" if result.dead_checks >= 2 else None
 
 
+def eval_steps(max_steps: int, every: int, per_decade: int = 0) -> set[int]:
+    """The steps evaluated at: every `every` steps, or with per_decade > 0 log-spaced from step
+    `every` on (`every * 10 ** (k / per_decade)`, rounded), and always the last step."""
+    if per_decade <= 0:
+        return {*range(every, max_steps + 1, every), max_steps}
+    steps, k = {max_steps}, 0
+    while (s := round(every * 10 ** (k / per_decade))) <= max_steps:
+        steps.add(s)
+        k += 1
+    return steps
+
+
 def layout(cfg: Config, probe: ActivationProbe | None) -> dict[str, dict[str, list]]:
     """The custom-scalars layout of a run: Figure 1(a)'s test accuracy, and each layer's percentile
     band (`ActivationProbe.charts`), in a category of the model's family, so that TensorBoard,
@@ -106,7 +119,8 @@ def fit(members, data: DataBundle, cfg: Config, logs: list, checkpoints: Checkpo
     (seconds spent evaluating and probing)."""
     # Plain ints for the hot loop.
     t = cfg.trainer
-    max_steps, log_every, eval_every, probe_every = t.max_steps, t.log_every, t.eval_every, cfg.probe.every
+    max_steps, log_every, probe_every = t.max_steps, t.log_every, cfg.probe.every
+    evaluations = eval_steps(max_steps, t.eval_every, t.eval_per_decade)
     seeds = member_seeds(cfg)
     optimizer, schedule = build_optimizer(members.module, cfg.optim)
     batches = data.train_batches(cfg.seeds if cfg.seeds is not None else cfg.seed)
@@ -190,7 +204,7 @@ def fit(members, data: DataBundle, cfg: Config, logs: list, checkpoints: Checkpo
             window = 0
             if not any(r.active for r in results):
                 break
-        if step % eval_every == 0 or last:
+        if step in evaluations:
             evaluate_and_log(step)
         if probe and step % probe_every == 0:
             probe_and_log(step)
@@ -198,6 +212,11 @@ def fit(members, data: DataBundle, cfg: Config, logs: list, checkpoints: Checkpo
             logs[0].progress(step)
         if checkpoints:
             checkpoints.after_step(step, state, loss_sum, window)
+    if t.save_predictions and any(r.active for r in results):
+        probs, targets = predict(members, data.test_batches())
+        for p, r, log in zip(probs, results, logs):
+            if r.active:
+                log.predictions(p, targets)
     for i, (r, log) in enumerate(zip(results, logs)):
         if r.active:
             r.steps = step

@@ -5,13 +5,14 @@ a single run (`SingleModel`, any network, DDP, autocast, compile), S = len(seeds
 sweep of the MLP trained as one model (`StackedMembers` over `models.stacked.StackedMLP`) or of
 a conv network (`StackedConvMembers` over `models.stacked_conv.StackedConvNet`). All answer the
 same calls with a leading member dimension: the step's losses (S,) and logits (S, B, classes),
-evaluation totals (S, 2), probed activations (S, B, C, ...). Each member is initialized exactly
+evaluation logits (S, B, classes) and totals (S, 2), probed activations (S, B, C, ...). Each member is initialized exactly
 as its single run would be (`build_members`), so a stacked member's numbers equal its single
 run's up to float rounding (tests/test_stacked.py, tests/test_stacked_conv.py).
 """
 from __future__ import annotations
 
 import random
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -51,6 +52,22 @@ def probe_layers(model: nn.Module) -> dict[str, bool]:
     return {name: name in norms for name in points}
 
 
+def evaluate(members, batches) -> Tensor:
+    """Each member's summed cross-entropy and number correct over the batches: (S, 2), float64."""
+    total = torch.zeros(members.size, 2, dtype=torch.float64, device=members.device)
+    for logits, y in members.logits(batches):
+        total += eval_totals(logits, y)
+    return total
+
+
+@torch.no_grad()
+def predict(members, batches) -> tuple[Tensor, Tensor]:
+    """Each member's class probabilities over the batches, (S, N, classes), and the targets (N,):
+    what Figure 4's ensemble averages (Sec. 4.2.3)."""
+    probs, targets = zip(*((logits.softmax(-1), y) for logits, y in members.logits(batches)))
+    return torch.cat(probs, 1), torch.cat(targets)
+
+
 class SingleModel:
     """One network as a stack of one: DDP under torchrun, trainer.amp/channels_last/compile."""
 
@@ -77,18 +94,20 @@ class SingleModel:
         return loss.detach().unsqueeze(0)
 
     @torch.no_grad()
-    def evaluate(self, batches) -> Tensor:
-        """Summed loss and number correct over the batches, in inference mode (Algorithm 2): (1, 2)."""
+    def logits(self, batches) -> Iterator[tuple[Tensor, Tensor]]:
+        """(logits (1, B, classes), targets) per batch, in inference mode (Algorithm 2)."""
         was_training = self.module.training
         self.net.eval()  # the wrapper too (DDP, compiled): no buffer broadcast, no graph for training
-        loss_sum = correct = 0
-        for x, y in batches:
-            with autocast(self.amp, x.device):
-                logits = self.net(x).float()
-            loss_sum = loss_sum + F.cross_entropy(logits, y, reduction="sum")
-            correct = correct + (logits.argmax(1) == y).sum()
-        self.net.train(was_training)
-        return torch.stack([torch.as_tensor(loss_sum).double(), torch.as_tensor(correct).double()]).view(1, 2)
+        try:
+            for x, y in batches:
+                with autocast(self.amp, x.device):
+                    yield self.net(x).float().unsqueeze(0), y
+        finally:
+            self.net.train(was_training)
+
+    def evaluate(self, batches) -> Tensor:
+        """Summed loss and number correct over the batches: (1, 2)."""
+        return evaluate(self, batches)
 
     def probe_layers(self) -> dict[str, bool]:
         return probe_layers(self.module)
@@ -105,12 +124,18 @@ class StackedMembers:
 
     def __init__(self, model: StackedMLP):
         self.module, self.size = model, model.size
+        self.device = next(model.parameters()).device
         self.last_logits: Tensor | None = None
 
     def forward_backward(self, x: Tensor, y: Tensor) -> Tensor:
         loss = self.module.forward_backward(x.flatten(2), y)
         self.last_logits = self.module.last_logits
         return loss
+
+    @torch.no_grad()
+    def logits(self, batches) -> Iterator[tuple[Tensor, Tensor]]:
+        for x, y in batches:
+            yield self.module.pre_activations(x.flatten(1), train_stats=False)[1], y
 
     def evaluate(self, batches) -> Tensor:
         return self.module.evaluate(batches)
@@ -147,15 +172,18 @@ class StackedConvMembers:
         return losses.detach()
 
     @torch.no_grad()
-    def evaluate(self, batches) -> Tensor:
+    def logits(self, batches) -> Iterator[tuple[Tensor, Tensor]]:
         was_training = self.module.training
         self.module.eval()
-        total = torch.zeros(self.size, 2, dtype=torch.float64, device=self.device)
-        for x, y in (chunk for batch in batches for chunk in zip(*(t.split(self.EVAL_CHUNK) for t in batch))):
-            with autocast(self.amp, x.device):
-                total += eval_totals(self.module(x).float(), y)
-        self.module.train(was_training)
-        return total
+        try:
+            for x, y in (chunk for batch in batches for chunk in zip(*(t.split(self.EVAL_CHUNK) for t in batch))):
+                with autocast(self.amp, x.device):
+                    yield self.module(x).float(), y
+        finally:
+            self.module.train(was_training)
+
+    def evaluate(self, batches) -> Tensor:
+        return evaluate(self, batches)
 
     def probe_layers(self) -> dict[str, bool]:
         return probe_layers(self.module)

@@ -1,0 +1,57 @@
+"""Statistics over seeds, shared by the tables and the scorecard (no torch, no training).
+
+- `bootstrap`: a statistic of groups of seeds and its 95% percentile-bootstrap interval, each
+  group's rows (seeds) resampled with replacement on their own, 2,000 resamples, a fixed random
+  seed per key (zlib.crc32), so the same runs always give the same interval. With 3 seeds there
+  are only 10 distinct resamples of a group: the interval is a coarse one, and says so by its width.
+- `mean_curve`: the seed-mean of a seeds x steps matrix (NaN after a run stopped).
+- `crossing`: the step at which a curve first reaches a value, interpolated between evaluations.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+import zlib
+from typing import Callable
+
+import numpy as np
+
+RESAMPLES = 2000
+
+
+def bootstrap(key: str, groups: list[np.ndarray], stat: Callable[[list[np.ndarray]], float]
+              ) -> tuple[float, float, float]:
+    """stat(groups), and its 95% percentile-bootstrap interval over the rows (seeds) of each group.
+    Resamples whose statistic is NaN (never reached) are left out of the interval."""
+    if not groups or any(len(g) == 0 for g in groups):
+        return math.nan, math.nan, math.nan
+    rng = np.random.default_rng(zlib.crc32(key.encode()))
+    draws = np.array([stat([g[rng.integers(0, len(g), len(g))] for g in groups]) for _ in range(RESAMPLES)])
+    draws = draws[np.isfinite(draws)]
+    lo, hi = np.percentile(draws, [2.5, 97.5]) if len(draws) else (math.nan, math.nan)
+    return float(stat(groups)), float(lo), float(hi)
+
+
+def mean_curve(g: np.ndarray) -> np.ndarray:
+    """The mean over rows (seeds) at each column (step) of those that reached it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(g, axis=0) if g.size else np.empty(0)
+
+
+def crossing(steps: np.ndarray, curve: np.ndarray, threshold: float) -> float:
+    """The first step at which `curve` (evaluated at `steps`) reaches `threshold`, linearly
+    interpolated in log(step) between the evaluation below it and the one at or above it (the
+    evaluations are log-spaced: trainer.eval_per_decade); NaN if it never does. A curve already at
+    the threshold at its first evaluation gives that step."""
+    if math.isnan(threshold):
+        return math.nan
+    hit = np.flatnonzero(curve >= threshold)
+    if not len(hit):
+        return math.nan
+    i = hit[0]
+    if i == 0 or not np.isfinite(curve[i - 1]):
+        return float(steps[i])
+    v0, v1 = curve[i - 1], curve[i]
+    a0, a1 = math.log(steps[i - 1]), math.log(steps[i])
+    return float(math.exp(a0 + (threshold - v0) / (v1 - v0) * (a1 - a0)))
