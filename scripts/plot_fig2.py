@@ -1,4 +1,5 @@
-"""Figure 2 of the paper from a fig2_* sweep: validation accuracy against training steps for
+"""Figure 2 of the paper from a fig2_* sweep: validation accuracy (the `val` split; sweeps made
+before it existed: test) against training steps, on a log axis (the evaluations are log-spaced), for
 every variant present (mean line and +/- 1 std band over seeds, n seeds in the legend), with the
 no-BN Inception's best seed-mean accuracy as a dotted line, as in the paper.
 
@@ -33,12 +34,13 @@ def legend_label(variant: str, counts) -> str:
 
 def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
     metrics = load_metrics(sweep_dir)
-    acc = curve(metrics, "test", "accuracy")
+    split = "val" if (metrics.split == "val").any() else "test"
+    acc = curve(metrics, split, "accuracy")
     runs = load_runs(sweep_dir)
     counts = run_status(metrics, runs)
     logged = set(metrics.run[(metrics.name == "diverged") & (metrics.value == 1)])
     diverged = runs[(runs.status == "diverged") | runs.run.isin(logged)]
-    acc_runs = metrics[(metrics.split == "test") & (metrics.name == "accuracy")]
+    acc_runs = metrics[(metrics.split == split) & (metrics.name == "accuracy")]
     marks = 0
     fig, ax = plt.subplots(figsize=(9, 4.5), layout="constrained")
     for variant in fig3_order(acc.variant.unique()):
@@ -64,7 +66,9 @@ def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
     if not math.isnan(threshold):
         ax.axhline(threshold, color="grey", linestyle=":", label=f"Inception's best ({threshold:.4f})")
     data = ", ".join(map(str, metrics.data.dropna().unique()))
-    ax.set(xlabel="training steps", ylabel="validation accuracy", title=f"Figure 2 reproduced: {data}")
+    name = "validation" if split == "val" else "test"
+    ax.set(xlabel="training steps", ylabel=f"{name} accuracy (split `{split}`)", xscale="log",
+           title=f"Figure 2 reproduced: {data}, {name} accuracy")
     ax.grid(alpha=0.3)
     fig.legend(fontsize=8, loc="outside right upper")  # beside the axes: curves end bottom right
     return save(fig, out_dir / "fig2.png", out_dir / "fig2.pdf")

@@ -75,6 +75,9 @@ def variant_row(variant: str, val: dict, test: dict, counts: pd.Series) -> dict[
     row["outcome"] = ("diverged" if is_diverged(counts) else "no accuracy yet" if math.isnan(best)
                       else "no threshold" if math.isnan(threshold) else
                       "never" if math.isnan(row["steps_to_threshold"]) else "reached")
+    if row["outcome"] != "reached":  # a diverged variant's early accuracy is no speed-up
+        row.update(dict.fromkeys(("steps_to_threshold", "steps_ci_low", "steps_ci_high", "speedup", "speedup_ci_low",
+                                  "speedup_ci_high"), math.nan))
     return row
 
 
@@ -89,6 +92,8 @@ def tables(sweep_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     frame = pd.DataFrame([variant_row(v, val, test, counts.loc[v]) for v in fig3_order(counts.index)])
     frame["divergence"] = frame.variant.map(divergence_kinds(runs)).fillna("").where(frame.outcome == "diverged", "")
     seeds = fig3.per_seed(metrics, float(frame.threshold.iloc[0]))
+    logged = set(metrics.run[(metrics.name == "diverged") & (metrics.value == 1)])  # as run_status counts them
+    runs = runs.assign(status=runs.status.mask(runs.run.isin(logged), "diverged"))
     seeds = seeds.merge(runs[["run", "seed", "status", "divergence"]], on="run", how="left")
     order = {v: i for i, v in enumerate(frame.variant)}
     seeds = seeds.sort_values(["variant", "seed"], key=lambda c: c.map(order) if c.name == "variant" else c)

@@ -85,6 +85,8 @@ CONFIG_CASES: list = [
     ("refused", ["data.test_size=-5"], "data.test_size=-5 is not valid"),
     ("refused", ["data.test_size=0"], "data.test_size=0 is not valid"),  # 0 would mean all of them
     ("refused", ["data.val_size=-1"], "data.val_size=-1 is not valid: data.val_size must be an integer >= 0"),
+    ("refused", ["trainer.eval_per_decade=-2"], "trainer.eval_per_decade=-2 is not valid"),
+    ("hydra", ["model.init=xavier"], (Exception, "xavier")),
     ("refused", ["seeds=[]"], "seeds=[] is not valid: seeds must be a non-empty list of distinct seeds"),
     ("refused", ["seeds=[1,1]"], "seeds=[1,1] is not valid"),
     ("refused", ["seed=-1"], "seed=-1 is not valid: seed must be in [0, 4294967295]"),

@@ -1,8 +1,9 @@
 """scripts/plot_fig2.py and scripts/table_fig3.py on a synthetic sweep whose answers are known exactly.
 
 Accuracies are multiples of 1/8, so seed means are exact in floating point. Evaluations every 100
-steps. The threshold is Inception's best seed mean, 0.625 at step 800 (seed 0 alone gets there
-at 700: the table must use the seed-mean curve, not single seeds).
+steps, on the validation split; the test split reads half an eighth lower, so a table that chose on
+test would give other answers. The threshold is Inception's best seed mean, 0.625 at step 800
+(seed 0 alone gets there at 700: the table must use the seed-mean curve, not single seeds).
 """
 import json
 import math
@@ -41,7 +42,8 @@ def write_run(run_dir: Path, variant: str, seed: int, eighths, status: str | Non
     (run_dir / "config.yaml").write_text(yaml.safe_dump(
         {"variant": variant, "seed": seed, "experiment": "fig2_test", "data": {"name": "synthetic8"}}))
     rows = [(100 * (i + 1), split, name, value) for i, a in enumerate(eighths)
-            for split, name, value in (("train", "loss", 2.0 - a * E), ("test", "accuracy", a * E))]
+            for split, name, value in (("train", "loss", 2.0 - a * E), ("val", "accuracy", a * E),
+                                       ("test", "accuracy", (a - 0.5) * E))]
     if variant == "inception_x5":
         rows += [(150, "train", "loss", math.nan), (150, "train", "diverged", 1.0)]
     pd.DataFrame(rows, columns=["step", "split", "name", "value"]).to_csv(run_dir / "metrics.csv", index=False)
@@ -73,22 +75,32 @@ def script(name: str, *args) -> str:
 
 
 def test_fig3_table_has_the_constructed_answers(sweep):
-    t = table_fig3.table(sweep).set_index("variant")
+    t = table_fig3.tables(sweep)[0].set_index("variant")
     assert list(t.index) == ORDER
-    assert (t.threshold == 0.625).all()
+    assert (t.threshold == 0.625).all() and (t.split == "val").all()
     assert t.steps_to_threshold.to_dict() == pytest.approx(
         {"inception": 800, "bn_baseline": 400, "bn_x5": 100, "bn_x30": 200, "bn_x5_sigmoid": math.nan,
          "inception_x5": math.nan, "inception_sigmoid": math.nan, "zz_extra": math.nan}, nan_ok=True)
     assert t.speedup.dropna().to_dict() == {"inception": 1.0, "bn_baseline": 2.0, "bn_x5": 8.0, "bn_x30": 4.0}
+    for kind in ("steps", "speedup"):  # bootstrap intervals around the point, for every variant that got there
+        value = t.steps_to_threshold if kind == "steps" else t.speedup
+        ok = value.notna()
+        assert (t[f"{kind}_ci_low"][ok] <= value[ok]).all() and (value[ok] <= t[f"{kind}_ci_high"][ok]).all()
+    # Inception's seeds are resampled too: seed 0 twice puts the threshold at 6/8, which BN-x5 reaches at 200.
+    assert t.loc["bn_x5", ["steps_ci_low", "steps_ci_high"]].tolist() == [100, 200]
     assert t.outcome.to_dict() == {"inception": "reached", "bn_baseline": "reached", "bn_x5": "reached",
                                    "bn_x30": "reached", "bn_x5_sigmoid": "never", "inception_x5": "diverged",
                                    "inception_sigmoid": "never", "zz_extra": "never"}
-    assert t.best_accuracy.to_dict() == {"inception": 5 * E, "bn_baseline": 6.5 * E, "bn_x5": 7 * E,
-                                         "bn_x30": 7.5 * E, "bn_x5_sigmoid": 4.5 * E, "inception_x5": 6 * E,
-                                         "inception_sigmoid": E, "zz_extra": 4 * E}
-    assert t.best_step.to_dict() == {"inception": 800, "bn_baseline": 700, "bn_x5": 400, "bn_x30": 400,
-                                     "bn_x5_sigmoid": 800, "inception_x5": 100, "inception_sigmoid": 100,
-                                     "zz_extra": 200}
+    assert t.best_val_accuracy.to_dict() == {"inception": 5 * E, "bn_baseline": 6.5 * E, "bn_x5": 7 * E,
+                                             "bn_x30": 7.5 * E, "bn_x5_sigmoid": 4.5 * E, "inception_x5": 6 * E,
+                                             "inception_sigmoid": E, "zz_extra": 4 * E}
+    assert t.best_val_step.to_dict() == {"inception": 800, "bn_baseline": 700, "bn_x5": 400, "bn_x30": 400,
+                                         "bn_x5_sigmoid": 800, "inception_x5": 100, "inception_sigmoid": 100,
+                                         "zz_extra": 200}
+    assert (t.test_at_best_val == t.best_val_accuracy - E / 2).all()  # test is read there, never chosen on
+    # Plateau: Inception's seed-mean best rose from 4/8 (steps <= 600) to 5/8: not held; Inception-Sigmoid held.
+    assert t.plateau_gain["inception"] == E and not t.plateau_held["inception"]
+    assert t.plateau_gain["inception_sigmoid"] == 0 and t.plateau_held["inception_sigmoid"]
     assert t.loc["bn_x30", ["completed", "running"]].tolist() == [1, 1]
     assert t.loc["inception_x5", ["completed", "diverged", "running"]].tolist() == [0, 2, 0]
     assert t.running.sum() == 1 and t.failed.sum() == 0
@@ -98,28 +110,40 @@ def test_fig3_table_has_the_constructed_answers(sweep):
                                       "inception_x5": "diverged", "inception_sigmoid": "chance"}
 
 
+def test_fig3_per_seed_values(sweep):
+    seeds = table_fig3.tables(sweep)[1]
+    inception = seeds[seeds.variant == "inception"].set_index("seed")
+    # Seed 0 reaches the seed-mean best (5/8) at 700 exactly; seed 1 never does.
+    assert inception.steps_to_threshold[0] == 700 and math.isnan(inception.steps_to_threshold[1])
+    assert inception.best_val_accuracy.tolist() == [6 * E, 4 * E]
+    # Seed 1 logged `diverged` but wrote no summary yet: diverged, as the variant's counts say.
+    assert seeds[seeds.variant == "inception_x5"].status.tolist() == ["diverged", "diverged"]
+
+
 def test_fig3_cli_writes_a_tidy_csv_and_the_markdown(sweep, tmp_path):
     out = tmp_path / "out"
     assert "fig3.csv" in script("table_fig3.py", sweep, "--out", out)
     csv = pd.read_csv(out / "fig3.csv")
     assert list(csv.variant) == ORDER and csv.variant.is_unique
-    numeric = ["threshold", "steps_to_threshold", "speedup", "best_accuracy", "best_step",
-               "paper_steps_to_threshold", "paper_max_accuracy", "paper_speedup", "completed", "diverged"]
+    numeric = ["threshold", "steps_to_threshold", "steps_ci_low", "speedup", "speedup_ci_high", "best_val_accuracy",
+               "best_val_step", "test_at_best_val", "paper_steps_to_threshold", "paper_max_accuracy", "paper_speedup",
+               "completed", "diverged", "plateau_gain"]
     assert all(pd.api.types.is_numeric_dtype(csv[c]) for c in numeric)
     assert csv.set_index("variant").speedup["bn_x5"] == 8.0
+    assert len(pd.read_csv(out / "fig3_seeds.csv")) == 16
     md = (out / "fig3.md").read_text()
     assert md.startswith("# Figure 3 reproduced: synthetic8\n")
     for line in (f"Sweep: `{sweep}`; data set: synthetic8; 16 runs (13 completed, 2 diverged, 1 running)",
-                 "Threshold: 62.50%, the no-BN Inception's best seed-mean validation accuracy",
+                 "Threshold: 62.50%, the no-BN Inception's best seed-mean **validation** accuracy",
+                 "Plateau rule (Inception's seed-mean best rises by < 0.3 points over the last 25% of its steps): "
+                 "**NOT held** (+12.50 points over steps 600-800).",
                  "    train.py -m experiment=fig2_test variant=bn_x5\n",
                  "Machine: Test CPU (cpu, 2 CPUs", "git 0123456789.",
-                 "| Inception | 2 completed | 800 | 1.0x | 62.50% (800) | 31.0e6 | 72.2% | 1x |",
-                 "| BN-x5 | 2 completed | 100 | 8.0x | 87.50% (400) | 2.1e6 | 73.0% | 14.8x |",
-                 "| BN-x30 | 1 completed, 1 running | 200 | 4.0x | 93.75% (400) | 2.7e6 | 74.8% | 11.5x |",
-                 "| BN-x5-Sigmoid | 2 completed | never | - | 56.25% (800) | never | 69.8% | - |",
-                 "| Inception-x5 | 2 diverged | diverged (nonfinite) | - | 75.00% (100) | diverged | - | - |",
-                 "| Inception-Sigmoid | 2 completed | never | - | 12.50% (100) | - | chance | - |",
-                 "| zz_extra | 2 completed | never | - | 50.00% (200) | - | - | - |"):
+                 "| BN-x5 | 2 completed | 800 | 100 [100, 200] | 8.0 [",
+                 "| BN-x5-Sigmoid | 2 completed | 800 | never | - | 56.25% (800) | 50.00% |",
+                 "| Inception-x5 | 2 diverged | 100 | diverged (nonfinite) | - | 75.00% (100) | 68.75% |",
+                 "| Inception-Sigmoid | 2 completed | 800 | never | - | 12.50% (100) | 6.25% | 6.25% | +0.00 pts (held) "
+                 "| - | chance | - |"):
         assert line in md, line
 
 
@@ -131,8 +155,8 @@ def test_fig3_without_inception_says_the_threshold_is_missing(sweep, monkeypatch
     table_fig3.main()  # no --out: prints the Markdown
     md = capsys.readouterr().out
     assert "**Threshold missing: no `inception` (no-BN) accuracy in this sweep" in md
-    assert "| BN-x5 | 2 completed | no threshold | - | 87.50% (400) |" in md
-    assert "| Inception-x5 | 2 diverged | diverged (nonfinite) | - | 75.00% (100) |" in md
+    assert "| BN-x5 | 2 completed | 800 | no threshold | - | 87.50% (400) |" in md
+    assert "| Inception-x5 | 2 diverged | 100 | diverged (nonfinite) | - | 75.00% (100) |" in md
     assert "| Inception |" not in md
 
 

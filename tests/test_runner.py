@@ -73,12 +73,12 @@ def tiny_data(experiment: str, root) -> list[str]:
     if experiment in ("fig1_mnist", "placement_mlp", "norm_batchsize"):
         write_mnist(root / "MNIST" / "raw", n_train=100, n_test=40)
         return [f"data.root={root}"]
-    if experiment in ("fig2_fashion_mnist", "placement_conv"):
+    if experiment in ("fig2_fashion_mnist", "fig4_fashion_mnist", "placement_conv"):
         write_mnist(root / "FashionMNIST" / "raw", n_train=100, n_test=40)
-        return [f"data.root={root}", "model.width_mult=0.125"]
+        return [f"data.root={root}", "model.width_mult=0.125", "data.val_size=20"]
     if experiment == "fig2_cifar10":
         write_cifar(root, n_train=100, n_test=40)
-        return [f"data.root={root}", "data.verify_checksums=false", "model.width_mult=0.125"]
+        return [f"data.root={root}", "data.verify_checksums=false", "model.width_mult=0.125", "data.val_size=20"]
     if experiment == "fig2_imagenet_subset":
         write_imagenet_tree(root, ["n01", "n02", "n03"], n_train=12, n_val=4, size=72)
         return [f"data.root={root}", "data.imagenet.num_classes=2", "data.imagenet.image_size=64",
@@ -94,9 +94,12 @@ TINY = ["trainer.max_steps=4", "trainer.eval_every=2", "trainer.log_every=2", "t
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes_and_runs_on_its_real_format(make_cfg, tmp_path, experiment):
+    from bnrepro.training.session import run
+
     cfg = make_cfg(f"experiment={experiment}", *TINY, *tiny_data(experiment, tmp_path / "data"))
     assert cfg.experiment == experiment
-    assert run_one(cfg, tmp_path / "run")["status"] == "completed"
+    summaries = run(cfg, tmp_path / "run")  # one per seed of a stacked experiment (fig4_fashion_mnist)
+    assert [s["status"] for s in summaries] == ["completed"] * len(cfg.seeds or [0])
 
 
 @pytest.mark.parametrize("variant", ["baseline", "bn", *FIG2_VARIANTS])

@@ -74,6 +74,6 @@ def test_sections_are_replaced_not_duplicated(root, tmp_path):
     assert page.startswith("# Results\n\nintro\n\n") and page.endswith("## Figure 1\n\nhand-written\n")
     assert "`fig3_bn_x5_speedup`" in page and "**partly**" in page
     assert top.count("status:start") == 1 and "old" not in top and top.endswith("## Two commands\n")
-    assert "| Figure 4 (Sec. 4.2.3) |" in top and "not run" in top
+    assert "| Figure 4 (Sec. 4.2.3) |" in top and "`experiment=fig4_fashion_mnist` (CPU) | not run" in top
     csv = pd.read_csv(out / "scorecard.csv")
     assert csv.claim.tolist() == IDS and set(csv.verdict) <= {"reproduced", "partly", "not reproduced", "not run"}
