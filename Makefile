@@ -70,13 +70,13 @@ fig2_lr: setup
 
 # The sweep behind results/fig2_fashion_mnist: Figures 2 and 3 at CPU scale, 7 variants x 3 seeds, at
 # the base rate fig2_lr chose. Each variant's three seeds train as one stacked model (seeds=[0,1,2],
-# bnrepro/models/stacked_conv.py), in two processes of one torch thread each, the long (12,000-step)
+# bnrepro/models/stacked_conv.py), in two processes of one torch thread each, the long (16,000-step)
 # variants split between them; every seed still writes its own run directory,
 # $(FIG2_SWEEP)/variant=<v>/seed=<s>/ (wall time: results/fig2_fashion_mnist/fig3.md). A diverged
 # or failed run is recorded and the sweep goes on.
 fig2: setup
 	bash scripts/get_fashion_mnist.sh
-	for vs in inception,bn_x5,bn_x30,bn_x5_sigmoid,inception_x5 inception_sigmoid,bn_baseline; do \
+	for vs in inception,bn_x5,bn_x30,bn_x5_sigmoid,inception_x5 bn_baseline,inception_sigmoid; do \
 		$(PY) experiments/train.py -m experiment=fig2_fashion_mnist data.download=true \
 			variant=$$vs 'seeds=[0,1,2]' trainer.threads=1 hydra.sweep.dir=$(FIG2_SWEEP) & \
 	done; wait
@@ -91,17 +91,18 @@ fig4: setup
 	$(PACK) $(FIG4_SWEEP)
 
 # The sweeps behind results/placement_*: BN before vs after the nonlinearity (and none), ReLU and
-# sigmoid, for the MLP (5 seeds) and the small Inception (3 seeds stacked per job), side by side,
-# one thread each.
+# sigmoid, for the MLP (5 seeds) and the small Inception (3 seeds stacked per job; its ReLU and
+# sigmoid halves in two processes), side by side, one thread each.
 placement: setup
 	bash scripts/get_fashion_mnist.sh
 	$(PY) experiments/train.py -m experiment=placement_mlp data=fashion_mnist data.download=true \
 		model.activation=relu,sigmoid bn.placement=none,before,after seed=0,1,2,3,4 trainer.threads=1 \
 		hydra.sweep.dir=$(PLACEMENT_MLP_SWEEP) & \
-	$(PY) experiments/train.py -m experiment=placement_conv data.download=true \
-		model.activation=relu,sigmoid bn.placement=none,before,after 'seeds=[0,1,2]' trainer.threads=1 \
-		hydra.sweep.dir=$(PLACEMENT_CONV_SWEEP) & \
-	wait
+	for a in relu sigmoid; do \
+		$(PY) experiments/train.py -m experiment=placement_conv data.download=true \
+			model.activation=$$a bn.placement=none,before,after 'seeds=[0,1,2]' trainer.threads=1 \
+			hydra.sweep.dir=$(PLACEMENT_CONV_SWEEP) & \
+	done; wait
 	$(PACK) $(PLACEMENT_MLP_SWEEP)
 	$(PACK) $(PLACEMENT_CONV_SWEEP)
 
