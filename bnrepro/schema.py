@@ -137,6 +137,25 @@ class DataConfig:
 
 
 @dataclass
+class NoiseOptions:
+    """Santurkar et al. 2018, "How Does Batch Normalization Help Optimization?", Sec. 2.1 and
+    Algorithm 1 ("noisy" BatchNorm): after each normalization layer (without one: where it would be),
+    every unit j gets a time-varying shift of its distribution, so that the next layer's input is
+    *less* stable than without BN. Per unit, every `every` steps: mu_t ~ U(-mean_max, mean_max),
+    sigma_t ~ U(1, scale_max); then per example i: m ~ U(mu_t - mean_width, mu_t + mean_width),
+    s ~ N(sigma_t, scale_std), a <- s * a + m. Training only; the defaults are the paper's
+    (bnrepro/nn/noise.py)."""
+
+    enabled: bool = False
+    mean_max: float = 0.5  # the paper's n_mu
+    scale_max: float = 1.25  # n_sigma
+    mean_width: float = 0.1  # r_mu
+    scale_std: float = 0.1  # r_sigma, a standard deviation
+    # Steps between draws of (mu_t, sigma_t); 1 (the paper's "changes at each time step") redraws every step.
+    every: int = 1
+
+
+@dataclass
 class BNConfig:
     impl: BNImpl = BNImpl.torch
     placement: Placement = Placement.none
@@ -153,6 +172,7 @@ class BNConfig:
     # Several processes (torchrun): true = SyncBatchNorm, statistics over the whole global batch;
     # false = each process normalizes over its own batch_size / world_size slice (bnrepro/training/distributed.py).
     sync: bool = False
+    noise: NoiseOptions = field(default_factory=NoiseOptions)  # Santurkar et al.'s noisy BN: off by default
 
 
 @dataclass
@@ -244,7 +264,8 @@ class TrainerConfig:
 
 @dataclass
 class ProbeConfig:
-    """Figure 1(b, c): percentiles of each hidden nonlinearity's input over training."""
+    """Figure 1(b, c): percentiles of each hidden nonlinearity's input over training; and, beyond the
+    paper, the measurements of why BN helps (ics_every, landscape_every)."""
 
     every: int = 200  # steps between probes; 0 turns probing off
     batch_size: int = 500  # the fixed probe batch: the first examples of the held-out split
@@ -257,6 +278,14 @@ class ProbeConfig:
     # Also the percentiles of the normalization layer's output ("<layer>/norm_unit_p15", ...), the
     # next layer's input: with BN after a ReLU, the skew the placement debate is about (seed 001).
     norm_output: bool = False
+    # Why BN helps, measured on the training batch of the step, before its update
+    # (bnrepro/tracking/landscape.py; Santurkar et al. 2018); 0 turns each off:
+    # gradient-based internal covariate shift per layer (Def. 2.1): ||G - G'|| and cos(G, G').
+    ics_every: int = 0
+    # the landscape along the gradient (Sec. 3.2, Fig. 4): loss range, gradient predictiveness,
+    # effective beta-smoothness, at steps of landscape_steps x the learning rate.
+    landscape_every: int = 0
+    landscape_steps: List[float] = field(default_factory=lambda: [0.5, 1.0, 2.0, 4.0])
 
 
 @dataclass

@@ -86,6 +86,13 @@ RULES: list[tuple[str, Check, str]] = [
     ("bn.eps", above(0.0), "1e-5"),
     ("bn.momentum", optional(within(0, 1)), "0.1 (null: the cumulative average)"),
     ("bn.population_batches", at_least(1), "100"),
+    # Santurkar et al.'s noisy BN (bnrepro/nn/noise.py): U(-mean_max, mean_max) and U(1, scale_max)
+    # need their bounds in order; a negative width or standard deviation has no meaning.
+    ("bn.noise.mean_max", at_least(0.0), "0.5"),
+    ("bn.noise.scale_max", at_least(1.0), "1.25"),
+    ("bn.noise.mean_width", at_least(0.0), "0.1"),
+    ("bn.noise.scale_std", at_least(0.0), "0.1"),
+    ("bn.noise.every", at_least(1), "1 (a new mean and scale shift every step)"),
     ("model.name", one_of("mlp", "bn_inception", "inception_small"), "mlp"),
     ("model.init_std", optional(above(0.0)), "0.1"),  # 0 would start every weight at zero
     ("model.depth", at_least(1), "3"),
@@ -115,6 +122,9 @@ RULES: list[tuple[str, Check, str]] = [
     ("probe.percentiles", each(within(0, 100)), "[15,50,85]"),
     ("probe.unit", optional(at_least(0)), "0"),  # and below model.width for the MLP: _cross_field
     ("probe.histogram_every", at_least(0), "0"),
+    ("probe.ics_every", at_least(0), "100 (0 turns it off)"),
+    ("probe.landscape_every", at_least(0), "100 (0 turns it off)"),
+    ("probe.landscape_steps", each(above(0.0)), "[0.5,1,2,4]"),  # multiples of the learning rate
     ("seed", within(0, 2**32 - 1), "0"),  # numpy's seed range
     ("seeds", optional(Check(lambda v: bool(v) and len(set(v)) == len(v) and all(0 <= s < 2**32 for s in v),
                              "a non-empty list of distinct seeds in [0, 2**32)")), "[0,1,2,3,4]"),

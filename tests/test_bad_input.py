@@ -139,6 +139,17 @@ CONFIG_CASES: list = [
     ("refused", ["data.imagenet.num_classes=0"], "data.imagenet.num_classes=0 is not valid"),
     ("refused", ["data.imagenet.resize_size=200"], "data.imagenet.resize_size=200 is below data.imagenet.image_size"),
     ("refused", ["data.synthetic.shape=[28,28]"], "data.synthetic.shape=[28,28] is not valid"),
+    # Santurkar et al.'s noisy BN and the gradient probes (issue 17)
+    ("refused", ["bn.noise.scale_max=0.5"], "bn.noise.scale_max=0.5 is not valid: bn.noise.scale_max must be a "
+                                            "finite number >= 1.0, e.g. bn.noise.scale_max=1.25."),
+    ("refused", ["bn.noise.scale_std=-0.1"], "bn.noise.scale_std=-0.1 is not valid"),
+    ("refused", ["bn.noise.every=0"], "bn.noise.every=0 is not valid: bn.noise.every must be an integer >= 1"),
+    ("refused", ["bn.noise.mean_max=nan"], "bn.noise.mean_max=nan is not a finite number"),
+    ("refused", ["probe.ics_every=-1"], "probe.ics_every=-1 is not valid"),
+    ("refused", ["probe.landscape_steps=[1,0]"], "probe.landscape_steps=[1.0,0.0] is not valid: probe.landscape_steps "
+                                                 "must be a non-empty list of values each a finite number > 0.0"),
+    ("refused", ["seeds=[0,1]", "bn.noise.enabled=true"], "The stacked seed path (seeds=[...]) does not support: "
+                                                          "bn.noise.enabled=true"),
     # 6. Hydra's own composition errors: exit status 2 from the command line
     ("hydra", ["trainer.max_step=10"], (ConfigCompositionException, "trainer.max_step")),
     ("hydra", ["variant=bn_x99"], (MissingConfigException, "variant/bn_x99")),
@@ -155,6 +166,9 @@ CONFIG_CASES: list = [
     ("accepted", ["trainer.threads=null", "trainer.progress=lines"],
      lambda cfg: cfg.trainer.threads is None and cfg.trainer.progress.value == "lines"),
     ("accepted", ["seeds=[0,1,2]"], lambda cfg: cfg.seeds == [0, 1, 2]),
+    ("accepted", ["bn.noise.enabled=true", "bn.placement=none"], lambda cfg: cfg.bn.noise.enabled),  # noise without BN
+    ("runs", ["bn.noise.enabled=true", "probe.landscape_every=10"], lambda summary, metrics:
+     summary["status"] == "completed" and (metrics.split == "landscape").any()),
     ("runs", ["probe.every=0"], lambda summary, metrics: summary["status"] == "completed"
      and "probe" not in set(metrics.split)),  # 0 is the documented "off"
     ("runs", ["probe.mode=eval", "trainer.progress=lines"], lambda summary, metrics: summary["status"] == "completed"

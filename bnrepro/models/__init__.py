@@ -11,12 +11,15 @@ from bnrepro.errors import BnreproError
 from bnrepro.schema import BNConfig, ModelConfig, choice
 from bnrepro.models.inception import BNInception, InceptionSmall
 from bnrepro.models.mlp import MLP
+from bnrepro.nn.noise import noise_factory
 
 MODELS = ("mlp", "bn_inception", "inception_small")
 
 
-def build_model(model: ModelConfig, bn: BNConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """The network `model` describes, with BN as `bn` says (norm, placement, impl, eps, momentum, groups)."""
+def build_model(model: ModelConfig, bn: BNConfig, input_shape: tuple[int, ...], num_classes: int,
+                seed: int = 0) -> nn.Module:
+    """The network `model` describes, with BN as `bn` says (norm, placement, impl, eps, momentum, groups,
+    and Santurkar et al.'s noise, whose own generator `seed` seeds: bnrepro/nn/noise.py)."""
     name = model.name
     common = dict(
         num_classes=num_classes,
@@ -28,6 +31,7 @@ def build_model(model: ModelConfig, bn: BNConfig, input_shape: tuple[int, ...], 
         init_std=model.init_std,
         norm=choice(bn.norm),
         norm_groups=bn.groups,
+        noise=noise_factory(bn.noise, seed),
     )
     if name == "mlp":
         return MLP(in_features=math.prod(input_shape), depth=model.depth, width=model.width, **common)

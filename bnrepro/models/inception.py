@@ -176,18 +176,19 @@ class BNInception(_InceptionNet):
     16x16 and 5a at 8x8, the same 4x total reduction by 3c and 4e as at 224 px.
 
     lrn=True puts GoogLeNet's LRN where GoogLeNet had it: after the first conv (after its max
-    pool, in the 224 px stem) and after the 3x3 conv. activation, placement and bn_* apply to
-    every conv. Parameter count at 1000 classes, 224 px: 11.29M, see BN_INCEPTION_MODULES.
+    pool, in the 224 px stem) and after the 3x3 conv. activation, placement, bn_* and noise
+    (Santurkar et al.'s noise layer maker, bnrepro/nn/noise.py) apply to every conv.
+    Parameter count at 1000 classes, 224 px: 11.29M, see BN_INCEPTION_MODULES.
     """
 
     def __init__(self, in_channels: int = 3, num_classes: int = 1000, width_mult: float = 1.0,
                  small_input: bool = False, dropout: float = 0.0, lrn: bool = False,
                  activation: str = "relu", placement: str = "before", bn_impl: str = "torch",
                  bn_eps: float = 1e-5, bn_momentum: float | None = 0.1, init_std: float | None = None,
-                 norm: str = "batch", norm_groups: int = 32, init: str = "auto"):
+                 norm: str = "batch", norm_groups: int = 32, init: str = "auto", noise=None):
         super().__init__()
         unit = partial(conv_block, activation=activation, placement=placement, norm=norm, groups=norm_groups,
-                       impl=bn_impl, eps=bn_eps, momentum=bn_momentum)
+                       impl=bn_impl, eps=bn_eps, momentum=bn_momentum, noise=noise)
         w = partial(scale_width, width_mult=width_mult)
         stem = OrderedDict()
         if small_input:
@@ -280,10 +281,10 @@ class InceptionSmall(_InceptionNet):
                  dropout: float = 0.0, lrn: bool = False, activation: str = "relu",
                  placement: str = "before", bn_impl: str = "torch", bn_eps: float = 1e-5,
                  bn_momentum: float | None = 0.1, init_std: float | None = None, norm: str = "batch",
-                 norm_groups: int = 32, init: str = "auto"):
+                 norm_groups: int = 32, init: str = "auto", noise=None):
         super().__init__()
         unit = partial(conv_block, activation=activation, placement=placement, norm=norm, groups=norm_groups,
-                       impl=bn_impl, eps=bn_eps, momentum=bn_momentum)
+                       impl=bn_impl, eps=bn_eps, momentum=bn_momentum, noise=noise)
         w = partial(scale_width, width_mult=width_mult)
         stem = OrderedDict(conv1=unit(in_channels, w(96), 3))
         if lrn:

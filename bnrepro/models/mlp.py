@@ -1,16 +1,19 @@
 """The fully-connected network of Sec. 4.1 (Figure 1): hidden layers of sigmoid units."""
 from __future__ import annotations
 
+from typing import Callable, Optional
+
 from torch import nn
 
 from bnrepro.models.blocks import has_bias, norm_act
 
 
-def hidden_block(fan_in: int, width: int, activation: str, placement: str, **bn_kw) -> nn.Sequential:
-    """One hidden layer, Sequential(linear, [bn,] act); the probes read the input of `act`,
+def hidden_block(fan_in: int, width: int, activation: str, placement: str,
+                 noise: Optional[Callable[[int], nn.Module]] = None, **bn_kw) -> nn.Sequential:
+    """One hidden layer, Sequential(linear, [bn,] [noise,] act); the probes read the input of `act`,
     which is what Figure 1(b, c) plots."""
     linear = nn.Linear(fan_in, width, bias=has_bias(placement, bn_kw.get("norm", "batch")))
-    return norm_act(linear, "linear", width, activation, placement, spatial=False, **bn_kw)
+    return norm_act(linear, "linear", width, activation, placement, spatial=False, noise=noise, **bn_kw)
 
 
 class MLP(nn.Module):
@@ -18,6 +21,7 @@ class MLP(nn.Module):
 
     Sec. 4.1: 3 hidden layers of 100 sigmoid units, weights from small random Gaussians, and
     the last hidden layer feeding a 10-way softmax (the softmax lives in the loss).
+    noise: a maker of Santurkar et al.'s noise layer (bnrepro/nn/noise.py, `noise_factory`), or None.
     """
 
     def __init__(
@@ -34,13 +38,14 @@ class MLP(nn.Module):
         init_std: float | None = None,
         norm: str = "batch",
         norm_groups: int = 32,
+        noise: Optional[Callable[[int], nn.Module]] = None,
     ):
         super().__init__()
         bn_kw = dict(norm=norm, groups=norm_groups, impl=bn_impl, eps=bn_eps, momentum=bn_momentum)
         widths = [in_features] + [width] * depth
         self.flatten = nn.Flatten()
         self.hidden = nn.Sequential(
-            *(hidden_block(a, b, activation, placement, **bn_kw) for a, b in zip(widths, widths[1:]))
+            *(hidden_block(a, b, activation, placement, noise, **bn_kw) for a, b in zip(widths, widths[1:]))
         )
         self.classifier = nn.Linear(widths[-1], num_classes)
         if init_std is not None:

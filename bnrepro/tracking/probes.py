@@ -39,22 +39,48 @@ def norm_points(model: nn.Module, points: Mapping[str, nn.Module]) -> dict[str, 
             if id(act) in blocks and "bn" in blocks[id(act)]._modules}
 
 
+class Snapshot:
+    """What a measurement pass through `model` could change, as it is now: torch's random generators
+    (dropout draws from the global ones), every buffer (BN's running statistics), every module's
+    extra state (generators of their own: the stacked members' dropout, Santurkar et al.'s noise,
+    bnrepro/nn/noise.py) and train/eval mode. `reset` puts back all but the modes (so that passes
+    repeated on one batch draw the same masks and noise), `restore` everything."""
+
+    def __init__(self, model: nn.Module):
+        self.buffers = [(b, b.clone()) for b in model.buffers()]
+        self.modes = [(m, m.training) for m in model.modules()]
+        self.extra = [(m, m.get_extra_state()) for m in model.modules()
+                      if type(m).get_extra_state is not nn.Module.get_extra_state]
+        self.cuda = sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
+        self.rng = torch.get_rng_state()
+        self.cuda_rng = [torch.cuda.get_rng_state(d) for d in self.cuda]
+
+    @torch.no_grad()
+    def reset(self) -> None:
+        torch.set_rng_state(self.rng)
+        for d, state in zip(self.cuda, self.cuda_rng):
+            torch.cuda.set_rng_state(state, d)
+        for buffer, saved in self.buffers:
+            buffer.copy_(saved)
+        for module, state in self.extra:
+            module.set_extra_state(state)
+
+    def restore(self) -> None:
+        self.reset()
+        for module, training in self.modes:
+            module.training = training
+
+
 @contextlib.contextmanager
 def untouched(model: nn.Module) -> Iterator[None]:
-    """A measurement pass through `model` that leaves training exactly as it was: every random
-    generator it could draw from (dropout uses torch's global ones), every buffer (BN's running
-    statistics), every module's train/eval mode, and no gradient computed."""
-    buffers = [(b, b.clone()) for b in model.buffers()]
-    modes = [(m, m.training) for m in model.modules()]
-    cuda = sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
-    with torch.random.fork_rng(devices=cuda), torch.no_grad():
+    """A measurement pass through `model` that leaves training exactly as it was (`Snapshot`: every
+    random generator it could draw from, every buffer, extra state and mode), no gradient computed."""
+    snapshot = Snapshot(model)
+    with torch.no_grad():
         try:
             yield
         finally:
-            for buffer, saved in buffers:
-                buffer.copy_(saved)
-            for module, training in modes:
-                module.training = training
+            snapshot.restore()
 
 
 def capture(model: nn.Module, batch: Tensor, train_stats: bool, norm_output: bool) -> dict[str, Tensor]:

@@ -30,6 +30,7 @@ import torch
 
 from bnrepro.data import DataBundle
 from bnrepro.schema import Config, choice, member_seeds
+from bnrepro.tracking.landscape import GradientProbe
 from bnrepro.tracking.probes import ActivationProbe
 from bnrepro.training import distributed
 from bnrepro.training.checkpoint import Checkpointer, TrainingState
@@ -102,14 +103,16 @@ def eval_steps(max_steps: int, every: int, per_decade: int = 0) -> set[int]:
     return steps
 
 
-def layout(cfg: Config, probe: ActivationProbe | None) -> dict[str, dict[str, list]]:
-    """The custom-scalars layout of a run: Figure 1(a)'s test accuracy, and each layer's percentile
-    band (`ActivationProbe.charts`), in a category of the model's family, so that TensorBoard,
-    which merges the categories of all runs by title, keeps the MLP's charts apart from an
-    Inception's."""
+def layout(cfg: Config, probe: ActivationProbe | None, gradients: GradientProbe | None = None
+           ) -> dict[str, dict[str, list]]:
+    """The custom-scalars layout of a run: Figure 1(a)'s test accuracy, each layer's percentile
+    band (`ActivationProbe.charts`) and the gradient probes' charts (`GradientProbe.charts`), in a
+    category of the model's family, so that TensorBoard, which merges the categories of all runs by
+    title, keeps the MLP's charts apart from an Inception's."""
     family = "Fig. 1: MLP" if cfg.model.name == "mlp" else f"Inception ({cfg.model.name})"
     accuracy = "Fig. 1(a): test accuracy" if cfg.model.name == "mlp" else "test accuracy"
-    return {family: {accuracy: ["Multiline", ["test/accuracy"]], **(probe.charts() if probe else {})}}
+    return {family: {accuracy: ["Multiline", ["test/accuracy"]], **(probe.charts() if probe else {}),
+                     **(gradients.charts() if gradients else {})}}
 
 
 def fit(members, data: DataBundle, cfg: Config, logs: list, checkpoints: Checkpointer | None = None
@@ -152,8 +155,13 @@ def fit(members, data: DataBundle, cfg: Config, logs: list, checkpoints: Checkpo
         x, _ = next(iter(data.test_batches()))
         p = cfg.probe
         probe = ActivationProbe(members, x[:p.batch_size], p.percentiles, p.unit, choice(p.mode), p.norm_output)
+    # Santurkar et al.'s measurements (bnrepro/tracking/landscape.py) on the step's own batch, before
+    # its update; they leave training exactly as it was, so a run with them trains as one without.
+    gradients = None
+    if cfg.probe.ics_every or cfg.probe.landscape_every:
+        gradients = GradientProbe(members, cfg.probe.ics_every, cfg.probe.landscape_every, cfg.probe.landscape_steps)
     for log in logs:
-        log.charts(layout(cfg, probe))
+        log.charts(layout(cfg, probe, gradients))
 
     def probe_and_log(step: int) -> None:
         tic = time.perf_counter()
@@ -164,6 +172,14 @@ def fit(members, data: DataBundle, cfg: Config, logs: list, checkpoints: Checkpo
                 log.log(step, "probe", record)
                 if histograms:
                     log.histograms(step, "probe", inputs)
+        timing["probe_time_s"] += time.perf_counter() - tic
+
+    def gradients_and_log(step: int, x: torch.Tensor, y: torch.Tensor) -> None:
+        tic = time.perf_counter()
+        # The rate of this step's update: the SGD step whose effect the measurements are about.
+        for split, record in gradients(step, x, y, optimizer.param_groups[0]["lr"]).items():
+            if results[0].active:
+                logs[0].log(step, split, record)
         timing["probe_time_s"] += time.perf_counter() - tic
 
     loss_sum = torch.zeros(len(seeds), device=data.device)
@@ -180,6 +196,8 @@ def fit(members, data: DataBundle, cfg: Config, logs: list, checkpoints: Checkpo
     while step < max_steps and any(r.active for r in results):
         step += 1
         x, y = next(batches)
+        if gradients and gradients.due(step):
+            gradients_and_log(step, x, y)
         optimizer.zero_grad(set_to_none=True)
         loss_sum += members.forward_backward(x, y)
         optimizer.step()

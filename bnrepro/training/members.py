@@ -220,6 +220,13 @@ def check_stackable(cfg: Config) -> None:
                             + (", with trainer.amp=true for bf16)" if conv else ")"))
     if distributed.active():
         problems.append("torchrun (stacked seeds train in one process)")
+    # Beyond the paper (Santurkar et al. 2018): the noise layer and the gradient probes work on one
+    # network's own modules; the stacked MLP writes its passes out and the stacked conv net widens them.
+    if cfg.bn.noise.enabled:
+        problems.append("bn.noise.enabled=true (noisy BN trains single models)")
+    for knob in ("ics_every", "landscape_every"):
+        if getattr(cfg.probe, knob):
+            problems.append(f"probe.{knob}={getattr(cfg.probe, knob)} (the gradient probes measure single models; 0 is off)")
     if problems:
         raise BnreproError("The stacked seed path (seeds=[...]) does not support: " + "; ".join(problems)
                            + ". Drop `seeds` and sweep `seed=0,1,...` with -m instead, or change those options.")
@@ -230,7 +237,7 @@ def build_members(cfg: Config, input_shape: tuple[int, ...], num_classes: int, d
     models, rng = [], []
     for seed in member_seeds(cfg):
         seed_everything(seed, cfg.trainer.deterministic)
-        models.append(build_model(cfg.model, cfg.bn, input_shape, num_classes))
+        models.append(build_model(cfg.model, cfg.bn, input_shape, num_classes, seed))
         rng.append(torch.get_rng_state())  # where the single run's dropout draws start
     if cfg.seeds is None:  # the torch RNG goes on from here into training (dropout), as it always has
         model = distributed.convert_sync_bn(models[0], cfg.bn.sync, device).to(device)
