@@ -43,14 +43,15 @@ def crossing(steps: np.ndarray, curve: np.ndarray, threshold: float) -> float:
     """The first step at which `curve` (evaluated at `steps`) reaches `threshold`, linearly
     interpolated in log(step) between the evaluation below it and the one at or above it (the
     evaluations are log-spaced: trainer.eval_per_decade); NaN if it never does. A curve already at
-    the threshold at its first evaluation gives that step."""
+    the threshold at its first evaluation, or exactly at it at an evaluation, gives that step."""
     if math.isnan(threshold):
         return math.nan
     hit = np.flatnonzero(curve >= threshold)
     if not len(hit):
         return math.nan
     i = hit[0]
-    if i == 0 or not np.isfinite(curve[i - 1]):
+    # An exact hit is that step, not exp(log(step)), which rounds to a neighbouring float.
+    if i == 0 or not np.isfinite(curve[i - 1]) or curve[i] == threshold:
         return float(steps[i])
     v0, v1 = curve[i - 1], curve[i]
     a0, a1 = math.log(steps[i - 1]), math.log(steps[i])
