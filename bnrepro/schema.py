@@ -43,11 +43,15 @@ class Activation(str, Enum):
 
 
 class Init(str, Enum):
-    """The conv nets' weight init when model.init_std is null (bnrepro/models/inception.py:_init)."""
+    """The weight init when model.init_std is null (conv nets: bnrepro/models/inception.py:_init;
+    the MLP: bnrepro/models/mlp.py:gaussian_std). Biases start at zero for all but the MLP's auto."""
 
-    auto = "auto"  # matched to the nonlinearity: he for relu, glorot for sigmoid and tanh
-    he = "he"
-    glorot = "glorot"
+    # conv nets: matched to the nonlinearity, he for relu, glorot for sigmoid and tanh;
+    # the MLP: torch's default (uniform, bound 1/sqrt(fan_in)), what its committed results used
+    auto = "auto"
+    he = "he"  # N(0, 2/fan_in)
+    glorot = "glorot"  # N(0, 2/(fan_in + fan_out))
+    lecun = "lecun"  # N(0, 1/fan_in): Figure 1's sensitivity map's 1/sqrt(fan_in) point
 
 
 class Placement(str, Enum):
@@ -180,7 +184,8 @@ class ModelConfig:
     name: str = "mlp"  # mlp | bn_inception | inception_small
     activation: Activation = Activation.sigmoid
     init_std: Optional[float] = None  # Gaussian weight std; null: torch's default (mlp), `init` (conv nets)
-    init: Init = Init.auto  # conv nets without init_std: he | glorot | auto (he for relu, glorot otherwise)
+    # without init_std: he | glorot | lecun | auto (conv nets: he for relu, glorot otherwise; mlp: torch's default)
+    init: Init = Init.auto
     # mlp
     depth: int = 3  # hidden layers
     width: int = 100

@@ -50,7 +50,8 @@ def crossing(steps: np.ndarray, curve: np.ndarray, threshold: float) -> float:
     if not len(hit):
         return math.nan
     i = hit[0]
-    if i == 0 or curve[i] == threshold or not np.isfinite(curve[i - 1]):
+    # An exact hit is that step, not exp(log(step)), which rounds to a neighbouring float.
+    if i == 0 or not np.isfinite(curve[i - 1]) or curve[i] == threshold:
         return float(steps[i])
     v0, v1 = curve[i - 1], curve[i]
     a0, a1 = math.log(steps[i - 1]), math.log(steps[i])

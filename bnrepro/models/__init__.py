@@ -34,7 +34,8 @@ def build_model(model: ModelConfig, bn: BNConfig, input_shape: tuple[int, ...], 
         noise=noise_factory(bn.noise, seed),
     )
     if name == "mlp":
-        return MLP(in_features=math.prod(input_shape), depth=model.depth, width=model.width, **common)
+        return MLP(in_features=math.prod(input_shape), depth=model.depth, width=model.width,
+                   init=choice(model.init), **common)
     if name in ("bn_inception", "inception_small"):  # the conv nets of Sec. 4.2
         conv = dict(in_channels=input_shape[0], width_mult=model.width_mult, dropout=model.dropout,
                     lrn=model.lrn, init=choice(model.init), **common)

@@ -51,7 +51,8 @@ def conv_init(init: str, activation: str) -> str:
 
 def _init(model: nn.Module, init_std: float | None, init: str = "he") -> None:
     """N(0, init_std) weights when given; else variance-preserving convs, matched to the
-    nonlinearity (`conv_init`): He-normal (fan_in, ReLU gain) or Glorot-normal (gain 1).
+    nonlinearity (`conv_init`): He-normal (fan_in, ReLU gain) or Glorot-normal (gain 1); or
+    LeCun-normal (1/fan_in) when model.init=lecun asks for it.
 
     Not torch's default: its conv init shrinks the signal's variance ~3x per layer, which over
     the ~20 convs of these networks leaves a no-BN baseline with nothing to learn from, a
@@ -68,6 +69,8 @@ def _init(model: nn.Module, init_std: float | None, init: str = "he") -> None:
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
             elif isinstance(m, nn.Conv2d) and init == "glorot":
                 nn.init.xavier_normal_(m.weight)
+            elif isinstance(m, nn.Conv2d) and init == "lecun":  # N(0, 1/fan_in), the MLP's lecun
+                nn.init.kaiming_normal_(m.weight, nonlinearity="linear")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
 

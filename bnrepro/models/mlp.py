@@ -1,6 +1,7 @@
 """The fully-connected network of Sec. 4.1 (Figure 1): hidden layers of sigmoid units."""
 from __future__ import annotations
 
+import math
 from typing import Callable, Optional
 
 from torch import nn
@@ -16,12 +17,35 @@ def hidden_block(fan_in: int, width: int, activation: str, placement: str,
     return norm_act(linear, "linear", width, activation, placement, spatial=False, noise=noise, **bn_kw)
 
 
+INITS = ("auto", "lecun", "he", "glorot")
+
+
+def gaussian_std(linear: nn.Linear, init: str) -> float:
+    """The std of `model.init`'s Gaussian for one layer (used when model.init_std is null).
+
+    Sec. 4.1 says only "small random Gaussian values"; these scale the std by the layer's size:
+    lecun N(0, 1/fan_in) (LeCun et al. 1998, "Efficient BackProp": unit-variance pre-activations
+    for unit-variance inputs, the 1/sqrt(fan_in) point of the Figure 1 sensitivity map), he
+    N(0, 2/fan_in) (ReLU's gain) and glorot N(0, 2/(fan_in + fan_out)). `auto` never gets here: for
+    the MLP it keeps torch's default init, which every committed MLP result without init_std used."""
+    fan_out, fan_in = linear.weight.shape
+    if init == "lecun":
+        return 1 / math.sqrt(fan_in)
+    if init == "he":
+        return math.sqrt(2 / fan_in)
+    if init == "glorot":
+        return math.sqrt(2 / (fan_in + fan_out))
+    raise ValueError(f"MLP init must be one of {', '.join(INITS)}, not {init!r}")
+
+
 class MLP(nn.Module):
     """`depth` hidden layers of `width` units, then a linear layer to the class logits.
 
     Sec. 4.1: 3 hidden layers of 100 sigmoid units, weights from small random Gaussians, and
     the last hidden layer feeding a 10-way softmax (the softmax lives in the loss).
     noise: a maker of Santurkar et al.'s noise layer (bnrepro/nn/noise.py, `noise_factory`), or None.
+    Weights: N(0, init_std^2) when init_std is given; else `init` (`gaussian_std`), where `auto`
+    is torch's default. Biases start at zero whenever the weights are Gaussian.
     """
 
     def __init__(
@@ -39,6 +63,7 @@ class MLP(nn.Module):
         norm: str = "batch",
         norm_groups: int = 32,
         noise: Optional[Callable[[int], nn.Module]] = None,
+        init: str = "auto",
     ):
         super().__init__()
         bn_kw = dict(norm=norm, groups=norm_groups, impl=bn_impl, eps=bn_eps, momentum=bn_momentum)
@@ -48,10 +73,10 @@ class MLP(nn.Module):
             *(hidden_block(a, b, activation, placement, noise, **bn_kw) for a, b in zip(widths, widths[1:]))
         )
         self.classifier = nn.Linear(widths[-1], num_classes)
-        if init_std is not None:
+        if init_std is not None or init != "auto":
             for m in self.modules():
                 if isinstance(m, nn.Linear):
-                    nn.init.normal_(m.weight, std=init_std)
+                    nn.init.normal_(m.weight, std=init_std if init_std is not None else gaussian_std(m, init))
                     if m.bias is not None:
                         nn.init.zeros_(m.bias)
 

@@ -33,7 +33,7 @@ STATUS = {
 # The keys of the flattened config shown, in this order after the swept ones; absent or empty
 # values are left out. optim.lr_effective (lr x lr_scale) is computed.
 KEYS = ("variant", "seed", "experiment", "data.name", "model.name", "model.activation", "model.depth",
-        "model.width", "model.width_mult", "model.init_std", "bn.placement", "bn.norm", "optim.lr",
+        "model.width", "model.width_mult", "model.init_std", "model.init", "bn.placement", "bn.norm", "optim.lr",
         "optim.lr_scale", "optim.lr_effective", "optim.momentum", "optim.weight_decay",
         "trainer.max_steps", "trainer.batch_size")
 # Keys that only say where or how a run is carried out: never shown, swept or not.
