@@ -247,7 +247,7 @@ def sizes_line(results: Path | None) -> list[str]:
     if not files:
         return []
     kb = [f.stat().st_size / 1e3 for f in files]
-    return ["Run data (every run's metrics.csv, summary.json, config.yaml and provenance.json, "
+    return ["Run data (every run's metrics.csv, summary.json, config.yaml, provenance.json, test_probs.csv where saved, "
             "`scripts/pack_sweep.py`): " + ", ".join(f"[{f.parent.name}]({f.parent.name}/{f.name}) {k:,.0f} kB"
                                                        for f, k in zip(files, kb)) + f"; {sum(kb) / 1e3:.2f} MB in all.", ""]
 

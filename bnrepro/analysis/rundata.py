@@ -1,7 +1,8 @@
 """A sweep's run data in one small file: what the plots, reports and tables of results/ read.
 
-`pack(sweep_dir, out_file)` writes every job directory's metrics.csv, summary.json, config.yaml
-and provenance.json (nothing else: no TensorBoard events, checkpoints or Hydra logs) into one
+`pack(sweep_dir, out_file)` writes every job directory's metrics.csv, summary.json, config.yaml,
+provenance.json and test_probs.csv where a run saved one (trainer.save_predictions; nothing else:
+no TensorBoard events, checkpoints or Hydra logs) into one
 xz-compressed tar file, with paths relative to the sweep directory and the files' modification
 times kept (scripts fall back to them for wall times, bnrepro.analysis.sweeps.wall_times).
 The archive is deterministic: members sorted by path, owner, group and permissions fixed, no
