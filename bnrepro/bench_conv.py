@@ -134,7 +134,10 @@ def side_by_side(jobs: dict[str, list[str]], out: Path) -> float:
 
 
 # `make fig2`'s model and recipe (configs/experiment/fig2_fashion_mnist.yaml) as BN-Baseline.
-FIG2 = ["experiment=fig2_fashion_mnist", "variant=bn_baseline", "trainer.progress=none"]
+# Figure 2's network and batch; evaluation at the bench's own fixed cadence (no validation split, no
+# log-spaced schedule, no saved predictions), as when RATIO conv was first measured.
+FIG2 = ["experiment=fig2_fashion_mnist", "variant=bn_baseline", "trainer.progress=none", "data.val_size=0",
+        "trainer.eval_per_decade=0", "trainer.save_predictions=false"]
 SEEDS = [0, 1, 2]
 
 

@@ -80,7 +80,7 @@ def test_conv_init_matches_the_nonlinearity(make_cfg, activation, init, expected
 def test_budgets_follow_the_variants_schedule(make_cfg):
     steps = {v: make_cfg("experiment=fig2_fashion_mnist", f"variant={v}").trainer.max_steps
              for v in ("inception", "bn_baseline", "bn_x5", "bn_x30", "inception_sigmoid")}
-    assert steps == {"inception": 12000, "bn_baseline": 12000, "bn_x5": 2000, "bn_x30": 2000, "inception_sigmoid": 12000}
+    assert steps == {"inception": 16000, "bn_baseline": 16000, "bn_x5": 2667, "bn_x30": 2667, "inception_sigmoid": 16000}
     fig4 = make_cfg("experiment=fig4_fashion_mnist")
     assert (fig4.variant, fig4.model.dropout, list(fig4.seeds), fig4.trainer.save_predictions) == ("bn_x30", 0.1, [3, 4, 5], True)
 
