@@ -28,10 +28,8 @@ from bnrepro.paper import PLACEMENT_ANCHORS
 
 def plateau(metrics, runs) -> str:
     """fig3.plateau_gain of these runs' seed-mean curve (on best_split), as "+0.12 (held)"."""
-    split = runs.best_split.iloc[0]
-    rows = metrics[(metrics.split == split) & (metrics.name == "accuracy") & metrics.run.isin(runs.run)]
-    wide = rows.pivot_table(index="run", columns="step", values="value").sort_index(axis=1)
-    gain = fig3.plateau_gain(wide.columns.to_numpy(float), wide.to_numpy(float))
+    (steps, g, _), = fig3.curves(metrics[metrics.run.isin(runs.run)], runs.best_split.iloc[0]).values()
+    gain = fig3.plateau_gain(steps, g)
     return "n/a" if np.isnan(gain) else f"+{100 * gain:.2f} ({'held' if gain < fig3.PLATEAU_GAIN else 'not held'})"
 
 

@@ -36,7 +36,7 @@ import pandas as pd
 from bnrepro.analysis import ensemble, fig3
 from bnrepro.analysis.cli import command
 from bnrepro.analysis.results import load_metrics, load_runs, run_status
-from bnrepro.analysis.stats import RESAMPLES, bootstrap, mean_curve  # noqa: F401 (RESAMPLES: the docstring's)
+from bnrepro.analysis.stats import bootstrap, mean_curve
 from bnrepro.analysis.sweeps import finals, load
 from bnrepro.paper import FIG1, FIG3, FIG4_ENSEMBLE, PLACEMENT_ANCHORS
 

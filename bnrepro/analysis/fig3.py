@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from bnrepro.analysis.results import BASE
-from bnrepro.analysis.stats import crossing, mean_curve  # noqa: F401 (mean_curve: for the tables)
+from bnrepro.analysis.stats import crossing, mean_curve
 
 SPLIT = "val"  # what the protocol chooses on
 PLATEAU_FRACTION = 0.25

@@ -18,7 +18,6 @@ import torch
 from torch import Tensor, nn
 
 from bnrepro.models.mlp import MLP
-from bnrepro.models.stacked_conv import eval_totals
 from bnrepro.nn.bn import scale_shift, update_running_stats
 
 _ACTIVATIONS = {nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.ReLU: "relu"}
@@ -249,8 +248,3 @@ class StackedMLP(nn.Module):
             h = self._act(z)
         out = self.depth + 1
         return zs, torch.baddbmm(self._get("b", out), h, self._get("w", out).transpose(1, 2))
-
-    @torch.no_grad()
-    def evaluate(self, batches) -> Tensor:
-        """Summed cross-entropy and number correct per member over (x, y) batches: (S, 2)."""
-        return sum(eval_totals(self.pre_activations(xb.flatten(1), train_stats=False)[1], yb) for xb, yb in batches)

@@ -11,6 +11,7 @@ run's up to float rounding (tests/test_stacked.py, tests/test_stacked_conv.py).
 """
 from __future__ import annotations
 
+import contextlib
 import random
 from typing import Iterator
 
@@ -50,6 +51,17 @@ def probe_layers(model: nn.Module) -> dict[str, bool]:
     points = probe_points(model)
     norms = norm_points(model, points)
     return {name: name in norms for name in points}
+
+
+@contextlib.contextmanager
+def inference(module: nn.Module) -> Iterator[None]:
+    """`module` in eval mode for the block (Algorithm 2's inference), its mode restored after."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
 
 
 def evaluate(members, batches) -> Tensor:
@@ -96,14 +108,11 @@ class SingleModel:
     @torch.no_grad()
     def logits(self, batches) -> Iterator[tuple[Tensor, Tensor]]:
         """(logits (1, B, classes), targets) per batch, in inference mode (Algorithm 2)."""
-        was_training = self.module.training
-        self.net.eval()  # the wrapper too (DDP, compiled): no buffer broadcast, no graph for training
-        try:
+        # The wrapper too (DDP, compiled): no buffer broadcast, no graph for training.
+        with inference(self.net):
             for x, y in batches:
                 with autocast(self.amp, x.device):
                     yield self.net(x).float().unsqueeze(0), y
-        finally:
-            self.net.train(was_training)
 
     def evaluate(self, batches) -> Tensor:
         """Summed loss and number correct over the batches: (1, 2)."""
@@ -138,7 +147,7 @@ class StackedMembers:
             yield self.module.pre_activations(x.flatten(1), train_stats=False)[1], y
 
     def evaluate(self, batches) -> Tensor:
-        return self.module.evaluate(batches)
+        return evaluate(self, batches)
 
     def probe_layers(self) -> dict[str, bool]:
         return {f"layer{l}": self.module.bn for l in range(1, self.module.depth + 1)}
@@ -173,14 +182,10 @@ class StackedConvMembers:
 
     @torch.no_grad()
     def logits(self, batches) -> Iterator[tuple[Tensor, Tensor]]:
-        was_training = self.module.training
-        self.module.eval()
-        try:
+        with inference(self.module):
             for x, y in (chunk for batch in batches for chunk in zip(*(t.split(self.EVAL_CHUNK) for t in batch))):
                 with autocast(self.amp, x.device):
                     yield self.module(x).float(), y
-        finally:
-            self.module.train(was_training)
 
     def evaluate(self, batches) -> Tensor:
         return evaluate(self, batches)
