@@ -64,7 +64,7 @@ fig1_sensitivity: setup
 	bash scripts/get_fashion_mnist.sh
 	for m in 0 0.9; do \
 		$(PY) experiments/train.py -m experiment=fig1_sensitivity data=fashion_mnist data.download=true \
-			variant=baseline,bn model.init_std=0.01,0.03,0.1,null optim.lr=0.01,0.03,0.1,0.5 optim.momentum=$$m \
+			variant=baseline,bn model.init_std=0.01,0.1,null optim.lr=0.01,0.1,0.5 optim.momentum=$$m \
 			trainer.threads=1 hydra.sweep.dir=$(FIG1_SENS_SWEEP) & \
 	done; wait
 	$(PACK) $(FIG1_SENS_SWEEP)

@@ -64,6 +64,23 @@ def where(table: pd.DataFrame, claim: str) -> str:
     return f"{len(held)} of {len(table)} cells" + (f": {', '.join(names)}" if names else "")
 
 
+def default_lines(table: pd.DataFrame, split: str) -> list[str]:
+    """fig1_mnist's default by sensitivity.choose_default, the rule written before the sweep ran."""
+    try:
+        c = sens.choose_default(table)
+    except ValueError as err:
+        return ["## fig1_mnist's default", "", f"No choice: {err}.", ""]
+    return ["## fig1_mnist's default, by the rule", "",
+            "The rule (sensitivity.choose_default, written in the experiment's header before the sweep ran): "
+            "among the cells with a fixed Gaussian std and no diverged seed, the one whose no-BN network ends "
+            f"highest; cells within {sens.TIE:g} points tie, and a tie goes to momentum 0, then the smaller std, "
+            f"then the smaller rate. It chooses init std {c.init}, lr {c['optim.lr']:g}, "
+            f"momentum {c['optim.momentum']:g}; there no BN ends at "
+            f"{100 * c.final_baseline:.2f}% {split} and BN at {100 * c.final_bn:.2f}% "
+            f"(lead {interval(c.lead, c.lead_lo, c.lead_hi, sign='+')} points; faster: {c.faster}, "
+            f"higher: {c.higher}, stable: {c.stable}).", ""]
+
+
 def report(sweep_dir: Path) -> tuple[str, pd.DataFrame, pd.DataFrame]:
     metrics = sens.load(sweep_dir)
     runs = sens.per_run(metrics)
@@ -95,7 +112,7 @@ def report(sweep_dir: Path) -> tuple[str, pd.DataFrame, pd.DataFrame]:
     lines += [f"All three hold in {len(all_three)} of {len(table)} cells"
               + (": " + ", ".join(f"({c.init}, lr {c['optim.lr']:g}, m {c['optim.momentum']:g})"
                                   for _, c in all_three.iterrows()) if len(all_three) else "") + ".", "",
-              "## Per cell", "",
+              *default_lines(table, split), "## Per cell", "",
               f"| initial weights | lr | momentum | final {split}, no BN (%) | final {split}, BN (%) | lead (points) | "
               "threshold | speed-up (x) | drift rel., no BN / BN | drift abs., no BN / BN | diverged | "
               "faster | higher | stable |",

@@ -20,8 +20,8 @@ sys.path.insert(0, str(REPO / "scripts"))
 import plot_fig1_sensitivity  # noqa: E402
 import report_fig1_sensitivity  # noqa: E402
 
-INIT_STDS = ["0.01", "0.03", "0.1", "null"]  # null: model.init=lecun, N(0, 1/fan_in)
-LRS = ["0.01", "0.03", "0.1", "0.5"]
+INIT_STDS = ["0.01", "0.1", "null"]  # null: model.init=lecun, N(0, 1/fan_in)
+LRS = ["0.01", "0.1", "0.5"]
 MOMENTA = ["0", "0.9"]
 GRID = list(itertools.product(["baseline", "bn"], INIT_STDS, LRS, MOMENTA))
 
@@ -242,10 +242,34 @@ def test_report_and_plot_write_their_files(sweep, tmp_path):
     assert "Holds in 3 of 5 cells" in text  # faster: A, B, E
     assert "All three hold in 2 of 5 cells" in text and "| 1/sqrt(fan_in) | 0.5 | 0 |" in text
     assert "≥" in text and "≤" in text and "1/3, 0/3" in text  # bounds and the diverged seed
+    # The default rule: of the fixed-std cells without a diverged seed (A, C, E), C's no BN ends highest.
+    assert "It chooses init std 0.01, lr 0.5, momentum 0; there no BN ends at 85.00% val" in text
     assert len(pd.read_csv(out / "cells.csv")) == 5 and len(pd.read_csv(out / "seeds.csv")) == 30
     again = tmp_path / "again"
     report_fig1_sensitivity.main([str(sweep), "--out", str(again)])
     assert (again / "report.md").read_text() == text  # the bootstrap is seeded: same runs, same report
+
+
+def test_default_rule_prefers_plain_sgd_then_small_std_then_small_rate_within_a_tie():
+    from bnrepro.analysis.sensitivity import TIE, choose_default
+
+    def table(rows):
+        return pd.DataFrame(rows, columns=["init", "optim.lr", "optim.momentum", "final_baseline", "diverged_baseline",
+                                           "diverged_bn"])
+    best = 0.95
+    rows = [("1/sqrt(fan_in)", 0.5, 0.0, 0.99, 0, 0),         # not a fixed std: never chosen
+            ("0.1", 0.5, 0.9, best, 0, 0),                     # the best no-BN network, with momentum
+            ("0.1", 0.1, 0.0, best - TIE / 200, 0, 0),         # tied with it, plain SGD: chosen
+            ("0.01", 0.1, 0.0, best - 2 * TIE / 100, 0, 0),    # smaller std, but out of the tie
+            ("0.01", 0.01, 0.0, 0.999, 0, 1)]                  # a diverged BN seed: out
+    c = choose_default(table(rows))
+    assert (c.init, c["optim.lr"], c["optim.momentum"]) == ("0.1", 0.1, 0.0)
+    rows[3] = ("0.01", 0.5, 0.0, best - TIE / 200, 0, 0)     # now tied too, and smaller: chosen
+    rows.append(("0.01", 0.1, 0.0, best - TIE / 300, 0, 0))  # tied, same std, smaller rate: chosen over it
+    c = choose_default(table(rows))
+    assert (c.init, c["optim.lr"], c["optim.momentum"]) == ("0.01", 0.1, 0.0)
+    with pytest.raises(ValueError, match="nothing to choose from"):
+        choose_default(table(rows[:1]))
 
 
 def test_missing_sweep_is_a_clear_error(tmp_path, capsys):
