@@ -56,7 +56,7 @@ fig1: setup
 	$(PACK) $(FIG1_SWEEP)
 
 # The sweep behind results/fig1_sensitivity_fashion_mnist: Figure 1's MLP with and without BN over
-# initial weights (std 0.01, 0.03, 0.1, 1/sqrt(fan_in)) x lr (0.01-0.5) x momentum (0, 0.9), 5 stacked
+# initial weights (std 0.01, 0.1, 1/sqrt(fan_in)) x lr (0.01, 0.1, 0.5) x momentum (0, 0.9), 5 stacked
 # seeds per cell, 50k steps (configs/experiment/fig1_sensitivity.yaml; ~70 min estimated on 2 cores).
 # Two processes, one per momentum, one torch thread each; every seed writes its own run directory,
 # $(FIG1_SENS_SWEEP)/<cell and variant>/seed=<s>/.
