@@ -15,9 +15,16 @@ FIG4_SWEEP := outputs/results/fig4_fashion_mnist
 PLACEMENT_MLP_SWEEP := outputs/results/placement_mlp_fashion_mnist
 PLACEMENT_CONV_SWEEP := outputs/results/placement_conv_fashion_mnist
 NORMS_SWEEP := outputs/results/norm_batchsize_fashion_mnist
+WHY_NOISY_SWEEP := outputs/results/why_noisy_bn_fashion_mnist
+WHY_ICS_SWEEP := outputs/results/why_ics_fashion_mnist
+WHY_LANDSCAPE_SWEEP := outputs/results/why_landscape_fashion_mnist
+LR_RANGE_SWEEP := outputs/results/lr_range_fashion_mnist
+WHY_SWEEPS := $(WHY_NOISY_SWEEP) $(WHY_ICS_SWEEP) $(WHY_LANDSCAPE_SWEEP) $(LR_RANGE_SWEEP)
 
-.PHONY: setup demo test fig1 fig1_sensitivity fig2_lr fig2 fig4 placement norms figures report bench lock clean
-SWEEPS := $(FIG1_SWEEP) $(FIG2_LR_SWEEP) $(FIG2_SWEEP) $(FIG4_SWEEP) $(PLACEMENT_MLP_SWEEP) $(PLACEMENT_CONV_SWEEP) $(NORMS_SWEEP)
+.PHONY: setup demo test fig1 fig1_sensitivity fig2_lr fig2 fig4 placement norms why why_noisy_bn why_ics \
+	why_landscape lr_range figures report bench lock clean
+SWEEPS := $(FIG1_SWEEP) $(FIG2_LR_SWEEP) $(FIG2_SWEEP) $(FIG4_SWEEP) $(PLACEMENT_MLP_SWEEP) $(PLACEMENT_CONV_SWEEP) \
+	$(NORMS_SWEEP) $(WHY_SWEEPS)
 # A sweep's compact run data, results/<sweep>/rundata.tar.xz (scripts/pack_sweep.py): refreshed
 # after each sweep, and unpacked by `make figures` where the sweep directory is missing.
 PACK = $(PY) scripts/pack_sweep.py
@@ -133,6 +140,35 @@ norms: setup
 	done; wait
 	$(PACK) $(NORMS_SWEEP)
 
+# Beyond the paper (issue 17): why BN helps, measured (configs/experiment/why_*.yaml, lr_range.yaml).
+# Each sweep runs in two processes of one torch thread, one per half of its variants.
+why: why_noisy_bn why_ics why_landscape lr_range
+
+why_noisy_bn: setup
+	bash scripts/get_fashion_mnist.sh
+	for v in baseline,noise bn,noisy_bn; do \
+		$(PY) experiments/train.py -m experiment=why_noisy_bn data=fashion_mnist data.download=true \
+			variant=$$v seed=0,1,2,3,4 trainer.threads=1 hydra.sweep.dir=$(WHY_NOISY_SWEEP) & \
+	done; wait
+	$(PACK) $(WHY_NOISY_SWEEP)
+
+why_ics why_landscape: setup
+	bash scripts/get_fashion_mnist.sh
+	for v in baseline bn; do \
+		$(PY) experiments/train.py -m experiment=$@ data=fashion_mnist data.download=true \
+			variant=$$v seed=0,1,2,3,4 trainer.threads=1 hydra.sweep.dir=outputs/results/$@_fashion_mnist & \
+	done; wait
+	$(PACK) outputs/results/$@_fashion_mnist
+
+lr_range: setup
+	bash scripts/get_fashion_mnist.sh
+	for v in baseline bn; do \
+		$(PY) experiments/train.py -m experiment=lr_range data=fashion_mnist data.download=true \
+			variant=$$v optim.lr=0.001,0.003,0.01,0.03,0.1,0.3,1,3,10 seed=0,1,2 trainer.threads=1 \
+			hydra.sweep.dir=$(LR_RANGE_SWEEP) & \
+	done; wait
+	$(PACK) $(LR_RANGE_SWEEP)
+
 # Every figure and table in results/, from the sweeps above (plots read metrics, never train). A
 # sweep missing from outputs/results/ (a fresh clone) is first unpacked from its committed copy,
 # results/<sweep>/rundata.tar.xz, to the same path, so the reports come out byte for byte the same.
@@ -155,6 +191,11 @@ figures: setup
 		$(PY) scripts/report_placement.py $$d --out results/$$(basename $$d) || exit 1; done
 	$(PY) scripts/plot_norms.py $(NORMS_SWEEP) --out results/norm_batchsize_fashion_mnist
 	$(PY) scripts/report_norms.py $(NORMS_SWEEP) --out results/norm_batchsize_fashion_mnist
+	$(PY) scripts/plot_why_noisy_bn.py $(WHY_NOISY_SWEEP) --out results/why_noisy_bn_fashion_mnist
+	$(PY) scripts/plot_why_ics.py $(WHY_ICS_SWEEP) --out results/why_ics_fashion_mnist
+	$(PY) scripts/plot_why_landscape.py $(WHY_LANDSCAPE_SWEEP) --out results/why_landscape_fashion_mnist
+	$(PY) scripts/plot_lr_range.py $(LR_RANGE_SWEEP) --out results/lr_range_fashion_mnist
+	for d in $(WHY_SWEEPS); do $(PY) scripts/report_why.py $$d --out results/$$(basename $$d) || exit 1; done
 	$(MAKE) --no-print-directory report
 
 # The reproduction scorecard: results/scorecard.csv and its section of results/README.md, one row

@@ -44,3 +44,16 @@ FIG1 = {
 
 # Figure 4 (Sec. 4.2.3): the ensemble of six BN-x30-based networks, 144 crops, on ImageNet.
 FIG4_ENSEMBLE = "4.9% top-5 validation error (4.82% test); single BN-Inception 144 crops 5.82%"
+
+# Not the paper: the later work issue 17 tests it against (configs/experiment/why_*.yaml, lr_range.yaml).
+SANTURKAR = "Santurkar et al. 2018"  # "How Does Batch Normalization Help Optimization?"
+BJORCK = "Bjorck et al. 2018"  # "Understanding Batch Normalization"
+WHY_ANCHORS = {
+    "noisy_like_bn": f"{SANTURKAR}, Fig. 2 (VGG, CIFAR-10): noisy BN trains almost like BN (BN 83% vs 80% without)",
+    "noise_fails": f"{SANTURKAR}, Sec. 2.1: the same noise without BN prevents training",
+    "noisy_less_stable": f"{SANTURKAR}, Fig. 2: noisy BN's layer inputs are less stable than without BN",
+    "ics_not_lower": f"{SANTURKAR}, Fig. 3 (DLN, VGG): ICS with BN equal to or higher than without",
+    "smoother": f"{SANTURKAR}, Fig. 4 (VGG): loss and gradient vary ~2 orders of magnitude less with BN, early",
+    "larger_rates": f"{BJORCK}, ResNet-110 CIFAR-10: BN trains at lr 0.1 (~93%), without BN it diverges there",
+    "rel_loss": f"{BJORCK}: at initialization the no-BN relative loss exceeds 1e6 past a step of ~1e-3; BN's stays ~1",
+}

@@ -284,7 +284,8 @@ class ProbeConfig:
     # next layer's input: with BN after a ReLU, the skew the placement debate is about (seed 001).
     norm_output: bool = False
     # Why BN helps, measured on the training batch of the step, before its update
-    # (bnrepro/tracking/landscape.py; Santurkar et al. 2018); 0 turns each off:
+    # (bnrepro/tracking/landscape.py; Santurkar et al. 2018), at step 1 (the initial weights) and
+    # every N steps; 0 turns each off:
     # gradient-based internal covariate shift per layer (Def. 2.1): ||G - G'|| and cos(G, G').
     ics_every: int = 0
     # the landscape along the gradient (Sec. 3.2, Fig. 4): loss range, gradient predictiveness,

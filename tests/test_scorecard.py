@@ -17,7 +17,9 @@ IDS = ["fig1_faster", "fig1_higher", "fig1_drift_without_bn", "fig1_stable_with_
        "fig3_x5_sigmoid_below_inception", "fig3_inception_sigmoid_chance", "fig3_inception_x5_diverges",
        "fig4_ensemble", "placement_mlp_relu_after_beats_before", "placement_mlp_sigmoid_after_beats_before",
        "placement_conv_relu_after_beats_before", "placement_conv_sigmoid_after_beats_before",
-       "norms_bn_below_ln_small_batch"]
+       "norms_bn_below_ln_small_batch", "why_noisy_bn_like_bn", "why_noise_without_bn_fails", "why_noisy_bn_less_stable",
+       "why_ics_not_lower_rel_diff", "why_ics_not_lower_one_minus_cos", "why_landscape_loss_range", "why_landscape_beta",
+       "lr_range_larger_rates"]
 # In eighths, every seed alike (so every interval is a point). Inception's best: 6/8 at step 600.
 CURVES = {"inception": [1, 2, 3, 4, 5, 6], "bn_baseline": [3, 6, 6, 6, 6, 6],   # 600/200 = 3x >= the paper's 2.3x
           "bn_x5": [6, 7, 7, 7, 7, 7],                                             # 6x, short of 14.8x

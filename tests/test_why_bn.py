@@ -350,8 +350,8 @@ def test_training_with_gradient_probes_is_training_without(make_cfg, tmp_path):
     off, on = (pd.read_csv(tmp_path / d / "metrics.csv") for d in ("off", "on"))
     measured = on.split.isin(["ics", "landscape"])
     pd.testing.assert_frame_equal(on[~measured].reset_index(drop=True), off)
-    assert sorted(on[on.split == "ics"].step.unique()) == [2, 4, 6]
-    assert sorted(on[on.split == "landscape"].step.unique()) == [3, 6]
+    assert sorted(on[on.split == "ics"].step.unique()) == [1, 2, 4, 6]  # step 1: the initial weights
+    assert sorted(on[on.split == "landscape"].step.unique()) == [1, 3, 6]
     names = set(on[on.split == "landscape"].name)
     assert {"loss_range", "grad_change_max", "beta", "loss_x4", "rel_loss_x1"} <= names
     assert {"stem.conv1/l2_diff", "stem.conv1/cosine", "classifier/cosine"} <= set(on[on.split == "ics"].name)

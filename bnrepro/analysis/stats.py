@@ -6,6 +6,7 @@
   are only 10 distinct resamples of a group: the interval is a coarse one, and says so by its width.
 - `mean_curve`: the seed-mean of a seeds x steps matrix (NaN after a run stopped).
 - `crossing`: the step at which a curve first reaches a value, interpolated between evaluations.
+- `verdict`: the scorecard's rule (scripts/scorecard.py's docstring), for every report that gives one.
 """
 from __future__ import annotations
 
@@ -56,3 +57,17 @@ def crossing(steps: np.ndarray, curve: np.ndarray, threshold: float) -> float:
     v0, v1 = curve[i - 1], curve[i]
     a0, a1 = math.log(steps[i - 1]), math.log(steps[i])
     return float(math.exp(a0 + (threshold - v0) / (v1 - v0) * (a1 - a0)))
+
+
+def verdict(ours: float, lo: float, hi: float, side: str, reference: float, size: float = math.nan) -> str:
+    """`reproduced` when ours and its whole interval [lo, hi] lie on `side` ("<" or ">") of
+    `reference` and, where the paper states a `size`, the interval reaches it; `partly` when ours
+    is on that side but the interval is not (or falls short of the size); `not reproduced` when
+    ours is not; `not run` without a value."""
+    if math.isnan(ours):
+        return "not run"
+    on = (lambda x: x > reference) if side == ">" else (lambda x: x < reference)
+    if not on(ours):
+        return "not reproduced"
+    reaches = math.isnan(size) or (hi >= size if side == ">" else lo <= size)
+    return "reproduced" if on(lo) and on(hi) and reaches else "partly"

@@ -145,8 +145,13 @@ class GradientProbe:
         self.layers = parameter_layers(members.module)
 
     def due(self, step: int) -> bool:
-        return bool(self.ics_every and step % self.ics_every == 0
-                    or self.landscape_every and step % self.landscape_every == 0)
+        return bool(self._due(self.ics_every, step) or self._due(self.landscape_every, step))
+
+    @staticmethod
+    def _due(every: int, step: int) -> bool:
+        """Every `every` steps, and at step 1 (the weights at initialization, before any update:
+        where Santurkar et al.'s curves and Bjorck et al.'s relative loss start)."""
+        return bool(every) and (step == 1 or step % every == 0)
 
     def loss_of(self, x: Tensor, y: Tensor, snapshot: Snapshot) -> LossOf:
         """The training step's loss on (x, y), each pass from the state `snapshot` holds."""
@@ -174,9 +179,9 @@ class GradientProbe:
                 loss = loss_of({})
                 grads = gradients(loss, params, list(params))
                 out = {}
-                if self.ics_every and step % self.ics_every == 0:
+                if self._due(self.ics_every, step):
                     out["ics"] = ics(loss_of, params, self.layers, lr, grads)
-                if self.landscape_every and step % self.landscape_every == 0:
+                if self._due(self.landscape_every, step):
                     out["landscape"] = landscape(loss_of, params, lr, self.steps, loss, grads)
         finally:
             snapshot.restore()
