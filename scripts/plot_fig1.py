@@ -1,8 +1,15 @@
-"""Figure 1 of the paper from a fig1_mnist sweep: (a) test accuracy vs steps with and without BN
-(mean and +/- 1 std over seeds); (b, c) the 15th/50th/85th percentiles of the typical last
-hidden layer unit's sigmoid input, without and with BN (mean over seeds, band = +/- 1 std).
+"""Figure 1 of the paper from a fig1_mnist sweep, drawn as the paper draws it:
+(a) test accuracy vs steps with and without BN (seed mean, band +/- 1 std over seeds), on the
+    paper's accuracy axis (0.7-1.0), with an inset on the last 60% of training where the finals
+    are compared;
+(b, c) the 15th/50th/85th percentiles of one seed's typical last-hidden-layer unit's sigmoid input
+    (the lowest seed; "typical": the median unit at the first probe), without and with BN, on one
+    scale: a single unit's curves, as in the paper, not percentiles averaged over different units;
+(d) the across-seed summary: each seed's drift of that unit, the distance its three percentiles
+    travel over training in input units (dots), and relative to its first 15-85 spread (the
+    numbers), because a tiny starting spread inflates the relative figure.
 
-    python scripts/plot_fig1.py outputs/sweeps/<time> --out results/fig1_fashion_mnist
+    python scripts/plot_fig1.py outputs/results/fig1_fashion_mnist --out results/fig1_fashion_mnist
     (writes fig1.png and fig1.pdf into --out, default the sweep directory)
 
 Reads the runs' metrics.csv only; plots whatever exists (a sweep still running, diverged runs).
@@ -12,38 +19,85 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from bnrepro.analysis.cli import command
 from bnrepro.analysis.plots import mean_band, plt, save
 from bnrepro.analysis.results import curve, last_layer, load_metrics
+from bnrepro.analysis.sensitivity import drift
 
 LABELS = {"baseline": "Without BN", "bn": "With BN"}
+PAPER_AXIS = (0.7, 1.0)  # Figure 1(a)'s accuracy axis
+INSET_FROM = 0.4  # the inset shows training from this fraction of the steps on
+
+
+def accuracy_panel(ax, acc) -> None:
+    for variant, rows in acc.groupby("variant"):
+        mean_band(ax, rows, f"{LABELS.get(variant, variant)} (n={int(rows['count'].max())})")
+    low = min(PAPER_AXIS[0], float((acc["mean"] - acc["std"])[acc.step >= INSET_FROM * acc.step.max()].min()) - 0.02)
+    ax.set(title="(a) test accuracy", xlabel="training steps", ylabel="accuracy", ylim=(low, PAPER_AXIS[1]))
+    ax.legend(loc="upper left", fontsize=8)
+    end = acc[acc.step >= INSET_FROM * acc.step.max()]
+    if end.empty:
+        return
+    inset = ax.inset_axes([0.3, 0.07, 0.67, 0.36])
+    for _, rows in end.groupby("variant"):
+        mean_band(inset, rows, "", alpha=0.2)
+    lo, hi = float((end["mean"] - end["std"]).min()), float((end["mean"] + end["std"]).max())
+    inset.set_ylim(lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo))
+    inset.tick_params(labelsize=6)
+    inset.grid(alpha=0.3)
+    inset.set_title(f"from step {int(end.step.min()):,}", fontsize=7)
+
+
+def unit_panels(axes, probes, layer) -> None:
+    seed = int(probes.seed.min())
+    for ax, variant, tag in ((axes[0], "baseline", "(b)"), (axes[1], "bn", "(c)")):
+        ax.set(title=f"{tag} {LABELS[variant]}: {layer} typical unit, seed {seed}", xlabel="training steps",
+               ylabel="sigmoid input")
+        rows = probes[(probes.variant == variant) & (probes.seed == seed)]
+        names = sorted((n for n in rows.name.unique() if n.startswith(f"{layer}/unit_p")),
+                       key=lambda n: float(n.rpartition("_p")[2]))
+        for name in names:
+            r = rows[rows.name == name].sort_values("step")
+            ax.plot(r.step, r.value, label=f"{float(name.rpartition('_p')[2]):g}th percentile")
+        ax.legend(fontsize=8)
+    lims = [ax.get_ylim() for ax in axes]
+    for ax in axes:  # one scale, as in the paper, so the drift is comparable by eye
+        ax.set_ylim(min(lo for lo, _ in lims), max(hi for _, hi in lims))
+
+
+def drift_panel(ax, probes, layer) -> None:
+    for i, variant in enumerate(("baseline", "bn")):
+        runs = [drift(g, layer) for _, g in probes[probes.variant == variant].groupby("run")]
+        moves = np.array([d["movement"] for d in runs])
+        rel = np.array([d["rel_movement"] for d in runs])
+        ax.scatter(np.full(len(moves), i) + np.linspace(-0.1, 0.1, len(moves)), moves, zorder=3)
+        if len(moves):
+            ax.text(i, np.nanmax(moves) * 1.3, f"rel. {np.nanmean(rel):.3g}\n± {np.nanstd(rel, ddof=1) if len(rel) > 1 else 0:.2g}",
+                    ha="center", fontsize=7)
+    ax.set_xticks([0, 1], [LABELS["baseline"], LABELS["bn"]])
+    ax.set_xlim(-0.6, 1.6)
+    ax.set_yscale("log")
+    ax.set(title=f"(d) drift of the typical unit, every seed", ylabel="percentile travel (input units)")
+    ax.margins(y=0.4)
 
 
 def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
     metrics = load_metrics(sweep_dir)
     acc = curve(metrics, "test", "accuracy")
     probes = metrics[metrics.split == "probe"]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), layout="constrained")
-    for variant, rows in acc.groupby("variant"):
-        mean_band(axes[0], rows, f"{LABELS.get(variant, variant)} (n={int(rows['count'].max())})")
-    axes[0].set(title="(a) test accuracy", xlabel="training steps", ylabel="accuracy")
-    axes[0].legend()
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8), layout="constrained")
+    accuracy_panel(axes[0], acc)
     if not probes.empty:
         layer = last_layer(probes)
-        for ax, variant, tag in ((axes[1], "baseline", "(b)"), (axes[2], "bn", "(c)")):
-            ax.set(title=f"{tag} {LABELS[variant]}: {layer} typical unit", xlabel="training steps",
-                   ylabel="sigmoid input")
-            for name in sorted(n for n in probes.name.unique() if n.startswith(f"{layer}/unit_p")):
-                rows = curve(probes[probes.variant == variant], "probe", name)
-                if rows.empty:
-                    continue
-                mean_band(ax, rows, name.split("_")[-1].replace("p", "") + "th pct", alpha=0.2)
-            ax.legend(fontsize=8)
-        lims = [ax.get_ylim() for ax in axes[1:]]
-        for ax in axes[1:]:  # same scale, as in the paper, so the drift is comparable by eye
-            ax.set_ylim(min(lo for lo, _ in lims), max(hi for _, hi in lims))
+        unit_panels(axes[1:3], probes, layer)
+        drift_panel(axes[3], probes, layer)
     for ax in axes:
         ax.grid(alpha=0.3)
+    data = ", ".join(map(str, metrics.data.dropna().unique()))
+    fig.suptitle(f"Figure 1 (Sec. 4.1) on {data}: (a) band = +/- 1 std over seeds; (b, c) one seed's unit; "
+                 "(d) one dot per seed, rel. = travel / first 15-85 spread (mean ± std)", fontsize=9)
     return save(fig, out_dir / "fig1.png", out_dir / "fig1.pdf")
 
 
