@@ -246,6 +246,9 @@ class TrainerConfig:
     # eval_every * 10 ** (k / eval_per_decade)), so that "steps to a threshold" is resolved to the same
     # fraction of its value early and late (20 per decade: consecutive evaluations 12% apart).
     eval_per_decade: int = 0
+    # > 0, with eval_per_decade: also every this many steps, so that late evaluations are never
+    # further apart (a figure over linear steps keeps its resolution at the end; 0: log spacing alone).
+    eval_gap_max: int = 0
     # At the end, each member's class probabilities on the test split to test_probs.csv (Figure 4's
     # ensemble averages them: scripts/table_fig4.py).
     save_predictions: bool = False

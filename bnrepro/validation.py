@@ -117,6 +117,7 @@ RULES: list[tuple[str, Check, str]] = [
     ("trainer.threads", optional(at_least(1)), "4 (null: torch's default)"),
     ("trainer.checkpoint_every", at_least(0), "5000 (0: no checkpoints)"),
     ("trainer.eval_per_decade", at_least(0), "20 (0: every trainer.eval_every steps)"),
+    ("trainer.eval_gap_max", at_least(0), "1000 (0: log spacing alone)"),
     ("probe.every", at_least(0), "200 (0 turns probing off)"),
     ("probe.batch_size", at_least(1), "500"),
     ("probe.percentiles", each(within(0, 100)), "[15,50,85]"),

@@ -26,6 +26,9 @@ def test_eval_steps_every_n_or_log_spaced():
     assert steps[0] == 50 and steps[-1] == 12000 and 500 in steps and 5000 in steps  # a decade: 16 steps on
     ratios = np.diff(np.log10(steps[:-1]))
     assert ratios.max() < 1 / 16 + 0.01 and len(steps) == 1 + 1 + math.floor(16 * math.log10(12000 / 50))
+    capped = sorted(eval_steps(50000, 50, 16, gap_max=1000))  # log early, never more than 1,000 apart late
+    assert set(steps) - {12000} <= set(capped) and max(np.diff(capped)) <= 1000 and capped[-1] == 50000
+    assert {1000 * k for k in range(1, 51)} <= set(capped) and len(capped) < 49 + 50  # 49 log-spaced, 50 linear, shared
 
 
 def test_crossing_interpolates_in_log_steps():

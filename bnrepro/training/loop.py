@@ -91,12 +91,13 @@ def divergence_of(loss: float, result: FitResult, dead: bool) -> str | None:
     return "dead" if result.dead_checks >= 2 else None
 
 
-def eval_steps(max_steps: int, every: int, per_decade: int = 0) -> set[int]:
+def eval_steps(max_steps: int, every: int, per_decade: int = 0, gap_max: int = 0) -> set[int]:
     """The steps evaluated at: every `every` steps, or with per_decade > 0 log-spaced from step
-    `every` on (`every * 10 ** (k / per_decade)`, rounded), and always the last step."""
+    `every` on (`every * 10 ** (k / per_decade)`, rounded) and, with gap_max > 0, every gap_max
+    steps too; always the last step."""
     if per_decade <= 0:
         return {*range(every, max_steps + 1, every), max_steps}
-    steps, k = {max_steps}, 0
+    steps, k = {max_steps, *(range(gap_max, max_steps + 1, gap_max) if gap_max > 0 else ())}, 0
     while (s := round(every * 10 ** (k / per_decade))) <= max_steps:
         steps.add(s)
         k += 1
@@ -123,7 +124,7 @@ def fit(members, data: DataBundle, cfg: Config, logs: list, checkpoints: Checkpo
     # Plain ints for the hot loop.
     t = cfg.trainer
     max_steps, log_every, probe_every = t.max_steps, t.log_every, cfg.probe.every
-    evaluations = eval_steps(max_steps, t.eval_every, t.eval_per_decade)
+    evaluations = eval_steps(max_steps, t.eval_every, t.eval_per_decade, t.eval_gap_max)
     seeds = member_seeds(cfg)
     optimizer, schedule = build_optimizer(members.module, cfg.optim)
     batches = data.train_batches(cfg.seeds if cfg.seeds is not None else cfg.seed)
