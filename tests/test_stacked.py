@@ -139,7 +139,16 @@ def mlp_experiments():
     from bnrepro.config import compose
     from tests.conftest import EXPERIMENTS
 
-    return [e for e in EXPERIMENTS if compose(f"experiment={e}").model.name == "mlp"]
+    from bnrepro.errors import BnreproError
+    from bnrepro.training.members import check_stackable
+
+    def stackable(cfg) -> bool:  # an experiment of single-model options (gradient probes, PreciseBN) is not
+        try:
+            check_stackable(cfg)
+            return True
+        except BnreproError:
+            return False
+    return [e for e in EXPERIMENTS if (cfg := compose(f"experiment={e}")).model.name == "mlp" and stackable(cfg)]
 
 
 @pytest.mark.parametrize("experiment", mlp_experiments())
