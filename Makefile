@@ -19,9 +19,12 @@ WHY_NOISY_SWEEP := outputs/results/why_noisy_bn_fashion_mnist
 WHY_ICS_SWEEP := outputs/results/why_ics_fashion_mnist
 WHY_LANDSCAPE_SWEEP := outputs/results/why_landscape_fashion_mnist
 LR_RANGE_SWEEP := outputs/results/lr_range_fashion_mnist
+BN_STATS_SWEEP := outputs/results/bn_statistics_fashion_mnist
+BN_SHIFT_SWEEP := outputs/results/bn_shift_fashion_mnist
 WHY_SWEEPS := $(WHY_NOISY_SWEEP) $(WHY_ICS_SWEEP) $(WHY_LANDSCAPE_SWEEP) $(LR_RANGE_SWEEP)
 
 .PHONY: setup demo test fig1 fig1_sensitivity fig2_lr fig2 fig4 placement norms why why_noisy_bn why_ics \
+	bn_statistics bn_shift \
 	why_landscape lr_range figures report bench lock clean
 SWEEPS := $(FIG1_SWEEP) $(FIG2_LR_SWEEP) $(FIG2_SWEEP) $(FIG4_SWEEP) $(PLACEMENT_MLP_SWEEP) $(PLACEMENT_CONV_SWEEP) \
 	$(NORMS_SWEEP) $(WHY_SWEEPS)
@@ -168,6 +171,28 @@ lr_range: setup
 			hydra.sweep.dir=$(LR_RANGE_SWEEP) & \
 	done; wait
 	$(PACK) $(LR_RANGE_SWEEP)
+
+# Beyond the paper II (issue 18): BN's statistics (configs/experiment/bn_statistics.yaml, bn_shift.yaml).
+# bn_statistics: 7 statistics choices x ghost batches 2-128 x 3 seeds, and group norm x 3 seeds (87
+# runs), in two processes of one torch thread each, each running its half of the choices in turn.
+BN_STATS_GHOST := bn.ghost_batch=2,8,32,128
+bn_statistics: setup
+	bash scripts/get_fashion_mnist.sh
+	for half in "bn.momentum=0.01 $(BN_STATS_GHOST);bn.momentum=0.1 $(BN_STATS_GHOST);bn.momentum=0.3 $(BN_STATS_GHOST);bn.norm=group" \
+	            "bn.population=average $(BN_STATS_GHOST);bn.population=precise $(BN_STATS_GHOST);bn.population=precise bn.freeze_after=0.9 $(BN_STATS_GHOST);bn.norm=renorm $(BN_STATS_GHOST)"; do \
+		( IFS=';'; for choice in $$half; do IFS=' '; \
+			$(PY) experiments/train.py -m experiment=bn_statistics data=fashion_mnist data.download=true \
+				$$choice seed=0,1,2 trainer.threads=1 hydra.sweep.dir=$(BN_STATS_SWEEP) || exit 1; \
+		done ) & \
+	done; wait
+	$(PACK) $(BN_STATS_SWEEP)
+
+# bn_shift: train 3 seeds once, then evaluate each on the corrupted test sets (scripts/eval_shift.py).
+bn_shift: setup
+	bash scripts/get_fashion_mnist.sh
+	$(PY) experiments/train.py -m experiment=bn_shift data=fashion_mnist data.download=true seed=0,1,2 \
+		trainer.threads=1 hydra.sweep.dir=$(BN_SHIFT_SWEEP)
+	for run in $(BN_SHIFT_SWEEP)/*/; do [ -f $$run/config.yaml ] && $(PY) scripts/eval_shift.py $$run || exit 1; done
 
 # Every figure and table in results/, from the sweeps above (plots read metrics, never train). A
 # sweep missing from outputs/results/ (a fresh clone) is first unpacked from its committed copy,

@@ -67,6 +67,9 @@ class Norm(str, Enum):
     layer = "layer"  # per example, over all of a layer's features
     group = "group"  # per example, over groups of features (bn.groups)
     instance = "instance"  # per example and channel, over positions (conv models only)
+    # Batch Renormalization (Ioffe 2017): BN whose training output is corrected towards the
+    # population statistics by r, d (bn.renorm_*; bnrepro/nn/bn_variants.py); inference is BN's.
+    renorm = "renorm"
     none = "none"  # no normalization, wherever bn.placement says
 
 
@@ -80,6 +83,10 @@ class Population(str, Enum):
     # Algorithm 2: before every evaluation, recomputed as the average over bn.population_batches
     # training batches (own stream, training order untouched) with the m/(m-1) correction.
     average = "average"
+    # PreciseBN (Wu & Johnson 2021, Sec. 3.1): before every evaluation, the true mean and variance of
+    # each BN's input over bn.precise_examples training examples, weights frozen (E[x], E[x^2] - E[x]^2;
+    # bnrepro/nn/bn_variants.py, recompute_precise_stats, says how it differs from `average`).
+    precise = "precise"
 
 
 @dataclass
@@ -163,7 +170,7 @@ class NoiseOptions:
 class BNConfig:
     impl: BNImpl = BNImpl.torch
     placement: Placement = Placement.none
-    norm: Norm = Norm.batch  # impl, momentum and population apply to norm=batch only
+    norm: Norm = Norm.batch  # momentum, population and the statistics options below: norm=batch|renorm only
     groups: int = 32  # norm=group: at most this many groups per layer (the largest divisor of its width)
     eps: float = 1e-5
     # The one statement of the momentum convention, used everywhere in this suite: PyTorch's.
@@ -173,6 +180,28 @@ class BNConfig:
     momentum: Optional[float] = 0.1
     population: Population = Population.ema
     population_batches: int = 100
+    # population=precise: this many training examples (rounded up to whole trainer.batch_size batches);
+    # Wu & Johnson 2021 find 10^3-10^4 enough for ImageNet.
+    precise_examples: int = 2048
+    # FrozenBN (Wu & Johnson 2021, Sec. 4.2): from round(freeze_after * trainer.max_steps) steps on, BN
+    # normalizes with its population statistics in training too and stops updating them (gamma and
+    # beta keep training); with population=average|precise they are recomputed once at that step.
+    # null (or 1.0) = never.
+    freeze_after: Optional[float] = None
+    # Ghost batch normalization (Hoffer et al. 2017; Summers & Dinneen 2020, Sec. 2): training
+    # normalizes over sub-batches of this many examples of the SGD batch (it must divide
+    # trainer.batch_size); the running statistics move once per ghost batch. null = the whole batch.
+    ghost_batch: Optional[int] = None
+    # norm=renorm (Ioffe 2017, Sec. 3-4): the clips' final values, r_max 1 -> renorm_rmax and d_max
+    # 0 -> renorm_dmax linearly over the first renorm_warmup of trainer.max_steps (the paper: r_max
+    # 1 -> 3, d_max 0 -> 5 over the first part of its ImageNet run; here scaled to the run's length).
+    renorm_rmax: float = 3.0
+    renorm_dmax: float = 5.0
+    renorm_warmup: float = 0.25
+    # Inference example weighing (Summers & Dinneen 2020, Sec. 3.3): at inference normalize with
+    # (1 - alpha) * population + alpha * the example's own per-channel mean and variance over its
+    # positions; conv models only (a fully-connected unit of one example is one value). 0 = off.
+    eval_weight: float = 0.0
     # Several processes (torchrun): true = SyncBatchNorm, statistics over the whole global batch;
     # false = each process normalizes over its own batch_size / world_size slice (bnrepro/training/distributed.py).
     sync: bool = False

@@ -86,6 +86,16 @@ RULES: list[tuple[str, Check, str]] = [
     ("bn.eps", above(0.0), "1e-5"),
     ("bn.momentum", optional(within(0, 1)), "0.1 (null: the cumulative average)"),
     ("bn.population_batches", at_least(1), "100"),
+    # issue 18 (bnrepro/nn/bn_variants.py): freeze_after is a fraction of trainer.max_steps; a ghost
+    # batch is a count of examples (and divides trainer.batch_size: _cross_field); r_max >= 1 and
+    # d_max >= 0 make BRN's clips intervals around BN's r = 1, d = 0; alpha mixes two statistics.
+    ("bn.precise_examples", at_least(1), "2048"),
+    ("bn.freeze_after", optional(Check(lambda v: _number(v) and 0 < v <= 1, "in (0, 1]")), "0.9 (null: never)"),
+    ("bn.ghost_batch", optional(at_least(1)), "8 (null: the whole batch)"),
+    ("bn.renorm_rmax", at_least(1.0), "3.0"),
+    ("bn.renorm_dmax", at_least(0.0), "5.0"),
+    ("bn.renorm_warmup", within(0, 1), "0.25"),
+    ("bn.eval_weight", within(0, 1), "0.2 (0: off)"),
     # Santurkar et al.'s noisy BN (bnrepro/nn/noise.py): U(-mean_max, mean_max) and U(1, scale_max)
     # need their bounds in order; a negative width or standard deviation has no meaning.
     ("bn.noise.mean_max", at_least(0.0), "0.5"),
@@ -168,9 +178,31 @@ def _cross_field(cfg: Config) -> Iterator[str]:
     if cfg.optim.nesterov and cfg.optim.momentum == 0:
         yield ("optim.nesterov=true needs momentum, but optim.momentum=0.0; set e.g. optim.momentum=0.9, "
                "or optim.nesterov=false.")
-    if choice(cfg.bn.population) == "average" and choice(cfg.bn.norm) != "batch" and choice(cfg.bn.placement) != "none":
-        yield (f"bn.population=average recomputes batch-norm statistics (Algorithm 2), but "
-               f"bn.norm={choice(cfg.bn.norm)} keeps none; use bn.population=ema or bn.norm=batch.")
+    bn, batch_stats = cfg.bn, choice(cfg.bn.norm) in ("batch", "renorm") and choice(cfg.bn.placement) != "none"
+    if choice(bn.population) != "ema" and not batch_stats and choice(bn.placement) != "none":
+        yield (f"bn.population={choice(bn.population)} recomputes batch-norm statistics, but "
+               f"bn.norm={choice(bn.norm)} keeps none; use bn.population=ema or bn.norm=batch.")
+    options = [f"{key}={show(value)}" for key, value, off in (
+        ("bn.ghost_batch", bn.ghost_batch, None), ("bn.freeze_after", bn.freeze_after, None),
+        ("bn.eval_weight", bn.eval_weight, 0.0)) if value != off and not (key == "bn.freeze_after" and value == 1.0)]
+    if options and not batch_stats:
+        yield (f"{', '.join(options)} change(s) batch-norm statistics, but bn.norm={choice(bn.norm)} with "
+               f"bn.placement={choice(bn.placement)} has none; use bn.norm=batch (or renorm) with "
+               f"bn.placement=before, or drop {options[0].split('=')[0]}.")
+    batch = cfg.trainer.batch_size
+    if bn.ghost_batch is not None and (batch % bn.ghost_batch or bn.ghost_batch > batch):
+        divisors = [d for d in (2, 4, 8, 16, 32) if batch % d == 0 and d <= batch]
+        yield (f"bn.ghost_batch={bn.ghost_batch} does not divide trainer.batch_size={batch} into whole ghost "
+               f"batches: every SGD batch must split into equal normalization batches. Use a divisor, e.g. "
+               f"bn.ghost_batch={divisors[-1] if divisors else batch}, or bn.ghost_batch=null.")
+    if bn.ghost_batch == 1 and cfg.model.name == "mlp":
+        yield ("bn.ghost_batch=1 with model.name=mlp normalizes each unit over one value (var_B = 0, x_hat = 0): "
+               "the layer would erase its input. Use bn.ghost_batch=2 or more for the MLP.")
+    if bn.eval_weight and cfg.model.name == "mlp":
+        yield (f"bn.eval_weight={bn.eval_weight} mixes the population statistics with each example's own, "
+               f"per channel over its positions (Summers & Dinneen 2020); an MLP unit of one example is a "
+               f"single value (its variance is 0), so it is not defined for model.name=mlp. Use a conv model "
+               f"(model=inception_small) or bn.eval_weight=0.")
     if cfg.model.name == "mlp" and cfg.probe.unit is not None and cfg.probe.unit >= cfg.model.width:
         yield (f"probe.unit={cfg.probe.unit} is not a unit of the MLP's layers of model.width={cfg.model.width} "
                f"units; use probe.unit={cfg.model.width // 2} (any of 0..{cfg.model.width - 1}) or probe.unit=null.")

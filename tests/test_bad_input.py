@@ -150,6 +150,23 @@ CONFIG_CASES: list = [
                                                  "must be a non-empty list of values each a finite number > 0.0"),
     ("refused", ["seeds=[0,1]", "bn.noise.enabled=true"], "The stacked seed path (seeds=[...]) does not support: "
                                                           "bn.noise.enabled=true"),
+    # issue 18's BN statistics options (bnrepro/nn/bn_variants.py)
+    ("refused", ["bn.ghost_batch=5"], "bn.ghost_batch=5 does not divide trainer.batch_size=32 into whole ghost batches"),
+    ("refused", ["bn.ghost_batch=64"], "bn.ghost_batch=64 does not divide trainer.batch_size=32"),
+    ("refused", ["bn.ghost_batch=1"], "bn.ghost_batch=1 with model.name=mlp normalizes each unit over one value"),
+    ("refused", ["bn.ghost_batch=0"], "bn.ghost_batch=0 is not valid: bn.ghost_batch must be an integer >= 1, or null"),
+    ("refused", ["bn.eval_weight=1.5"], "bn.eval_weight=1.5 is not valid: bn.eval_weight must be in [0, 1]"),
+    ("refused", ["bn.eval_weight=0.2"], "bn.eval_weight=0.2 mixes the population statistics with each example's own"),
+    ("refused", ["bn.renorm_rmax=0.5"], "bn.renorm_rmax=0.5 is not valid: bn.renorm_rmax must be a finite number >= 1.0"),
+    ("refused", ["bn.renorm_dmax=-1"], "bn.renorm_dmax=-1.0 is not valid"),
+    ("refused", ["bn.freeze_after=0"], "bn.freeze_after=0.0 is not valid: bn.freeze_after must be in (0, 1], or null"),
+    ("refused", ["bn.precise_examples=0"], "bn.precise_examples=0 is not valid"),
+    ("refused", ["bn.placement=before", "bn.norm=group", "bn.ghost_batch=8"],
+     "bn.ghost_batch=8 change(s) batch-norm statistics, but bn.norm=group"),
+    ("refused", ["bn.placement=before", "bn.norm=layer", "bn.population=precise"],
+     "bn.population=precise recomputes batch-norm statistics, but bn.norm=layer keeps none"),
+    ("accepted", ["bn.freeze_after=1.0", "bn.placement=none"], lambda cfg: cfg.bn.freeze_after == 1.0),  # = never
+    ("accepted", ["bn.ghost_batch=8", "bn.norm=renorm", "bn.placement=before"], lambda cfg: cfg.bn.ghost_batch == 8),
     # 6. Hydra's own composition errors: exit status 2 from the command line
     ("hydra", ["trainer.max_step=10"], (ConfigCompositionException, "trainer.max_step")),
     ("hydra", ["variant=bn_x99"], (MissingConfigException, "variant/bn_x99")),

@@ -16,6 +16,15 @@ from bnrepro.nn.noise import noise_factory
 MODELS = ("mlp", "bn_inception", "inception_small")
 
 
+def bn_variant(bn: BNConfig) -> dict | None:
+    """The statistics options of bnrepro/nn/bn_variants.py that change the BN layer's class, or None
+    when none is set (then every BN is the plain one every earlier result was trained with)."""
+    frozen = bn.freeze_after is not None and bn.freeze_after < 1.0
+    if bn.ghost_batch is None and not bn.eval_weight and not frozen:
+        return None
+    return dict(ghost_batch=bn.ghost_batch, eval_weight=bn.eval_weight)
+
+
 def build_model(model: ModelConfig, bn: BNConfig, input_shape: tuple[int, ...], num_classes: int,
                 seed: int = 0) -> nn.Module:
     """The network `model` describes, with BN as `bn` says (norm, placement, impl, eps, momentum, groups,
@@ -32,6 +41,7 @@ def build_model(model: ModelConfig, bn: BNConfig, input_shape: tuple[int, ...], 
         norm=choice(bn.norm),
         norm_groups=bn.groups,
         noise=noise_factory(bn.noise, seed),
+        bn_variant=bn_variant(bn),
     )
     if name == "mlp":
         return MLP(in_features=math.prod(input_shape), depth=model.depth, width=model.width,

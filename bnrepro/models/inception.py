@@ -188,10 +188,11 @@ class BNInception(_InceptionNet):
                  small_input: bool = False, dropout: float = 0.0, lrn: bool = False,
                  activation: str = "relu", placement: str = "before", bn_impl: str = "torch",
                  bn_eps: float = 1e-5, bn_momentum: float | None = 0.1, init_std: float | None = None,
-                 norm: str = "batch", norm_groups: int = 32, init: str = "auto", noise=None):
+                 norm: str = "batch", norm_groups: int = 32, init: str = "auto", noise=None, bn_variant=None):
         super().__init__()
         unit = partial(conv_block, activation=activation, placement=placement, norm=norm, groups=norm_groups,
-                       impl=bn_impl, eps=bn_eps, momentum=bn_momentum, noise=noise)
+                       impl=bn_impl, eps=bn_eps, momentum=bn_momentum, noise=noise,
+                       variant=bn_variant)
         w = partial(scale_width, width_mult=width_mult)
         stem = OrderedDict()
         if small_input:
@@ -284,10 +285,11 @@ class InceptionSmall(_InceptionNet):
                  dropout: float = 0.0, lrn: bool = False, activation: str = "relu",
                  placement: str = "before", bn_impl: str = "torch", bn_eps: float = 1e-5,
                  bn_momentum: float | None = 0.1, init_std: float | None = None, norm: str = "batch",
-                 norm_groups: int = 32, init: str = "auto", noise=None):
+                 norm_groups: int = 32, init: str = "auto", noise=None, bn_variant=None):
         super().__init__()
         unit = partial(conv_block, activation=activation, placement=placement, norm=norm, groups=norm_groups,
-                       impl=bn_impl, eps=bn_eps, momentum=bn_momentum, noise=noise)
+                       impl=bn_impl, eps=bn_eps, momentum=bn_momentum, noise=noise,
+                       variant=bn_variant)
         w = partial(scale_width, width_mult=width_mult)
         stem = OrderedDict(conv1=unit(in_channels, w(96), 3))
         if lrn:

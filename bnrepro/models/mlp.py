@@ -43,6 +43,7 @@ class MLP(nn.Module):
 
     Sec. 4.1: 3 hidden layers of 100 sigmoid units, weights from small random Gaussians, and
     the last hidden layer feeding a 10-way softmax (the softmax lives in the loss).
+    bn_variant: the statistics options of bnrepro/nn/bn_variants.py (make_norm's `variant`), or None.
     noise: a maker of Santurkar et al.'s noise layer (bnrepro/nn/noise.py, `noise_factory`), or None.
     Weights: N(0, init_std^2) when init_std is given; else `init` (`gaussian_std`), where `auto`
     is torch's default. Biases start at zero whenever the weights are Gaussian.
@@ -64,9 +65,11 @@ class MLP(nn.Module):
         norm_groups: int = 32,
         noise: Optional[Callable[[int], nn.Module]] = None,
         init: str = "auto",
+        bn_variant: Optional[dict] = None,
     ):
         super().__init__()
-        bn_kw = dict(norm=norm, groups=norm_groups, impl=bn_impl, eps=bn_eps, momentum=bn_momentum)
+        bn_kw = dict(norm=norm, groups=norm_groups, impl=bn_impl, eps=bn_eps, momentum=bn_momentum,
+                     variant=bn_variant)
         widths = [in_features] + [width] * depth
         self.flatten = nn.Flatten()
         self.hidden = nn.Sequential(

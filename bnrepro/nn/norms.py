@@ -11,6 +11,7 @@ and a variance (Wu & He, "Group Normalization", 2018, Fig. 2):
 | group    | one example's positions and C/G channels     | one example's C/G features, G groups      |
 | instance | one example's positions, per channel         | undefined: refused (see below)            |
 | none     | no normalization layer at all                | no normalization layer at all             |
+| renorm   | as batch (Batch Renormalization, Ioffe 2017) | as batch                                  |
 
 Only `batch` depends on the other examples of the mini-batch (seed 004: with small batches its
 statistics get noisy); the others normalize each example alone, identically in training and at
@@ -31,10 +32,11 @@ from typing import Optional
 from torch import nn
 
 from bnrepro.nn.bn import make_batchnorm
+from bnrepro.nn.bn_variants import make_variant
 from bnrepro.schema import choice
 from bnrepro.errors import BnreproError
 
-NORMS = ("batch", "layer", "group", "instance", "none")
+NORMS = ("batch", "layer", "group", "instance", "none", "renorm")
 
 
 def group_count(channels: int, groups: int) -> int:
@@ -46,11 +48,17 @@ def group_count(channels: int, groups: int) -> int:
 
 
 def make_norm(num_features: int, spatial: bool, norm: str = "batch", impl: str = "torch",
-              eps: float = 1e-5, momentum: Optional[float] = 0.1, groups: int = 32) -> nn.Module:
+              eps: float = 1e-5, momentum: Optional[float] = 0.1, groups: int = 32,
+              variant: Optional[dict] = None) -> nn.Module:
     """The normalization layer `norm` for (N, C, H, W) inputs if spatial else (N, C).
 
-    impl and momentum apply to `batch` only (the others keep no running statistics)."""
+    impl and momentum apply to `batch` and `renorm` only (the others keep no running statistics);
+    `variant` (ghost_batch, eval_weight: bnrepro/nn/bn_variants.py) makes `batch` a BN whose
+    statistics those options change; None keeps the plain BN layer."""
     norm = choice(norm)
+    if norm == "renorm" or (norm == "batch" and variant is not None):
+        return make_variant(num_features, spatial, impl=impl, eps=eps, momentum=momentum,
+                            renorm=norm == "renorm", **(variant or {}))
     if norm == "batch":
         return make_batchnorm(num_features, spatial=spatial, impl=impl, eps=eps, momentum=momentum)
     if norm == "layer":

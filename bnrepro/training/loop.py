@@ -29,6 +29,7 @@ from itertools import islice
 import torch
 
 from bnrepro.data import DataBundle
+from bnrepro.nn.bn_variants import BNSchedule
 from bnrepro.schema import Config, choice, member_seeds
 from bnrepro.tracking.landscape import GradientProbe
 from bnrepro.tracking.probes import ActivationProbe
@@ -128,18 +129,30 @@ def fit(members, data: DataBundle, cfg: Config, logs: list, checkpoints: Checkpo
     seeds = member_seeds(cfg)
     optimizer, schedule = build_optimizer(members.module, cfg.optim)
     batches = data.train_batches(cfg.seeds if cfg.seeds is not None else cfg.seed)
-    # Algorithm 2 proper: before each evaluation, population statistics are recomputed over
-    # fixed-size training batches drawn from their own stream, so training's order is untouched.
-    population = choice(cfg.bn.population) == "average" and choice(cfg.bn.placement) != "none"
+    # Algorithm 2 proper (average) and PreciseBN (precise): before each evaluation, population
+    # statistics are recomputed over fixed-size training batches drawn from their own stream, so
+    # training's order is untouched. Once FrozenBN has frozen them (bnrepro/nn/bn_variants.py) they
+    # are what training normalizes with, so they are recomputed once at the freeze step, then kept.
+    mode = choice(cfg.bn.population) if choice(cfg.bn.placement) != "none" else "ema"
+    population = mode in ("average", "precise")
     population_batches = data.train_batches(cfg.seed + 1, augment=False) if population else None
+    bn_schedule = BNSchedule(members.module, max_steps, cfg.bn.freeze_after, cfg.bn.renorm_rmax,
+                             cfg.bn.renorm_dmax, cfg.bn.renorm_warmup)
     results = [FitResult() for _ in seeds]
     timing = {"eval_time_s": 0.0, "probe_time_s": 0.0}
 
-    def evaluate_and_log(step: int) -> None:
-        tic = time.perf_counter()
-        if population:
+    def recompute_population() -> None:
+        if mode == "average":
             members.recompute_population(islice(population_batches, cfg.bn.population_batches),
                                          cfg.bn.population_batches)
+        else:  # whole batches holding at least bn.precise_examples examples
+            n = -(-cfg.bn.precise_examples // t.batch_size)
+            members.recompute_precise(islice(population_batches, n), n)
+
+    def evaluate_and_log(step: int) -> None:
+        tic = time.perf_counter()
+        if population and not bn_schedule.frozen_at(step):
+            recompute_population()
         splits = [("val", data.val_batches, data.val_size)] if data.val_size else []
         for split, batches_of, size in [*splits, ("test", data.test_batches, data.test_size)]:
             totals = members.evaluate(batches_of()).tolist()
@@ -197,6 +210,9 @@ def fit(members, data: DataBundle, cfg: Config, logs: list, checkpoints: Checkpo
     while step < max_steps and any(r.active for r in results):
         step += 1
         x, y = next(batches)
+        if population and step == bn_schedule.freeze_step + 1:
+            recompute_population()  # FrozenBN freezes the population statistics bn.population asks for
+        bn_schedule(step)
         if gradients and gradients.due(step):
             gradients_and_log(step, x, y)
         optimizer.zero_grad(set_to_none=True)

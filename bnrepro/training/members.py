@@ -25,6 +25,7 @@ from bnrepro.models import build_model
 from bnrepro.models.stacked import StackedMLP
 from bnrepro.models.stacked_conv import StackedConvNet, eval_totals, member_losses
 from bnrepro.nn.bn import recompute_population_stats
+from bnrepro.nn.bn_variants import recompute_precise_stats
 from bnrepro.schema import Config, choice, member_seeds
 from bnrepro.tracking.probes import capture, norm_points, probe_points
 from bnrepro.training import distributed
@@ -127,6 +128,9 @@ class SingleModel:
     def recompute_population(self, batches, num_batches: int) -> None:
         recompute_population_stats(self.module, batches, num_batches)
 
+    def recompute_precise(self, batches, num_batches: int) -> None:
+        recompute_precise_stats(self.module, batches, num_batches)
+
 
 class StackedMembers:
     """Several seeds of the MLP as one `StackedMLP`, its own forward and backward passes."""
@@ -157,6 +161,9 @@ class StackedMembers:
 
     def recompute_population(self, batches, num_batches: int) -> None:
         raise BnreproError("bn.population=average is not supported by the stacked path (check_stackable).")
+
+    def recompute_precise(self, batches, num_batches: int) -> None:
+        raise BnreproError("bn.population=precise is not supported by the stacked path (check_stackable).")
 
 
 class StackedConvMembers:
@@ -205,6 +212,9 @@ class StackedConvMembers:
     def recompute_population(self, batches, num_batches: int) -> None:
         raise BnreproError("bn.population=average is not supported by the stacked path (check_stackable).")
 
+    def recompute_precise(self, batches, num_batches: int) -> None:
+        raise BnreproError("bn.population=precise is not supported by the stacked path (check_stackable).")
+
 
 def check_stackable(cfg: Config) -> None:
     """The stacked path covers the MLP and the Inceptions on resident data; anything else is one
@@ -218,7 +228,16 @@ def check_stackable(cfg: Config) -> None:
     if choice(cfg.bn.norm) != "batch" and choice(cfg.bn.placement) != "none" and not conv:
         problems.append(f"bn.norm={choice(cfg.bn.norm)} (the stacked MLP: batch normalization only)")
     if choice(cfg.bn.population) != "ema":
-        problems.append("bn.population=average (stacked: ema)")
+        problems.append(f"bn.population={choice(cfg.bn.population)} (stacked: ema)")
+    # Beyond the paper (issue 18, bnrepro/nn/bn_variants.py): the stacked paths write BN out themselves.
+    if choice(cfg.bn.norm) == "renorm" and choice(cfg.bn.placement) != "none" and conv:
+        problems.append("bn.norm=renorm (stacked: batch normalization and batch-free norms)")
+    if cfg.bn.ghost_batch is not None:
+        problems.append(f"bn.ghost_batch={cfg.bn.ghost_batch} (stacked: the whole batch; null)")
+    if cfg.bn.freeze_after is not None and cfg.bn.freeze_after < 1.0:
+        problems.append(f"bn.freeze_after={cfg.bn.freeze_after} (stacked: never frozen; null)")
+    if cfg.bn.eval_weight:
+        problems.append(f"bn.eval_weight={cfg.bn.eval_weight} (stacked: population statistics only; 0)")
     for knob in ("compile", "channels_last") if conv else ("compile", "amp", "channels_last"):
         if getattr(cfg.trainer, knob):
             problems.append(f"trainer.{knob}=true (the stacked path is its own fast path; use trainer=faithful"
