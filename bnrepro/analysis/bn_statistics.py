@@ -27,7 +27,7 @@ from bnrepro.analysis.results import find_runs, load_metrics, run_info
 from bnrepro.analysis.stats import bootstrap
 
 KEYS = ("bn.norm", "bn.population", "bn.momentum", "bn.freeze_after", "bn.ghost_batch", "bn.eval_weight",
-        "trainer.batch_size")
+        "trainer.batch_size", "model.name")
 CHANCE = 90.0  # points of error (10 classes): a diverged run counts as a network that did not learn
 SHIFT_FILE = "shift.csv"
 # The methods the claims compare (labels as `method` writes them), and the plot's order.
@@ -122,11 +122,11 @@ def table(runs: pd.DataFrame) -> pd.DataFrame:
 # -- bn_shift -----------------------------------------------------------------------------------------
 def load_shift(sweep_dir: Path, required: bool = True) -> pd.DataFrame | None:
     """Every run's shift.csv (corruption, severity, statistics, accuracy, loss, step) with its run,
-    seed, data and status, and error = 100 - accuracy (points). Without any shift.csv: an error
+    seed, data, model.name and status, and error = 100 - accuracy (points). Without any shift.csv: an error
     naming the command that writes them, or None when not `required` (the scorecard: `not run`)."""
     root = Path(sweep_dir)
     frames = [pd.read_csv(d / SHIFT_FILE).drop(columns="seed", errors="ignore")
-              .assign(**{k: v for k, v in run_info(d, root).items() if k != "divergence"})
+              .assign(**{k: v for k, v in run_info(d, root, ("model.name",)).items() if k != "divergence"})
               for d in find_runs(root) if (d / SHIFT_FILE).is_file()]
     if not frames:
         if not required:
