@@ -113,7 +113,8 @@ def table(runs: pd.DataFrame) -> pd.DataFrame:
         for batch in sorted(r.batch.unique()) if r.batch.notna().any() else [math.nan]:
             b = r[r.batch == batch] if not math.isnan(batch) else r
             err = b.error.dropna().to_numpy(float)
-            out.append({"method": label, "batch": batch, "runs": len(b), "diverged": int((b.status == "diverged").sum()),
+            out.append({"method": label, "batch": batch, "runs": len(b),
+                        "diverged": int((b.status == "diverged").sum()),
                         **dict(zip(("error", "lo", "hi"), mean_ci(f"table/{label}/{batch}", err))),
                         "test_error": float(b.test_error.mean())})
     return pd.DataFrame(out, columns=["method", "batch", "runs", "diverged", "error", "lo", "hi", "test_error"])
