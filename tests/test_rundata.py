@@ -53,6 +53,22 @@ def test_pack_refuses_a_directory_without_runs(tmp_path):
         pack(tmp_path / "empty", tmp_path / "x.tar.xz")
 
 
+def test_a_runs_shift_csv_is_packed_and_read_back(tmp_path):
+    """bn_shift's shift.csv (scripts/eval_shift.py) travels with the run data; its checkpoint does not."""
+    from bnrepro.analysis.bn_statistics import load_shift
+
+    run = tmp_path / "sweep" / "seed=0"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "metrics.csv").write_text("step,split,name,value\n4,test,accuracy,0.9\n")
+    (run / "shift.csv").write_text("corruption,severity,statistics,accuracy,loss,step,seed\n"
+                                   "contrast,3,train,0.25,2.0,4,0\ncontrast,3,target,0.75,0.5,4,0\n")
+    (run / "checkpoints" / "step00000004-abc.pt").write_bytes(b"\0" * 10)
+    unpack(pack(tmp_path / "sweep", tmp_path / "s.tar.xz"), tmp_path / "back")
+    assert sorted(p.relative_to(tmp_path / "back").as_posix() for p in (tmp_path / "back").rglob("*")
+                  if p.is_file()) == ["seed=0/metrics.csv", "seed=0/shift.csv"]
+    assert load_shift(tmp_path / "back").set_index("statistics").error.to_dict() == {"train": 75.0, "target": 25.0}
+
+
 def test_committed_fig2_copy_regenerates_fig3_byte_for_byte(tmp_path, monkeypatch):
     committed = REPO / "results" / "fig2_fashion_mnist"
     unpack(committed / "rundata.tar.xz", tmp_path / "outputs" / "results" / "fig2_fashion_mnist")
