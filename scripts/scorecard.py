@@ -2,9 +2,10 @@
 
     python scripts/scorecard.py outputs/results --out results
     (reads the sweeps fig1_fashion_mnist, fig2_fashion_mnist, fig4_fashion_mnist, placement_{mlp,conv}_fashion_mnist,
-    norm_batchsize_fashion_mnist and issue 17's {why_noisy_bn,why_ics,why_landscape,lr_range}_fashion_mnist under SWEEP_DIR; writes results/scorecard.csv, replaces the section
-    between the scorecard markers of results/README.md, and the status table between the markers of
-    --readme, default README.md; a missing sweep makes its claims `not run`)
+    norm_batchsize_fashion_mnist, issue 17's {why_noisy_bn,why_ics,why_landscape,lr_range}_fashion_mnist and
+    issue 18's {bn_statistics,bn_shift}_fashion_mnist under SWEEP_DIR; writes results/scorecard.csv,
+    replaces the section between the scorecard markers of results/README.md, and the status table
+    between the markers of --readme, default README.md; a missing sweep makes its claims `not run`)
 
 Each claim is one number per seed (or a statistic of the seeds' mean curves), a reference value
 and the side of it the paper (or, beyond the paper, the cited benchmark) puts it on. `ours` is
@@ -33,7 +34,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from bnrepro.analysis import ensemble, fig3, why
+from bnrepro.analysis import bn_statistics, ensemble, fig3, why
 from bnrepro.analysis.cli import command
 from bnrepro.analysis.results import load_metrics, load_runs, run_status
 from bnrepro.analysis.stats import bootstrap, mean_curve, verdict
@@ -48,17 +49,18 @@ COLUMNS = ["claim", "experiment", "claim_text", "paper", "statistic", "side", "r
            "ci_low", "ci_high", "seeds", "data", "verdict", "figure"]
 WHY = {"why_noisy_bn": "why BN helps: noisy BN", "why_ics": "why BN helps: ICS",
        "why_landscape": "why BN helps: landscape", "lr_range": "why BN helps: rate range"}
+BN_STATS = {"bn_statistics": "BN statistics vs normalization batch", "bn_shift": "BN statistics under shift"}
 SWEEPS = {"fig1": "fig1_fashion_mnist", "fig3": "fig2_fashion_mnist", "fig4": "fig4_fashion_mnist", "placement_mlp": "placement_mlp_fashion_mnist",
           "placement_conv": "placement_conv_fashion_mnist", "norms": "norm_batchsize_fashion_mnist",
-          **{e: f"{e}_fashion_mnist" for e in WHY}}
+          **{e: f"{e}_fashion_mnist" for e in [*WHY, *BN_STATS]}}
 FIGURES = {"fig1": "fig1_fashion_mnist/fig1.png", "fig3": "fig2_fashion_mnist/fig2.png",
            "placement_mlp": "placement_mlp_fashion_mnist/placement.png",
            "placement_conv": "placement_conv_fashion_mnist/placement.png",
            "norms": "norm_batchsize_fashion_mnist/norms.png", "fig4": "fig4_fashion_mnist/fig4.md",
-           **{e: f"{e}_fashion_mnist/{e}.png" for e in WHY}}
+           **{e: f"{e}_fashion_mnist/{e}.png" for e in [*WHY, *BN_STATS]}}
 EXPERIMENTS = {"fig1": "Figure 1", "fig3": "Figures 2, 3", "placement_mlp": "BN placement, MLP",
                "placement_conv": "BN placement, small Inception", "norms": "norm vs batch size", "fig4": "Figure 4",
-               **WHY}
+               **WHY, **BN_STATS}
 
 
 def row(claim, experiment, text, paper, statistic, side, reference, groups, stat, data, size=math.nan):
@@ -223,6 +225,13 @@ def why_claims(experiment: str, metrics: pd.DataFrame | None) -> list[dict]:
                 c["stat"], data_name(metrics)) for c in why.claims(experiment, metrics)]
 
 
+def bn_statistics_claims(experiment: str, data: pd.DataFrame | None) -> list[dict]:
+    """Issue 18's claims (bnrepro.analysis.bn_statistics.claims), one row each; `data`: the
+    bn_statistics metrics or the bn_shift shift table."""
+    return [row(c["claim"], experiment, c["text"], c["paper"], c["statistic"], c["side"], c["reference"], c["groups"],
+                c["stat"], data_name(data)) for c in bn_statistics.claims(experiment, data)]
+
+
 # ------------------------------------------------------------------------------------- output
 def scorecard(root: Path) -> pd.DataFrame:
     def read(name: str, loader):
@@ -233,7 +242,10 @@ def scorecard(root: Path) -> pd.DataFrame:
     rows = [*fig1_claims(read("fig1", load_metrics)), *fig3_claims(fig2, read("fig3", load_runs)), *fig4_claims(root),
             *placement_claims(read("placement_mlp", load), "placement_mlp"),
             *placement_claims(read("placement_conv", load), "placement_conv"), *norms_claims(read("norms", load)),
-            *(r for e in WHY for r in why_claims(e, read(e, why.load)))]
+            *(r for e in WHY for r in why_claims(e, read(e, why.load))),
+            *bn_statistics_claims("bn_statistics", read("bn_statistics", bn_statistics.load)),
+            # a bn_shift sweep whose runs have no shift.csv yet (scripts/eval_shift.py) is `not run`
+            *bn_statistics_claims("bn_shift", read("bn_shift", lambda p: bn_statistics.load_shift(p, required=False)))]
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -248,9 +260,9 @@ def sizes_line(results: Path | None) -> list[str]:
     if not files:
         return []
     kb = [f.stat().st_size / 1e3 for f in files]
-    return ["Run data (every run's metrics.csv, summary.json, config.yaml, provenance.json, test_probs.csv where saved, "
-            "`scripts/pack_sweep.py`): " + ", ".join(f"[{f.parent.name}]({f.parent.name}/{f.name}) {k:,.0f} kB"
-                                                       for f, k in zip(files, kb)) + f"; {sum(kb) / 1e3:.2f} MB in all.", ""]
+    names = ", ".join(f"[{f.parent.name}]({f.parent.name}/{f.name}) {k:,.0f} kB" for f, k in zip(files, kb))
+    return ["Run data (every run's metrics.csv, summary.json, config.yaml, provenance.json, test_probs.csv and "
+            f"shift.csv where saved, `scripts/pack_sweep.py`): {names}; {sum(kb) / 1e3:.2f} MB in all.", ""]
 
 
 def section(frame: pd.DataFrame, results: Path | None = None) -> str:
@@ -292,6 +304,10 @@ TABLE = [
     ("Beyond the paper (issue 17)", "why BN helps: noisy BN, gradient-based ICS, landscape smoothness, rate range",
      "`experiment=why_noisy_bn`, `why_ics`, `why_landscape`, `lr_range`", list(WHY),
      ", ".join(f"[{e}](results/{e}_fashion_mnist/report.md)" for e in WHY)),
+    ("Beyond the paper II (issue 18)", "BN's population statistics at small normalization batches (EMA, PreciseBN, "
+     "FrozenBN, Batch Renorm vs group norm); statistics recomputed under a shift",
+     "`experiment=bn_statistics`, `bn_shift`", list(BN_STATS),
+     ", ".join(f"[{e}](results/{e}_fashion_mnist/report.md)" for e in BN_STATS)),
 ]
 
 

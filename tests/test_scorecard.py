@@ -19,7 +19,9 @@ IDS = ["fig1_faster", "fig1_higher", "fig1_drift_without_bn", "fig1_stable_with_
        "placement_conv_relu_after_beats_before", "placement_conv_sigmoid_after_beats_before",
        "norms_bn_below_ln_small_batch", "why_noisy_bn_like_bn", "why_noise_without_bn_fails", "why_noisy_bn_less_stable",
        "why_ics_not_lower_rel_diff", "why_ics_not_lower_one_minus_cos", "why_landscape_loss_range", "why_landscape_beta",
-       "lr_range_larger_rates"]
+       "lr_range_larger_rates", "bn_statistics_small_batch_hurts", "bn_statistics_precise_beats_ema_small",
+       "bn_statistics_gn_flat", "bn_statistics_renorm_helps_small", "bn_statistics_frozen_tail_helps_small",
+       "bn_shift_target_stats_help"]
 # In eighths, every seed alike (so every interval is a point). Inception's best: 6/8 at step 600.
 CURVES = {"inception": [1, 2, 3, 4, 5, 6], "bn_baseline": [3, 6, 6, 6, 6, 6],   # 600/200 = 3x >= the paper's 2.3x
           "bn_x5": [6, 7, 7, 7, 7, 7],                                             # 6x, short of 14.8x
