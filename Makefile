@@ -187,12 +187,14 @@ bn_statistics: setup
 	done; wait
 	$(PACK) $(BN_STATS_SWEEP)
 
-# bn_shift: train 3 seeds once, then evaluate each on the corrupted test sets (scripts/eval_shift.py).
+# bn_shift: train 3 seeds once, then evaluate each on the corrupted test sets (scripts/eval_shift.py),
+# then pack (the run data includes each run's shift.csv).
 bn_shift: setup
 	bash scripts/get_fashion_mnist.sh
 	$(PY) experiments/train.py -m experiment=bn_shift data=fashion_mnist data.download=true seed=0,1,2 \
 		trainer.threads=1 hydra.sweep.dir=$(BN_SHIFT_SWEEP)
 	for run in $(BN_SHIFT_SWEEP)/*/; do [ -f $$run/config.yaml ] && $(PY) scripts/eval_shift.py $$run || exit 1; done
+	$(PACK) $(BN_SHIFT_SWEEP)
 
 # Every figure and table in results/, from the sweeps above (plots read metrics, never train). A
 # sweep missing from outputs/results/ (a fresh clone) is first unpacked from its committed copy,
@@ -221,6 +223,14 @@ figures: setup
 	$(PY) scripts/plot_why_landscape.py $(WHY_LANDSCAPE_SWEEP) --out results/why_landscape_fashion_mnist
 	$(PY) scripts/plot_lr_range.py $(LR_RANGE_SWEEP) --out results/lr_range_fashion_mnist
 	for d in $(WHY_SWEEPS); do $(PY) scripts/report_why.py $$d --out results/$$(basename $$d) || exit 1; done
+	@# Issue 18's sweeps, likewise not in SWEEPS until their run data is committed: each skipped while neither
+	@# the sweep nor results/<sweep>/rundata.tar.xz exists (plot_bn_statistics.py, plot_bn_shift.py, one report script).
+	for d in $(BN_STATS_SWEEP) $(BN_SHIFT_SWEEP); do n=$$(basename $$d); e=$${n%_fashion_mnist}; \
+		if test -d $$d || test -f results/$$n/rundata.tar.xz; then \
+			{ test -d $$d || $(PACK) $$d --unpack; } && \
+			$(PY) scripts/plot_$$e.py $$d --out results/$$n && \
+			$(PY) scripts/report_bn_statistics.py $$d --out results/$$n || exit 1; \
+		else echo "$$e: no $$d nor results/$$n/rundata.tar.xz (make $$e); skipped"; fi; done
 	$(MAKE) --no-print-directory report
 
 # The reproduction scorecard: results/scorecard.csv and its section of results/README.md, one row
