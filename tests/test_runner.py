@@ -70,10 +70,10 @@ def tiny_data(experiment: str, root) -> list[str]:
     """Overrides that point an experiment at tiny files in its real format under `root`."""
     from tests.datafiles import write_cifar, write_imagenet_tree, write_mnist
 
-    if experiment in ("fig1_mnist", "placement_mlp", "norm_batchsize"):
+    if experiment in ("placement_mlp", "norm_batchsize"):
         write_mnist(root / "MNIST" / "raw", n_train=100, n_test=40)
         return [f"data.root={root}"]
-    if experiment in ("fig1_sensitivity", "why_noisy_bn", "why_ics", "why_landscape", "lr_range",
+    if experiment in ("fig1_mnist", "fig1_mnist_legacy", "fig1_sensitivity", "why_noisy_bn", "why_ics", "why_landscape", "lr_range",
                       "bn_statistics", "bn_shift"):  # a val split
         write_mnist(root / "MNIST" / "raw", n_train=100, n_test=40)
         return [f"data.root={root}", "data.val_size=20"]
