@@ -42,9 +42,13 @@ def text(c, panel: str) -> str:
     return "n/a" if math.isnan(base) else f"{base:.3g}\n({bn:.3g})"
 
 
+LEAD_CAP = 3.0
 PANELS = {  # column of sens.cells -> (title, colour map, norm from the values)
-    "lead": ("(a) BN's final {split} lead (points)", "RdBu",
-             lambda v: colors.TwoSlopeNorm(0.0, -max(0.5, np.nanmax(np.abs(v))), max(0.5, np.nanmax(np.abs(v))))),
+    # Colours saturate at +-LEAD_CAP points, so that one cell whose no-BN network never learned
+    # (a lead of tens of points) does not wash out the ones of a point or two; the text is exact.
+    "lead": ("(a) BN's final {split} lead (points; colours capped at +-%g)" % LEAD_CAP, "RdBu",
+             lambda v: colors.TwoSlopeNorm(0.0, -min(LEAD_CAP, max(0.5, np.nanmax(np.abs(v)))),
+                                           min(LEAD_CAP, max(0.5, np.nanmax(np.abs(v)))))),
     "speedup": ("(b) speed-up, no-BN / BN steps to {threshold:.0%}", "PuOr_r",
                 lambda v: colors.LogNorm(1 / max(2.0, np.nanmax(np.maximum(v, 1 / v))),
                                          max(2.0, np.nanmax(np.maximum(v, 1 / v))))),
