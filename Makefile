@@ -8,7 +8,6 @@ DEMO_DIR := outputs/demo
 DEMO_STEPS ?= 6000
 FIG1_SWEEP := outputs/results/fig1_fashion_mnist
 FIG1_SENS_SWEEP := outputs/results/fig1_sensitivity_fashion_mnist
-FIG1_SENS_PACKED := results/fig1_sensitivity_fashion_mnist/rundata.tar.xz
 FIG2_SWEEP := outputs/results/fig2_fashion_mnist
 FIG2_LR_SWEEP := outputs/results/fig2_lr_fashion_mnist
 FIG4_SWEEP := outputs/results/fig4_fashion_mnist
@@ -26,7 +25,7 @@ WHY_SWEEPS := $(WHY_NOISY_SWEEP) $(WHY_ICS_SWEEP) $(WHY_LANDSCAPE_SWEEP) $(LR_RA
 .PHONY: setup demo test fig1 fig1_sensitivity fig2_lr fig2 fig4 placement norms why why_noisy_bn why_ics \
 	bn_statistics bn_shift \
 	why_landscape lr_range figures report bench lock clean
-SWEEPS := $(FIG1_SWEEP) $(FIG2_LR_SWEEP) $(FIG2_SWEEP) $(FIG4_SWEEP) $(PLACEMENT_MLP_SWEEP) $(PLACEMENT_CONV_SWEEP) \
+SWEEPS := $(FIG1_SWEEP) $(FIG1_SENS_SWEEP) $(FIG2_LR_SWEEP) $(FIG2_SWEEP) $(FIG4_SWEEP) $(PLACEMENT_MLP_SWEEP) $(PLACEMENT_CONV_SWEEP) \
 	$(NORMS_SWEEP) $(WHY_SWEEPS)
 # A sweep's compact run data, results/<sweep>/rundata.tar.xz (scripts/pack_sweep.py): refreshed
 # after each sweep, and unpacked by `make figures` where the sweep directory is missing.
@@ -67,7 +66,7 @@ fig1: setup
 
 # The sweep behind results/fig1_sensitivity_fashion_mnist: Figure 1's MLP with and without BN over
 # initial weights (std 0.01, 0.1, 1/sqrt(fan_in)) x lr (0.01, 0.1, 0.5) x momentum (0, 0.9), 5 stacked
-# seeds per cell, 50k steps (configs/experiment/fig1_sensitivity.yaml; ~70 min estimated on 2 cores).
+# seeds per cell, 50k steps (configs/experiment/fig1_sensitivity.yaml; ~77 min measured on 2 cores).
 # Two processes, one per momentum, one torch thread each; every seed writes its own run directory,
 # $(FIG1_SENS_SWEEP)/<cell and variant>/seed=<s>/.
 fig1_sensitivity: setup
@@ -203,12 +202,8 @@ figures: setup
 	@for d in $(SWEEPS); do test -d $$d || $(PACK) $$d --unpack || exit 1; done
 	$(PY) scripts/plot_fig1.py $(FIG1_SWEEP) --out results/fig1_fashion_mnist
 	$(PY) scripts/report_fig1.py $(FIG1_SWEEP) --out results/fig1_fashion_mnist/report.md
-	@# Not in SWEEPS until its run data is committed: skipped while neither the sweep nor its pack exists.
-	if test -d $(FIG1_SENS_SWEEP) || test -f $(FIG1_SENS_PACKED); then \
-		{ test -d $(FIG1_SENS_SWEEP) || $(PACK) $(FIG1_SENS_SWEEP) --unpack; } && \
-		$(PY) scripts/plot_fig1_sensitivity.py $(FIG1_SENS_SWEEP) --out results/fig1_sensitivity_fashion_mnist && \
-		$(PY) scripts/report_fig1_sensitivity.py $(FIG1_SENS_SWEEP) --out results/fig1_sensitivity_fashion_mnist; \
-	else echo "fig1_sensitivity: no $(FIG1_SENS_SWEEP) nor $(FIG1_SENS_PACKED) (make fig1_sensitivity); skipped"; fi
+	$(PY) scripts/plot_fig1_sensitivity.py $(FIG1_SENS_SWEEP) --out results/fig1_sensitivity_fashion_mnist
+	$(PY) scripts/report_fig1_sensitivity.py $(FIG1_SENS_SWEEP) --out results/fig1_sensitivity_fashion_mnist
 	$(PY) scripts/plot_fig2.py $(FIG2_SWEEP) --out results/fig2_fashion_mnist
 	$(PY) scripts/table_lr.py $(FIG2_LR_SWEEP) --out results/fig2_lr_fashion_mnist
 	$(PY) scripts/table_fig3.py $(FIG2_SWEEP) --out results/fig2_fashion_mnist
