@@ -1,5 +1,6 @@
 """The benchmark's pieces at tiny sizes (the speed targets are checked by running it, not here)."""
 import pandas as pd
+import pytest
 import torch
 
 from bnrepro import bench
@@ -29,6 +30,7 @@ def test_fixture_is_a_readable_sweep_and_the_figure_is_drawn(tmp_path):
     assert (tmp_path / "out" / "fig1.png").stat().st_size > 0
 
 
+@pytest.mark.slow  # ~14 s: the benchmark script end to end; `make bench` runs it for real
 def test_main_quick_path_at_tiny_size(tmp_path, capsys):
     report = bench.main(["--data", "synthetic", "--steps", "20", "--rounds", "1", "--runs", "2",
                          "--conv-steps", "0", "--json", str(tmp_path / "b.json")])
@@ -52,6 +54,7 @@ def test_conv_report_on_cpu_at_tiny_width(capsys):
     assert "GFLOP/image" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # ~27 s: the conv benchmark end to end
 def test_conv_ratio_at_tiny_size(tmp_path, capsys):
     """The RATIO conv measurement's pieces run: the naive loop, a single run, a 3-seed stack, and
     the whole-machine layout (where there are 2+ cores), each rate and ratio consistent."""

@@ -49,6 +49,7 @@ def test_target_statistics_undo_a_shift_the_first_bn_sees():
         evaluate_shift(nn.Sequential(nn.Flatten(), nn.Linear(16, 2)), x, y)
 
 
+@pytest.mark.slow  # ~13 s; eval_shift on real runs is also in test_bn_statistics_analysis
 def test_bn_shift_run_is_evaluated_from_its_checkpoint(make_cfg, tmp_path):
     from bnrepro.training.session import run
 

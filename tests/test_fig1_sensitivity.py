@@ -233,6 +233,7 @@ def test_report_has_the_constructed_answers(sweep):
     assert s[s.variant == "bn"].final.tolist() == [0.88, 0.90, 0.92] and len(seeds) == 30
 
 
+@pytest.mark.slow  # ~11 s; the report's answers: test_report_has_the_constructed_answers
 def test_report_and_plot_write_their_files(sweep, tmp_path):
     out = tmp_path / "out"
     assert report_fig1_sensitivity.main([str(sweep), "--out", str(out)]) == 0

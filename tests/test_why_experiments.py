@@ -44,7 +44,9 @@ def test_noise_variants_are_the_paper_and_its_control(make_cfg):
         assert (cfg.experiment, cfg.bn.noise.enabled, cfg.optim.lr, cfg.trainer.batch_size) == (e, False, 0.1, 128)
 
 
-@pytest.mark.parametrize("experiment, variant", [("why_noisy_bn", "noise"), ("why_ics", "bn"), ("why_landscape", "bn")])
+@pytest.mark.parametrize("experiment, variant", [
+    ("why_noisy_bn", "noise"),  # the conv path of the noise and the activation probes
+    pytest.param("why_ics", "bn", marks=pytest.mark.slow), pytest.param("why_landscape", "bn", marks=pytest.mark.slow)])
 def test_the_conv_command_runs(make_cfg, tmp_path, experiment, variant):
     from bnrepro.training.session import run
 
