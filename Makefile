@@ -76,7 +76,7 @@ fig1_sensitivity: setup
 			variant=baseline,bn model.init_std=0.01,0.1,null optim.lr=0.01,0.1,0.5 optim.momentum=$$m \
 			trainer.threads=1 hydra.sweep.dir=$(FIG1_SENS_SWEEP) & \
 	done; wait
-	$(PACK) $(FIG1_SENS_SWEEP)
+	$(PACK) $(FIG1_SENS_SWEEP) --last-layer-probes
 
 # How fast the suite is on this machine, against a naive PyTorch loop (scripts/bench.py --help).
 bench: setup

@@ -76,3 +76,15 @@ def test_committed_fig2_copy_regenerates_fig3_byte_for_byte(tmp_path, monkeypatc
     assert table_fig3.main(["outputs/results/fig2_fashion_mnist", "--out", "out"]) == 0
     for name in ("fig3.md", "fig3.csv"):
         assert (tmp_path / "out" / name).read_bytes() == (committed / name).read_bytes(), name
+
+
+def test_last_layer_probes_keeps_every_row_but_the_shallower_layers_probes():
+    from bnrepro.analysis.rundata import last_layer_probes
+
+    csv = ("step,split,name,value\n0,probe,layer1/unit_p15,1.0\n0,probe,layer2/unit_p15,2.0\n"
+           "0,probe,layer2/all_p50,2.5\n10,test,accuracy,0.5\n10,probe,layer1/unit_p15,1.1\n10,probe,layer2/unit_p15,2.1\n")
+    kept = last_layer_probes(csv.encode()).decode().splitlines()
+    assert kept == ["step,split,name,value", "0,probe,layer2/unit_p15,2.0", "0,probe,layer2/all_p50,2.5",
+                    "10,test,accuracy,0.5", "10,probe,layer2/unit_p15,2.1"]
+    no_probes = b"step,split,name,value\n10,test,accuracy,0.5\n"
+    assert last_layer_probes(no_probes) == no_probes

@@ -37,15 +37,34 @@ def members(sweep_dir: str | Path) -> list[Path]:
     return sorted(files, key=lambda p: p.relative_to(root).as_posix())
 
 
-def pack(sweep_dir: str | Path, out_file: str | Path) -> Path:
+def last_layer_probes(csv: bytes) -> bytes:
+    """A metrics.csv with only the deepest probed layer's probe rows (the layer of the last probe
+    name written, as bnrepro.analysis.results.last_layer reads it): what Figure 1's drift and the
+    sensitivity map read, at a third of the probe rows. Every other row is kept as written."""
+    lines = csv.decode().splitlines(keepends=True)
+    probes = [line.split(",", 3) for line in lines[1:] if line.split(",", 2)[1] == "probe"]
+    if not probes:
+        return csv
+    layer = probes[-1][2].split("/")[0] + "/"
+    kept = [line for line in lines[1:] if line.split(",", 2)[1] != "probe" or line.split(",", 3)[2].startswith(layer)]
+    return "".join([lines[0], *kept]).encode()
+
+
+def pack(sweep_dir: str | Path, out_file: str | Path, probes: str = "all") -> Path:
     """Write `members(sweep_dir)` to `out_file` (xz tar); unchanged bytes for an unchanged sweep.
-    Written to a temporary name first, so a failed pack leaves the old copy whole."""
+    probes="last" keeps only the deepest layer's probe rows of each metrics.csv (last_layer_probes),
+    for a sweep whose reports read nothing else. Written to a temporary name first, so a failed
+    pack leaves the old copy whole."""
+    if probes not in ("all", "last"):
+        raise ValueError(f"probes must be 'all' or 'last', not {probes!r}")
     root, out = Path(sweep_dir), Path(out_file)
     out.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for path in members(root):
             data = path.read_bytes()
+            if probes == "last" and path.name == "metrics.csv":
+                data = last_layer_probes(data)
             info = tarfile.TarInfo(PurePosixPath(path.relative_to(root)).as_posix())
             info.size, info.mtime, info.mode = len(data), path.stat().st_mtime, 0o644
             info.uid = info.gid = 0
