@@ -24,7 +24,7 @@ import pandas as pd
 from bnrepro.analysis import bn_statistics as bns
 from bnrepro.analysis.cli import command, write_files
 from bnrepro.analysis.results import provenance_lines
-from bnrepro.analysis.stats import bootstrap, verdict
+from bnrepro.analysis.stats import claim_table
 from bnrepro.analysis.sweeps import wall_times
 
 TITLES = {"bn_statistics": "BN's statistics against the normalization batch (issue 18)",
@@ -38,17 +38,6 @@ RUN_COLUMNS = {"bn_statistics": ["run", "method", "batch", "seed", "data", "mode
 
 def ci(error: float, lo: float, hi: float) -> str:
     return "n/a" if math.isnan(error) else f"{error:.2f} [{lo:.2f}, {hi:.2f}]"
-
-
-def claim_lines(experiment: str, data: pd.DataFrame) -> list[str]:
-    lines = ["| claim | anchor | statistic | ours [95% CI] | seeds | verdict |", "| --- | --- | --- | --- | --- | --- |"]
-    for c in bns.claims(experiment, data):
-        ours, lo, hi = bootstrap(c["claim"], c["groups"], c["stat"])
-        shown = "n/a" if math.isnan(ours) else f"{ours:.3g} [{lo:.3g}, {hi:.3g}]"
-        lines.append(f"| {c['text']} | {c['paper']} | {c['statistic']}; {c['side']} {c['reference']:g} | {shown} | "
-                     f"{' vs '.join(str(len(g)) for g in c['groups']) or '0'} | "
-                     f"{verdict(ours, lo, hi, c['side'], c['reference'])} |")
-    return lines
 
 
 def method_lines(runs: pd.DataFrame) -> list[str]:
@@ -111,7 +100,7 @@ def report(sweep_dir: Path) -> tuple[str, pd.DataFrame]:
              "## Claims", "", "The scorecard's rule (scripts/scorecard.py): `reproduced` when the whole interval is on "
              "the anchor's side of the reference, `partly` when only the value is, else `not reproduced`. The anchors "
              "are ResNet-50 on ImageNet; ours is a small network on a small data set, so compare signs, not sizes.", "",
-             *claim_lines(experiment, metrics if shift is None else shift), ""]
+             *claim_table(bns.claims(experiment, metrics if shift is None else shift)), ""]
     if shift is None:
         lines += ["## Per method and normalization batch", "", *method_lines(runs), ""]
         return "\n".join(lines), runs

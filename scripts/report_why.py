@@ -21,7 +21,7 @@ import pandas as pd
 from bnrepro.analysis import why
 from bnrepro.analysis.cli import command, write_files
 from bnrepro.analysis.results import provenance_lines
-from bnrepro.analysis.stats import bootstrap, verdict
+from bnrepro.analysis.stats import bootstrap, claim_table
 from bnrepro.analysis.sweeps import wall_times
 
 TITLES = {"why_noisy_bn": "Noisy BN (Santurkar et al. 2018, Sec. 2.1)",
@@ -38,17 +38,6 @@ def band(values: np.ndarray, scale: float = 1.0, digits: int = 2) -> str:
         return "n/a"
     m, lo, hi = bootstrap(f"band/{values.tobytes().hex()[:32]}", [values], lambda g: float(g[0].mean()))
     return f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
-
-
-def claim_lines(experiment: str, metrics: pd.DataFrame) -> list[str]:
-    lines = ["| claim | anchor | statistic | ours [95% CI] | seeds | verdict |", "| --- | --- | --- | --- | --- | --- |"]
-    for c in why.claims(experiment, metrics):
-        ours, lo, hi = bootstrap(c["claim"], c["groups"], c["stat"])
-        shown = "n/a" if math.isnan(ours) else f"{ours:.3g} [{lo:.3g}, {hi:.3g}]"
-        lines.append(f"| {c['text']} | {c['paper']} | {c['statistic']}; {c['side']} {c['reference']:g} | {shown} | "
-                     f"{' vs '.join(str(len(g)) for g in c['groups'])} | "
-                     f"{verdict(ours, lo, hi, c['side'], c['reference'])} |")
-    return lines
 
 
 def variant_lines(runs: pd.DataFrame) -> list[str]:
@@ -127,7 +116,7 @@ def report(sweep_dir: Path) -> tuple[str, pd.DataFrame]:
              f"{summed / 60:.1f} min summed over runs.", "",
              "## Claims", "", "The scorecard's rule (scripts/scorecard.py): `reproduced` when the whole interval is on "
              "the anchor's side of the reference, `partly` when only the value is, else `not reproduced`.", "",
-             *claim_lines(experiment, metrics), "", "## Per variant", "", *variant_lines(runs), ""]
+             *claim_table(why.claims(experiment, metrics)), "", "## Per variant", "", *variant_lines(runs), ""]
     if experiment == "why_ics":
         lines += [*ics_lines(metrics), ""]
     elif experiment == "why_landscape":

@@ -6,7 +6,8 @@
   are only 10 distinct resamples of a group: the interval is a coarse one, and says so by its width.
 - `mean_curve`: the seed-mean of a seeds x steps matrix (NaN after a run stopped).
 - `crossing`: the step at which a curve first reaches a value, interpolated between evaluations.
-- `verdict`: the scorecard's rule (scripts/scorecard.py's docstring), for every report that gives one.
+- `verdict`: the scorecard's rule (scripts/scorecard.py's docstring), for every report that gives one;
+  `claim_table`: a study's claims (bnrepro.analysis.why.claims, bn_statistics.claims) as Markdown rows.
 """
 from __future__ import annotations
 
@@ -71,3 +72,16 @@ def verdict(ours: float, lo: float, hi: float, side: str, reference: float, size
         return "not reproduced"
     reaches = math.isnan(size) or (hi >= size if side == ">" else lo <= size)
     return "reproduced" if on(lo) and on(hi) and reaches else "partly"
+
+
+def claim_table(specs: list[dict]) -> list[str]:
+    """Claim specs (claim, text, paper, statistic, side, reference, groups, stat) as a Markdown table:
+    the statistic with its bootstrap interval, the seeds per group and the verdict."""
+    lines = ["| claim | anchor | statistic | ours [95% CI] | seeds | verdict |", "| --- | --- | --- | --- | --- | --- |"]
+    for c in specs:
+        ours, lo, hi = bootstrap(c["claim"], c["groups"], c["stat"])
+        shown = "n/a" if math.isnan(ours) else f"{ours:.3g} [{lo:.3g}, {hi:.3g}]"
+        lines.append(f"| {c['text']} | {c['paper']} | {c['statistic']}; {c['side']} {c['reference']:g} | {shown} | "
+                     f"{' vs '.join(str(len(g)) for g in c['groups']) or '0'} | "
+                     f"{verdict(ours, lo, hi, c['side'], c['reference'])} |")
+    return lines
