@@ -10,23 +10,23 @@ FIG1_SWEEP := outputs/results/fig1_fashion_mnist
 FIG1_SENS_SWEEP := outputs/results/fig1_sensitivity_fashion_mnist
 FIG2_SWEEP := outputs/results/fig2_fashion_mnist
 FIG2_LR_SWEEP := outputs/results/fig2_lr_fashion_mnist
+FIG2_SINGLE_SWEEP := outputs/results/fig2_single_fashion_mnist
 FIG4_SWEEP := outputs/results/fig4_fashion_mnist
 PLACEMENT_MLP_SWEEP := outputs/results/placement_mlp_fashion_mnist
 PLACEMENT_CONV_SWEEP := outputs/results/placement_conv_fashion_mnist
 NORMS_SWEEP := outputs/results/norm_batchsize_fashion_mnist
-WHY_NOISY_SWEEP := outputs/results/why_noisy_bn_fashion_mnist
-WHY_ICS_SWEEP := outputs/results/why_ics_fashion_mnist
-WHY_LANDSCAPE_SWEEP := outputs/results/why_landscape_fashion_mnist
-LR_RANGE_SWEEP := outputs/results/lr_range_fashion_mnist
 BN_STATS_SWEEP := outputs/results/bn_statistics_fashion_mnist
+BN_STATS_CONV_SWEEP := outputs/results/bn_statistics_conv_fashion_mnist
 BN_SHIFT_SWEEP := outputs/results/bn_shift_fashion_mnist
-WHY_SWEEPS := $(WHY_NOISY_SWEEP) $(WHY_ICS_SWEEP) $(WHY_LANDSCAPE_SWEEP) $(LR_RANGE_SWEEP)
+# Issue 17's four studies, each on the MLP and (`_conv`) the small Inception.
+WHY_STUDIES := why_noisy_bn why_ics why_landscape lr_range
+WHY_SWEEPS := $(foreach e,$(WHY_STUDIES),outputs/results/$(e)_fashion_mnist outputs/results/$(e)_conv_fashion_mnist)
 
-.PHONY: setup demo test fig1 fig1_sensitivity fig2_lr fig2 fig4 placement norms why why_noisy_bn why_ics \
-	bn_statistics bn_shift \
-	why_landscape lr_range figures report bench lock clean
-SWEEPS := $(FIG1_SWEEP) $(FIG1_SENS_SWEEP) $(FIG2_LR_SWEEP) $(FIG2_SWEEP) $(FIG4_SWEEP) $(PLACEMENT_MLP_SWEEP) $(PLACEMENT_CONV_SWEEP) \
-	$(NORMS_SWEEP) $(WHY_SWEEPS) $(BN_STATS_SWEEP) $(BN_SHIFT_SWEEP)
+.PHONY: setup demo test fig1 fig1_sensitivity fig2_lr fig2 fig2_single fig4 placement norms why why_noisy_bn why_ics \
+	why_landscape lr_range why_conv why_noisy_bn_conv why_ics_conv why_landscape_conv lr_range_conv \
+	bn_statistics bn_statistics_conv bn_shift figures report bench lock clean
+SWEEPS := $(FIG1_SWEEP) $(FIG1_SENS_SWEEP) $(FIG2_LR_SWEEP) $(FIG2_SWEEP) $(FIG2_SINGLE_SWEEP) $(FIG4_SWEEP) $(PLACEMENT_MLP_SWEEP) $(PLACEMENT_CONV_SWEEP) \
+	$(NORMS_SWEEP) $(WHY_SWEEPS) $(BN_STATS_SWEEP) $(BN_STATS_CONV_SWEEP) $(BN_SHIFT_SWEEP)
 # A sweep's compact run data, results/<sweep>/rundata.tar.xz (scripts/pack_sweep.py): refreshed
 # after each sweep, and unpacked by `make figures` where the sweep directory is missing.
 PACK = $(PY) scripts/pack_sweep.py
@@ -107,6 +107,16 @@ fig2: setup
 	done; wait
 	$(PACK) $(FIG2_SWEEP)
 
+# Issue 14's check of the protocol without stacking: seed 0 of Inception and of BN-x5 as single runs
+# (one network each, the committed protocol), side by side; table_fig3.py reads them as a 1-seed sweep.
+fig2_single: setup
+	bash scripts/get_fashion_mnist.sh
+	for v in inception bn_x5; do \
+		$(PY) experiments/train.py experiment=fig2_fashion_mnist data.download=true variant=$$v seed=0 \
+			trainer.threads=1 hydra.run.dir=$(FIG2_SINGLE_SWEEP)/$$v & \
+	done; wait
+	$(PACK) $(FIG2_SINGLE_SWEEP)
+
 # The runs behind results/fig4_fashion_mnist: three more BN-x30 networks (dropout 10%, seeds 3-5, one
 # stack) for Figure 4's ensemble; the other three members are make fig2's BN-x30 runs.
 fig4: setup
@@ -145,31 +155,41 @@ norms: setup
 # Beyond the paper (issue 17): why BN helps, measured (configs/experiment/why_*.yaml, lr_range.yaml).
 # Each sweep runs in two processes of one torch thread, one per half of its variants.
 why: why_noisy_bn why_ics why_landscape lr_range
+# The same four on the small conv net (configs/experiment/*_conv.yaml: 3 seeds, shorter runs).
+why_conv: why_noisy_bn_conv why_ics_conv why_landscape_conv lr_range_conv
+SEEDS_why_noisy_bn := 0,1,2,3,4
+SEEDS_why_ics := 0,1,2,3,4
+SEEDS_why_landscape := 0,1,2,3,4
+SEEDS_why_noisy_bn_conv := 0,1,2
+SEEDS_why_ics_conv := 0,1,2
+SEEDS_why_landscape_conv := 0,1,2
+RATES_lr_range := 0.001,0.003,0.01,0.03,0.1,0.3,1,3,10
+RATES_lr_range_conv := 0.01,0.1,1,10
 
-why_noisy_bn: setup
+why_noisy_bn why_noisy_bn_conv: setup
 	bash scripts/get_fashion_mnist.sh
 	for v in baseline,noise bn,noisy_bn; do \
-		$(PY) experiments/train.py -m experiment=why_noisy_bn data=fashion_mnist data.download=true \
-			variant=$$v seed=0,1,2,3,4 trainer.threads=1 hydra.sweep.dir=$(WHY_NOISY_SWEEP) & \
-	done; wait
-	$(PACK) $(WHY_NOISY_SWEEP)
-
-why_ics why_landscape: setup
-	bash scripts/get_fashion_mnist.sh
-	for v in baseline bn; do \
 		$(PY) experiments/train.py -m experiment=$@ data=fashion_mnist data.download=true \
-			variant=$$v seed=0,1,2,3,4 trainer.threads=1 hydra.sweep.dir=outputs/results/$@_fashion_mnist & \
+			variant=$$v seed=$(SEEDS_$@) trainer.threads=1 hydra.sweep.dir=outputs/results/$@_fashion_mnist & \
 	done; wait
 	$(PACK) outputs/results/$@_fashion_mnist
 
-lr_range: setup
+why_ics why_landscape why_ics_conv why_landscape_conv: setup
 	bash scripts/get_fashion_mnist.sh
 	for v in baseline bn; do \
-		$(PY) experiments/train.py -m experiment=lr_range data=fashion_mnist data.download=true \
-			variant=$$v optim.lr=0.001,0.003,0.01,0.03,0.1,0.3,1,3,10 seed=0,1,2 trainer.threads=1 \
-			hydra.sweep.dir=$(LR_RANGE_SWEEP) & \
+		$(PY) experiments/train.py -m experiment=$@ data=fashion_mnist data.download=true \
+			variant=$$v seed=$(SEEDS_$@) trainer.threads=1 hydra.sweep.dir=outputs/results/$@_fashion_mnist & \
 	done; wait
-	$(PACK) $(LR_RANGE_SWEEP)
+	$(PACK) outputs/results/$@_fashion_mnist
+
+lr_range lr_range_conv: setup
+	bash scripts/get_fashion_mnist.sh
+	for v in baseline bn; do \
+		$(PY) experiments/train.py -m experiment=$@ data=fashion_mnist data.download=true \
+			variant=$$v optim.lr=$(RATES_$@) seed=0,1,2 trainer.threads=1 \
+			hydra.sweep.dir=outputs/results/$@_fashion_mnist & \
+	done; wait
+	$(PACK) outputs/results/$@_fashion_mnist
 
 # Beyond the paper II (issue 18): BN's statistics (configs/experiment/bn_statistics.yaml, bn_shift.yaml).
 # bn_statistics: 7 statistics choices x ghost batches 2-128 x 3 seeds, and group norm x 3 seeds (87
@@ -178,8 +198,8 @@ BN_STATS_GHOST := bn.ghost_batch=2,8,32,128
 bn_statistics: setup
 	bash scripts/get_fashion_mnist.sh
 	@# Batch Renorm at ghost batch 2 is the slowest arm (~18 steps/s: its normalization is written out
-	@# per ghost batch), so it has a half to itself with the two cheapest; the committed sweep ran an
-	@# older split (renorm with average, precise, precise + frozen) and took 22.4 min.
+	@# per ghost batch), so it has a half to itself with the two cheapest: 16.9 min on 2 idle cores
+	@# (an older split, renorm with average, precise and precise + frozen, took 22.4 min).
 	for half in "bn.norm=renorm $(BN_STATS_GHOST);bn.momentum=0.01 $(BN_STATS_GHOST);bn.norm=group" \
 	            "bn.momentum=0.1 $(BN_STATS_GHOST);bn.momentum=0.3 $(BN_STATS_GHOST);bn.population=average $(BN_STATS_GHOST);bn.population=precise $(BN_STATS_GHOST);bn.population=precise bn.freeze_after=0.9 $(BN_STATS_GHOST)"; do \
 		( IFS=';'; for choice in $$half; do IFS=' '; \
@@ -188,6 +208,20 @@ bn_statistics: setup
 		done ) & \
 	done; wait
 	$(PACK) $(BN_STATS_SWEEP)
+
+# bn_statistics_conv: the small Inception, EMA and Batch Renorm x ghost batches 2, 8, 32 x 3 seeds, and
+# group norm x 3 seeds (21 runs) in two processes, Batch Renorm (the slowest) in one; then each EMA run is
+# evaluated under Algorithm 2, PreciseBN and example weighing (scripts/eval_statistics.py, no retraining).
+bn_statistics_conv: setup
+	bash scripts/get_fashion_mnist.sh
+	for half in "bn.norm=renorm bn.ghost_batch=2,8,32" "bn.norm=batch bn.ghost_batch=2,8,32;bn.norm=group"; do \
+		( IFS=';'; for choice in $$half; do IFS=' '; \
+			$(PY) experiments/train.py -m experiment=bn_statistics_conv data=fashion_mnist data.download=true \
+				$$choice seed=0,1,2 trainer.threads=1 hydra.sweep.dir=$(BN_STATS_CONV_SWEEP) || exit 1; \
+		done ) & \
+	done; wait
+	ls -d $(BN_STATS_CONV_SWEEP)/*bn.norm=batch*/ | xargs -n 1 -P 2 $(PY) scripts/eval_statistics.py
+	$(PACK) $(BN_STATS_CONV_SWEEP)
 
 # bn_shift: train 3 seeds once, then evaluate each on the corrupted test sets (scripts/eval_shift.py),
 # then pack (the run data includes each run's shift.csv).
@@ -210,21 +244,20 @@ figures: setup
 	$(PY) scripts/plot_fig2.py $(FIG2_SWEEP) --out results/fig2_fashion_mnist
 	$(PY) scripts/table_lr.py $(FIG2_LR_SWEEP) --out results/fig2_lr_fashion_mnist
 	$(PY) scripts/table_fig3.py $(FIG2_SWEEP) --out results/fig2_fashion_mnist
+	$(PY) scripts/table_fig3.py $(FIG2_SINGLE_SWEEP) --out results/fig2_single_fashion_mnist
 	$(PY) scripts/table_fig4.py $(FIG4_SWEEP) --members $(FIG2_SWEEP) --out results/fig4_fashion_mnist
 	for d in $(PLACEMENT_MLP_SWEEP) $(PLACEMENT_CONV_SWEEP); do \
 		$(PY) scripts/plot_placement.py $$d --out results/$$(basename $$d) && \
 		$(PY) scripts/report_placement.py $$d --out results/$$(basename $$d) || exit 1; done
 	$(PY) scripts/plot_norms.py $(NORMS_SWEEP) --out results/norm_batchsize_fashion_mnist
 	$(PY) scripts/report_norms.py $(NORMS_SWEEP) --out results/norm_batchsize_fashion_mnist
-	$(PY) scripts/plot_why_noisy_bn.py $(WHY_NOISY_SWEEP) --out results/why_noisy_bn_fashion_mnist
-	$(PY) scripts/plot_why_ics.py $(WHY_ICS_SWEEP) --out results/why_ics_fashion_mnist
-	$(PY) scripts/plot_why_landscape.py $(WHY_LANDSCAPE_SWEEP) --out results/why_landscape_fashion_mnist
-	$(PY) scripts/plot_lr_range.py $(LR_RANGE_SWEEP) --out results/lr_range_fashion_mnist
-	for d in $(WHY_SWEEPS); do $(PY) scripts/report_why.py $$d --out results/$$(basename $$d) || exit 1; done
+	for d in $(WHY_SWEEPS); do n=$$(basename $$d); e=$${n%_fashion_mnist}; \
+		$(PY) scripts/plot_$${e%_conv}.py $$d --out results/$$n && \
+		$(PY) scripts/report_why.py $$d --out results/$$n || exit 1; done
 	@# Issue 18's sweeps, likewise not in SWEEPS until their run data is committed: each skipped while neither
 	@# the sweep nor results/<sweep>/rundata.tar.xz exists (plot_bn_statistics.py, plot_bn_shift.py, one report script).
-	for d in $(BN_STATS_SWEEP) $(BN_SHIFT_SWEEP); do n=$$(basename $$d); e=$${n%_fashion_mnist}; \
-		$(PY) scripts/plot_$$e.py $$d --out results/$$n && \
+	for d in $(BN_STATS_SWEEP) $(BN_STATS_CONV_SWEEP) $(BN_SHIFT_SWEEP); do n=$$(basename $$d); e=$${n%_fashion_mnist}; \
+		$(PY) scripts/plot_$${e%_conv}.py $$d --out results/$$n && \
 		$(PY) scripts/report_bn_statistics.py $$d --out results/$$n || exit 1; done
 	$(MAKE) --no-print-directory report
 

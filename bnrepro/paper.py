@@ -63,6 +63,7 @@ WHY_ANCHORS = {
 WU_JOHNSON = "Wu & Johnson 2021"  # "Rethinking 'Batch' in BatchNorm"
 WU_HE = "Wu & He 2018"  # "Group Normalization"
 IOFFE_2017 = "Ioffe 2017"  # "Batch Renormalization"
+SUMMERS = "Summers & Dinneen 2020"  # "Four Things Everyone Should Know to Improve Batch Normalization"
 BN_STATS_ANCHORS = {
     "small_batch_hurts": f"{WU_HE}, Fig. 1: BN's top-1 error 23.6% at 32 images per GPU, 27.3% at 4, 34.7% at 2",
     "precise_beats_ema": f"{WU_JOHNSON}, Sec. 3: error with EMA 35.5% vs PreciseBN 32.0% at normalization batch 2 "
@@ -71,6 +72,8 @@ BN_STATS_ANCHORS = {
     "renorm_helps": f"{IOFFE_2017}, Sec. 4: microbatches of 4, BN 74.2% vs Batch Renorm 76.5% accuracy",
     "frozen_tail_helps": f"{WU_JOHNSON}, Sec. 4.2: a FrozenBN tail (population statistics in training) helps "
                          "small normalization batches",
+    "weighing_helps": f"{SUMMERS}, Sec. 3.3: weighing each example's own statistics into inference normalization "
+                      "fixes a train-test discrepancy (the abstract: gains across batch sizes)",
     "target_stats_help": f"{WU_JOHNSON}, Sec. 5 (ImageNet-C): statistics recomputed on the target, error contrast "
                          "40.8 -> 33.1%, gaussian noise 64.4 -> 52.5%",
 }

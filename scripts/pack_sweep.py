@@ -2,8 +2,8 @@
 
     python scripts/pack_sweep.py outputs/results/fig2_fashion_mnist
     (writes results/fig2_fashion_mnist/rundata.tar.xz: every run's metrics.csv, summary.json,
-    config.yaml, provenance.json, and test_probs.csv and shift.csv where saved (scripts/eval_shift.py),
-    with their file times; the same sweep gives the same bytes)
+    config.yaml, provenance.json, and test_probs.csv, shift.csv and statistics.csv where saved
+    (scripts/eval_shift.py, eval_statistics.py), with their file times; the same sweep gives the same bytes)
 
     python scripts/pack_sweep.py outputs/results/fig2_fashion_mnist --unpack
     (the reverse: restores the sweep directory from results/fig2_fashion_mnist/rundata.tar.xz,

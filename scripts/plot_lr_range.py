@@ -49,7 +49,7 @@ def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
                 ylabel="L(w0 - eta g) / L(w0)", title="(b) relative loss after one step, at initialization")
     axes[0].legend()
     data = ", ".join(map(str, metrics.data.dropna().unique()))
-    fig.suptitle(f"Learning-rate range (Bjorck et al. 2018): MLP on {data}, {runs.seed.nunique()} seeds per rate")
+    fig.suptitle(f"Learning-rate range (Bjorck et al. 2018): {why.model_label(metrics)} on {data}, {runs.seed.nunique()} seeds per rate")
     return save(fig, out_dir / "lr_range.png", out_dir / "lr_range.pdf")
 
 

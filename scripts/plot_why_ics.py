@@ -36,7 +36,7 @@ def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
         ax.set(xlabel="training step", title=title, yscale="log")
     axes[0].legend()
     data = ", ".join(map(str, metrics.data.dropna().unique()))
-    fig.suptitle(f"Gradient-based ICS (Santurkar et al. 2018, Fig. 3): MLP on {data}, mean over layers 2.., "
+    fig.suptitle(f"Gradient-based ICS (Santurkar et al. 2018, Fig. 3): {why.model_label(metrics)} on {data}, mean over layers 2.., "
                  f"{net.seed.nunique()} seeds")
     return save(fig, out_dir / "why_ics.png", out_dir / "why_ics.pdf")
 

@@ -41,7 +41,7 @@ def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
     axes[0].legend()
     data = ", ".join(map(str, metrics.data.dropna().unique()))
     steps = sorted({float(n.split("_x")[1]) for n in rows.name.unique() if n.startswith("loss_x")})
-    fig.suptitle(f"The landscape along the gradient (Santurkar et al. 2018, Fig. 4): MLP on {data}, steps of "
+    fig.suptitle(f"The landscape along the gradient (Santurkar et al. 2018, Fig. 4): {why.model_label(metrics)} on {data}, steps of "
                  f"{', '.join(f'{k:g}' for k in steps)} x lr, {wide.seed.nunique()} seeds")
     return save(fig, out_dir / "why_landscape.png", out_dir / "why_landscape.pdf")
 

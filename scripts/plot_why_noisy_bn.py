@@ -60,7 +60,7 @@ def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
     accuracy_panel(axes[0], metrics, names)
     drift_panel(axes[1], runs, names)
     data = ", ".join(map(str, metrics.data.dropna().unique()))
-    fig.suptitle(f"Noisy BN (Santurkar et al. 2018, Fig. 2): MLP on {data}, {runs.seed.nunique()} seeds")
+    fig.suptitle(f"Noisy BN (Santurkar et al. 2018, Fig. 2): {why.model_label(metrics)} on {data}, {runs.seed.nunique()} seeds")
     return save(fig, out_dir / "why_noisy_bn.png", out_dir / "why_noisy_bn.pdf")
 
 

@@ -28,6 +28,7 @@ from bnrepro.analysis.stats import claim_table
 from bnrepro.analysis.sweeps import wall_times
 
 TITLES = {"bn_statistics": "BN's statistics against the normalization batch (issue 18)",
+          "bn_statistics_conv": "BN's statistics against the normalization batch (issue 18)",
           "bn_shift": "BN's statistics under a distribution shift (issue 18)"}
 RUN_COLUMNS = {"bn_statistics": ["run", "method", "batch", "seed", "data", "model.name", "status", "divergence",
                                  "steps", "final", "final_test", "error", "test_error",
@@ -88,10 +89,13 @@ def report(sweep_dir: Path) -> tuple[str, pd.DataFrame]:
         raise FileNotFoundError(f"{sweep_dir} holds experiment {experiment!r}, not one of {', '.join(TITLES)}.")
     shift = bns.load_shift(sweep_dir) if experiment == "bn_shift" else None
     summed, elapsed = wall_times(sweep_dir)
-    status = runs.status.value_counts()
+    trained = runs[~runs.run.isin(bns.inference_run_names(runs))]
+    status = trained.status.value_counts()
     data, model = (", ".join(map(str, metrics[k].dropna().unique())) for k in ("data", "model.name"))
     lines = [f"# {TITLES[experiment]}: {model} on {data}", "",
-             f"Sweep: `{sweep_dir}`; {len(runs)} runs ({', '.join(f'{n} {s}' for s, n in status.items())}), "
+             f"Sweep: `{sweep_dir}`; {len(trained)} runs ({', '.join(f'{n} {s}' for s, n in status.items())})"
+             + (f", and {len(runs) - len(trained)} inference-time choices evaluated on their EMA runs after training "
+                f"(scripts/eval_statistics.py)" if len(runs) > len(trained) else "") + ", "
              f"seeds {', '.join(map(str, sorted(runs.seed.unique())))}. Protocol and expectations: "
              f"configs/experiment/{experiment}.yaml.", "", *provenance_lines(sweep_dir), "",
              f"Wall time: {elapsed / 60:.1f} min from the first run's start to the last run's end; "

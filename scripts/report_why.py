@@ -1,5 +1,6 @@
-"""What issue 17's experiments measured: a why_noisy_bn, why_ics, why_landscape or lr_range sweep as
-Markdown (report.md) and a per-run CSV (runs.csv), the anchors' numbers beside ours.
+"""What issue 17's experiments measured: a why_noisy_bn, why_ics, why_landscape or lr_range sweep (or
+its `_conv` twin on the small Inception) as Markdown (report.md) and a per-run CSV (runs.csv), the
+anchors' numbers beside ours.
 
     python scripts/report_why.py outputs/results/why_ics_fashion_mnist --out results/why_ics_fashion_mnist
     (the experiment is read from the runs' configs; without --out, prints the Markdown)
@@ -103,12 +104,14 @@ def report(sweep_dir: Path) -> tuple[str, pd.DataFrame]:
     metrics = why.load(sweep_dir)
     runs = why.per_run(metrics)
     experiment = str(metrics.experiment.dropna().iloc[0])
-    if experiment not in TITLES:
-        raise FileNotFoundError(f"{sweep_dir} holds experiment {experiment!r}, not one of {', '.join(TITLES)}.")
+    try:
+        kind = why.study(experiment)
+    except ValueError as err:
+        raise FileNotFoundError(f"{sweep_dir} holds an {err}.") from None
     summed, elapsed = wall_times(sweep_dir)
     status = runs.status.value_counts()
     data = ", ".join(map(str, metrics.data.dropna().unique()))
-    lines = [f"# {TITLES[experiment]}: {data}", "",
+    lines = [f"# {TITLES[kind]}: {why.model_label(metrics)} on {data}", "",
              f"Sweep: `{sweep_dir}`; {len(runs)} runs ({', '.join(f'{n} {s}' for s, n in status.items())}), "
              f"seeds {', '.join(map(str, sorted(runs.seed.unique())))}. Protocol and expectations: "
              f"configs/experiment/{experiment}.yaml.", "", *provenance_lines(sweep_dir), "",
@@ -117,11 +120,11 @@ def report(sweep_dir: Path) -> tuple[str, pd.DataFrame]:
              "## Claims", "", "The scorecard's rule (scripts/scorecard.py): `reproduced` when the whole interval is on "
              "the anchor's side of the reference, `partly` when only the value is, else `not reproduced`.", "",
              *claim_table(why.claims(experiment, metrics)), "", "## Per variant", "", *variant_lines(runs), ""]
-    if experiment == "why_ics":
+    if kind == "why_ics":
         lines += [*ics_lines(metrics), ""]
-    elif experiment == "why_landscape":
+    elif kind == "why_landscape":
         lines += [*landscape_lines(metrics), ""]
-    elif experiment == "lr_range":
+    elif kind == "lr_range":
         lines += [*lr_lines(metrics, runs), ""]
     return "\n".join(lines), runs
 

@@ -94,7 +94,8 @@ def tables(sweep_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         raise ValueError(f"No run under {sweep_dir} names its variant in config.yaml.")
     val, test = fig3.curves(metrics, fig3.SPLIT), fig3.curves(metrics, "test")
     frame = pd.DataFrame([variant_row(v, val, test, counts.loc[v]) for v in fig3_order(counts.index)])
-    frame["divergence"] = frame.variant.map(divergence_kinds(runs)).fillna("").where(frame.outcome == "diverged", "")
+    kinds = frame.variant.map(divergence_kinds(runs)).astype(object)  # all-NaN without a divergence
+    frame["divergence"] = kinds.where(kinds.notna(), "").where(frame.outcome == "diverged", "")
     seeds = fig3.per_seed(metrics, float(frame.threshold.iloc[0]))
     logged = set(metrics.run[(metrics.name == "diverged") & (metrics.value == 1)])  # as run_status counts them
     runs = runs.assign(status=runs.status.mask(runs.run.isin(logged), "diverged"))

@@ -74,7 +74,8 @@ def tiny_data(experiment: str, root) -> list[str]:
         write_mnist(root / "MNIST" / "raw", n_train=100, n_test=40)
         return [f"data.root={root}"]
     if experiment in ("fig1_mnist", "fig1_mnist_legacy", "fig1_sensitivity", "why_noisy_bn", "why_ics", "why_landscape", "lr_range",
-                      "bn_statistics", "bn_shift"):  # a val split
+                      "why_noisy_bn_conv", "why_ics_conv", "why_landscape_conv", "lr_range_conv",
+                      "bn_statistics", "bn_statistics_conv", "bn_shift"):  # a val split
         write_mnist(root / "MNIST" / "raw", n_train=100, n_test=40)
         return [f"data.root={root}", "data.val_size=20"]
     if experiment in ("fig2_fashion_mnist", "fig4_fashion_mnist", "placement_conv"):

@@ -17,11 +17,17 @@ IDS = ["fig1_faster", "fig1_higher", "fig1_drift_without_bn", "fig1_stable_with_
        "fig3_x5_sigmoid_below_inception", "fig3_inception_sigmoid_chance", "fig3_inception_x5_diverges",
        "fig4_ensemble", "placement_mlp_relu_after_beats_before", "placement_mlp_sigmoid_after_beats_before",
        "placement_conv_relu_after_beats_before", "placement_conv_sigmoid_after_beats_before",
-       "norms_bn_below_ln_small_batch", "why_noisy_bn_like_bn", "why_noise_without_bn_fails", "why_noisy_bn_less_stable",
-       "why_ics_not_lower_rel_diff", "why_ics_not_lower_one_minus_cos", "why_landscape_loss_range", "why_landscape_beta",
-       "lr_range_larger_rates", "bn_statistics_small_batch_hurts", "bn_statistics_precise_beats_ema_small",
-       "bn_statistics_gn_flat", "bn_statistics_renorm_helps_small", "bn_statistics_frozen_tail_helps_small",
-       "bn_shift_target_stats_help"]
+       "norms_bn_below_ln_small_batch"]
+WHY_IDS = [("why_noisy_bn", "like_bn"), ("why_noise_without_bn", "fails"), ("why_noisy_bn", "less_stable"),
+           ("why_ics", "not_lower_rel_diff"), ("why_ics", "not_lower_one_minus_cos"), ("why_landscape", "loss_range"),
+           ("why_landscape", "beta"), ("lr_range", "larger_rates")]
+BN_STATS_IDS = ["small_batch_hurts", "precise_beats_ema_small", "gn_flat", "renorm_helps_small"]
+IDS += [f"{e}_{c}" for e, c in WHY_IDS]
+# the conv twins' claims carry the experiment's name (why_noise_without_bn_fails is why_noisy_bn's)
+IDS += [f"{e}_conv_{c}" if e != "why_noise_without_bn" else "why_noisy_bn_conv_noise_without_bn_fails"
+        for e, c in WHY_IDS]
+IDS += [f"bn_statistics_{c}" for c in [*BN_STATS_IDS, "frozen_tail_helps_small"]]
+IDS += [f"bn_statistics_conv_{c}" for c in [*BN_STATS_IDS, "weighing_helps_small"]] + ["bn_shift_target_stats_help"]
 # In eighths, every seed alike (so every interval is a point). Inception's best: 6/8 at step 600.
 CURVES = {"inception": [1, 2, 3, 4, 5, 6], "bn_baseline": [3, 6, 6, 6, 6, 6],   # 600/200 = 3x >= the paper's 2.3x
           "bn_x5": [6, 7, 7, 7, 7, 7],                                             # 6x, short of 14.8x

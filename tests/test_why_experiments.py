@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bnrepro.analysis import why
 from tests.conftest import REPO
 from tests.test_runner import TINY, tiny_data
 
@@ -21,9 +22,6 @@ import report_why  # noqa: E402
 WHY = ["why_noisy_bn", "why_ics", "why_landscape", "lr_range"]
 PLOTS = {"why_noisy_bn": plot_why_noisy_bn, "why_ics": plot_why_ics, "why_landscape": plot_why_landscape,
          "lr_range": plot_lr_range}
-# The header's conv command (why_noisy_bn.yaml), its model overrides.
-CONV = ["model=inception_small", "model.init_std=null", "model.width_mult=0.125", "model.dropout=0", "model.lrn=false",
-        "data.pad_to=32"]
 
 
 def test_gradient_probes_run_at_step_1_and_every_n():
@@ -42,20 +40,37 @@ def test_noise_variants_are_the_paper_and_its_control(make_cfg):
     for e in WHY[1:]:  # the others inherit the setting, without the noise
         cfg = make_cfg(f"experiment={e}", "variant=bn")
         assert (cfg.experiment, cfg.bn.noise.enabled, cfg.optim.lr, cfg.trainer.batch_size) == (e, False, 0.1, 128)
+    for e in WHY:  # the conv twins: the same optimizer on the small Inception, shorter
+        cfg = make_cfg(f"experiment={e}_conv", "variant=noisy_bn" if e == "why_noisy_bn" else "variant=bn")
+        assert (cfg.experiment, cfg.model.name, cfg.model.width_mult, cfg.optim.lr, cfg.trainer.batch_size,
+                cfg.bn.noise.enabled) == (f"{e}_conv", "inception_small", 0.125, 0.1, 128, e == "why_noisy_bn")
+        assert cfg.trainer.max_steps < make_cfg(f"experiment={e}").trainer.max_steps
+
+
+def test_conv_twins_share_the_analysis_under_their_own_names():
+    assert [why.study(e) for e in ("why_ics", "why_ics_conv", "lr_range_conv")] == ["why_ics", "why_ics", "lr_range"]
+    with pytest.raises(ValueError, match="unknown experiment 'fig2_conv'"):
+        why.study("fig2_conv")
+    names = [c["claim"] for c in why.claims("why_ics_conv", None)]
+    assert names == ["why_ics_conv_not_lower_rel_diff", "why_ics_conv_not_lower_one_minus_cos"]
+    assert [c["claim"] for c in why.claims("lr_range_conv", None)] == ["lr_range_conv_larger_rates"]
+    frame = pd.DataFrame({"model.name": ["inception_small", None]})
+    assert why.model_label(frame) == "small Inception" and why.model_label(pd.DataFrame({"x": [1]})) == "MLP"
 
 
 @pytest.mark.parametrize("experiment, variant", [
-    ("why_noisy_bn", "noise"),  # the conv path of the noise and the activation probes
-    pytest.param("why_ics", "bn", marks=pytest.mark.slow), pytest.param("why_landscape", "bn", marks=pytest.mark.slow)])
-def test_the_conv_command_runs(make_cfg, tmp_path, experiment, variant):
+    ("why_noisy_bn_conv", "noise"),  # the conv path of the noise and the activation probes
+    pytest.param("why_ics_conv", "bn", marks=pytest.mark.slow),
+    pytest.param("why_landscape_conv", "bn", marks=pytest.mark.slow)])
+def test_the_conv_twins_run_their_probes(make_cfg, tmp_path, experiment, variant):
     from bnrepro.training.session import run
 
-    data = [o for o in tiny_data("fig2_fashion_mnist", tmp_path / "data") if not o.startswith("model.")]
-    cfg = make_cfg(f"experiment={experiment}", "data=fashion_mnist", f"variant={variant}", *CONV, *TINY, *data)
+    data = tiny_data("fig2_fashion_mnist", tmp_path / "data")
+    cfg = make_cfg(f"experiment={experiment}", "data=fashion_mnist", f"variant={variant}", *TINY, *data)
     [summary] = run(cfg, tmp_path / "run")
     assert summary["status"] == "completed"
     metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
-    split = {"why_ics": "ics", "why_landscape": "landscape"}.get(experiment, "probe")
+    split = {"why_ics_conv": "ics", "why_landscape_conv": "landscape"}.get(experiment, "probe")
     steps = set(metrics.step[metrics.split == split])
     assert steps and (split == "probe" or 1 in steps)  # the gradient probes start at the initial weights
 
@@ -156,4 +171,4 @@ def test_report_refuses_another_experiment(tmp_path, capsys):
     data = tiny_data("fig1_mnist", tmp_path / "data")
     run(compose("experiment=placement_mlp", *TINY, *data), tmp_path / "sweep" / "one")
     assert report_why.main([str(tmp_path / "sweep")]) == 2
-    assert "not one of why_noisy_bn" in capsys.readouterr().err
+    assert "unknown experiment 'placement_mlp': one of why_noisy_bn" in capsys.readouterr().err

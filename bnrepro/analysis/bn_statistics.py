@@ -8,6 +8,12 @@ val and test accuracy and error. `table`: method x normalization batch, seed-mea
 its 95% bootstrap interval, test beside it. A diverged run counts at chance (CHANCE): its last
 accuracy is not a final one, and leaving it out would hide what small batches do.
 
+A run that scripts/eval_statistics.py evaluated after training (statistics.csv: the EMA run under
+Algorithm 2, PreciseBN and example weighing; bnrepro/training/inference.py) adds one run per row
+group to `load`'s metrics, `<run>/<statistics>[=alpha]`, configured as a run of that choice: the
+same network at the same step, so everything below reads it like a trained run. `weighing_choice`
+picks each normalization batch's alpha on val (bn_statistics_conv's claim reads test there).
+
 bn_shift, from each run's shift.csv (scripts/eval_shift.py; `load_shift`): per corruption and
 severity the error with the training statistics and with statistics recomputed on the target
 (`shift_table`), and per run the claim's number (`shift_gap`).
@@ -30,15 +36,38 @@ KEYS = ("bn.norm", "bn.population", "bn.momentum", "bn.freeze_after", "bn.ghost_
         "trainer.batch_size", "model.name")
 CHANCE = 90.0  # points of error (10 classes): a diverged run counts as a network that did not learn
 SHIFT_FILE = "shift.csv"
+STATISTICS_FILE = "statistics.csv"  # scripts/eval_statistics.py
+INFERENCE = ("average", "precise", "weighing")  # its choices besides the EMA the run trained with
 # The methods the claims compare (labels as `method` writes them), and the plot's order.
 EMA, AVERAGE, PRECISE, FROZEN = "EMA m=0.1", "Algorithm 2 average", "PreciseBN", "PreciseBN + FrozenBN tail"
 RENORM, GROUP = "Batch Renorm", "group norm"
+WEIGHING = "EMA m=0.1, weighing alpha="  # + the alpha (`method`)
 ORDER = ("EMA m=0.01", EMA, "EMA m=0.3", AVERAGE, PRECISE, FROZEN, RENORM, GROUP)
 SMALL, LARGE = 2, 128  # the header's ghost batches, for the claims' text before any run exists
 
 
 def load(sweep_dir: Path) -> pd.DataFrame:
-    return load_metrics(sweep_dir, KEYS)
+    metrics = load_metrics(sweep_dir, KEYS)
+    return pd.concat([metrics, *inference_runs(Path(sweep_dir), metrics)], ignore_index=True)
+
+
+def inference_runs(root: Path, metrics: pd.DataFrame) -> list[pd.DataFrame]:
+    """Each statistics.csv under `root` as metrics rows of one run per (statistics, alpha): the run's
+    own columns, bn.population / bn.eval_weight set to the choice; `ema` is the run itself."""
+    frames = []
+    for d in find_runs(root):
+        if not (d / STATISTICS_FILE).is_file():
+            continue
+        run = str(d.relative_to(root)) if d != root else d.name
+        own = metrics[metrics.run == run].iloc[0]
+        table = pd.read_csv(d / STATISTICS_FILE)
+        for (stats, alpha), rows in table[table.statistics.isin(INFERENCE)].groupby(["statistics", "alpha"], sort=False):
+            config = {"bn.population": "ema" if stats == "weighing" else stats, "bn.eval_weight": float(alpha)}
+            name = f"{run}/{stats}" + (f"={alpha:g}" if stats == "weighing" else "")
+            long = rows.assign(name="accuracy", value=rows.accuracy)[["step", "split", "name", "value"]]
+            frames.append(long.assign(**{**own.drop(["step", "split", "name", "value"]).to_dict(),
+                                         **config, "run": name}))
+    return frames
 
 
 def method(row) -> str:
@@ -56,6 +85,11 @@ def method(row) -> str:
         base += " + FrozenBN tail"
     alpha = row["bn.eval_weight"]
     return base + (f", weighing alpha={alpha:g}" if alpha else "")
+
+
+def inference_run_names(runs: pd.DataFrame) -> list[str]:
+    """The runs `inference_runs` made (evaluated after training, not trained)."""
+    return [r for r in runs.run if "/" in r and r.rsplit("/", 1)[1].split("=")[0] in INFERENCE]
 
 
 def norm_batch(row) -> float:
@@ -98,6 +132,16 @@ def errors(runs: pd.DataFrame, label: str, batch: float | None = None, column: s
     if batch is not None:
         r = r[r.batch == batch]
     return r[column].dropna().to_numpy(float)
+
+
+def weighing_choice(runs: pd.DataFrame, batch: float) -> tuple[str, float]:
+    """At one normalization batch, the example-weighing method (EMA m=0.1 weighed by alpha) whose
+    seed-mean val error is lowest, and its alpha; ("", nan) without weighing runs there."""
+    r = runs[runs.method.str.startswith(WEIGHING) & (runs.batch == batch)]
+    if not len(r):
+        return "", math.nan
+    label = r.groupby("method").error.mean().idxmin()
+    return label, float(label.removeprefix(WEIGHING))
 
 
 def mean_ci(key: str, values: np.ndarray) -> tuple[float, float, float]:
@@ -181,14 +225,14 @@ def claims(experiment: str, data: pd.DataFrame | None) -> list[dict]:
                      A["target_stats_help"], "test error at the highest severity, training - target statistics, "
                      "mean over corruptions (points)", [gaps],
                      lambda g: float(g[0].mean()))]
-    if experiment != "bn_statistics":
-        raise ValueError(f"unknown experiment {experiment!r}: one of bn_statistics, bn_shift")
-    runs = per_run(data) if have else pd.DataFrame(columns=["method", "batch", "error"])
+    if experiment not in ("bn_statistics", "bn_statistics_conv"):
+        raise ValueError(f"unknown experiment {experiment!r}: one of bn_statistics, bn_statistics_conv, bn_shift")
+    runs = per_run(data) if have else pd.DataFrame(columns=["method", "batch", "error", "test_error"])
     batches = runs.batch.dropna()
     small, large = (batches.min(), batches.max()) if len(batches) else (SMALL, LARGE)
     at = lambda label, b=small: errors(runs, label, b)  # noqa: E731
     stat = "final val error at normalization batch {b:g}, {a} - {c} (points)"
-    return [
+    specs = [
         spec("bn_statistics_small_batch_hurts", f"BN ({EMA}) has a higher error at batch {small:g} than at {large:g}",
              A["small_batch_hurts"], f"final val error, {EMA}, batch {small:g} - batch {large:g} (points)",
              [at(EMA), at(EMA, large)]),
@@ -199,6 +243,16 @@ def claims(experiment: str, data: pd.DataFrame | None) -> list[dict]:
              [at(EMA), errors(runs, GROUP)]),
         spec("bn_statistics_renorm_helps_small", f"at batch {small:g} Batch Renorm's error is below BN's",
              A["renorm_helps"], stat.format(b=small, a=EMA, c=RENORM), [at(EMA), at(RENORM)]),
-        spec("bn_statistics_frozen_tail_helps_small", f"at batch {small:g} a FrozenBN tail lowers PreciseBN's error",
-             A["frozen_tail_helps"], stat.format(b=small, a=PRECISE, c=FROZEN), [at(PRECISE), at(FROZEN)]),
     ]
+    if experiment == "bn_statistics":
+        return specs + [
+            spec("bn_statistics_frozen_tail_helps_small", f"at batch {small:g} a FrozenBN tail lowers PreciseBN's error",
+                 A["frozen_tail_helps"], stat.format(b=small, a=PRECISE, c=FROZEN), [at(PRECISE), at(FROZEN)])]
+    # The conv twin: no FrozenBN arm; example weighing, its alpha chosen on val, read on test.
+    label, alpha = weighing_choice(runs, small) if have else ("", math.nan)
+    chosen = f"alpha={alpha:g}" if label else "the alpha chosen on val"
+    weighing = spec("bn_statistics_weighing_helps_small",
+                    f"at batch {small:g} example weighing (alpha chosen on val) lowers BN's test error",
+                    A["weighing_helps"], f"final test error at normalization batch {small:g}, {EMA} - weighing at "
+                    f"{chosen} (points)", [errors(runs, EMA, small, "test_error"), errors(runs, label, small, "test_error")])
+    return [{**c, "claim": experiment + c["claim"][len("bn_statistics"):]} for c in [*specs, weighing]]

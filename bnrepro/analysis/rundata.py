@@ -1,9 +1,9 @@
 """A sweep's run data in one small file: what the plots, reports and tables of results/ read.
 
 `pack(sweep_dir, out_file)` writes every job directory's metrics.csv, summary.json, config.yaml,
-provenance.json, test_probs.csv where a run saved one (trainer.save_predictions) and shift.csv
-where scripts/eval_shift.py wrote one (bn_shift; nothing else: no TensorBoard events,
-checkpoints or Hydra logs) into one
+provenance.json, test_probs.csv where a run saved one (trainer.save_predictions), shift.csv
+where scripts/eval_shift.py wrote one (bn_shift) and statistics.csv where scripts/eval_statistics.py
+did (bn_statistics_conv); nothing else (no TensorBoard events, checkpoints or Hydra logs), into one
 xz-compressed tar file, with paths relative to the sweep directory and the files' modification
 times kept (scripts fall back to them for wall times, bnrepro.analysis.sweeps.wall_times).
 The archive is deterministic: members sorted by path, owner, group and permissions fixed, no
@@ -21,8 +21,10 @@ from pathlib import Path, PurePosixPath
 
 from bnrepro.analysis.results import find_jobs, find_runs
 
-# shift.csv: what bn_shift's report reads, written after training from the checkpoint, which is not packed.
-FILES = ("metrics.csv", "summary.json", "config.yaml", "provenance.json", "test_probs.csv", "shift.csv")
+# shift.csv, statistics.csv: what bn_shift's and bn_statistics_conv's reports read, written after
+# training from the checkpoint, which is not packed.
+FILES = ("metrics.csv", "summary.json", "config.yaml", "provenance.json", "test_probs.csv", "shift.csv",
+         "statistics.csv")
 NAME = "rundata.tar.xz"  # its name beside a sweep's figures in results/<sweep>/
 
 

@@ -14,6 +14,8 @@ Per run, on the validation split where a number is read (test is reported beside
 - `rate_matrix` / `largest_good_rate`: the lr_range sweep as seeds x rates, and its claim's
   statistic (the largest rate at which every seed trains and the seed mean is within GOOD points
   of the variant's best rate).
+Each experiment has a `_conv` twin on the small Inception (why_noisy_bn_conv, ...): the same
+analysis (`study` names it), its claims named after the twin.
 Seed intervals: bnrepro.analysis.stats.bootstrap, as everywhere.
 """
 from __future__ import annotations
@@ -27,7 +29,10 @@ import pandas as pd
 from bnrepro.analysis.results import load_metrics
 from bnrepro.analysis.sensitivity import drift
 
-KEYS = ("optim.lr", "trainer.max_steps")
+KEYS = ("optim.lr", "trainer.max_steps", "model.name")
+STUDIES = ("why_noisy_bn", "why_ics", "why_landscape", "lr_range")
+CONV = "_conv"  # the suffix of an experiment's small-Inception twin
+MODELS = {"mlp": "MLP", "inception_small": "small Inception"}
 EARLY = 0.25  # the landscape's "early in training": the first quarter of the steps
 GOOD = 2.0  # points: a rate "trains well" within this much of the variant's best rate
 ORDER = ("baseline", "noise", "bn", "noisy_bn")
@@ -37,6 +42,20 @@ NAMES = {"baseline": "no BN", "noise": "noise, no BN", "bn": "BN", "noisy_bn": "
 
 def load(sweep_dir: Path) -> pd.DataFrame:
     return load_metrics(sweep_dir, KEYS)
+
+
+def study(experiment: str) -> str:
+    """The analysis an experiment gets: its own name, or its MLP twin's for a `_conv` experiment."""
+    base = experiment.removesuffix(CONV)
+    if base not in STUDIES:
+        raise ValueError(f"unknown experiment {experiment!r}: one of {', '.join(STUDIES)} (or one with {CONV!r})")
+    return base
+
+
+def model_label(metrics: pd.DataFrame) -> str:
+    """The sweep's network in words (the plots' titles)."""
+    names = metrics["model.name"].dropna().unique() if "model.name" in metrics else []
+    return ", ".join(MODELS.get(str(n), str(n)) for n in names) or "MLP"
 
 
 def variants(frame: pd.DataFrame) -> list[str]:
@@ -165,6 +184,20 @@ def _ratio(g: list[np.ndarray]) -> float:
 
 
 def claims(experiment: str, metrics: pd.DataFrame | None) -> list[dict]:
+    """`study_claims` under the experiment's own names: why_ics_conv_not_lower_rel_diff for
+    why_ics_not_lower_rel_diff, why_noisy_bn_conv_noise_without_bn_fails for why_noise_without_bn_fails."""
+    base = study(experiment)
+
+    def name(claim: str) -> str:
+        if experiment == base:
+            return claim
+        if claim.startswith(base):
+            return experiment + claim[len(base):]
+        return f"{experiment}_{claim.removeprefix('why_')}"
+    return [{**c, "claim": name(c["claim"])} for c in study_claims(base, metrics)]
+
+
+def study_claims(experiment: str, metrics: pd.DataFrame | None) -> list[dict]:
     """The experiment's claims, each a dict of claim, text, paper, statistic, side, reference,
     groups (one array of per-seed values per side; empty without runs) and stat (of the groups),
     for scorecard.row and the report. Without metrics, the same claims with empty groups."""
