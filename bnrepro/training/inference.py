@@ -6,7 +6,9 @@ and PreciseBN (bn.population=precise) are recomputed before an evaluation from t
 their own stream (bnrepro/training/loop.py), and inference example weighing (bn.eval_weight,
 Summers & Dinneen 2020, Sec. 3.3) acts in eval mode only. So one run trained with the EMA can be
 evaluated under every choice, `evaluate_statistics`, and each row is what a run trained with that
-choice would report at the same step (tests/test_bn_statistics.py checks it against such runs).
+choice reports at its first evaluation (tests/test_bn_inference.py checks it against such runs). A
+run that evaluates several times draws later batches of the population stream at each, so there the
+rows are the same estimate from other batches: bn_statistics_conv evaluates once, at the end.
 scripts/eval_statistics.py is the command line; configs/experiment/bn_statistics_conv.yaml uses it.
 """
 from __future__ import annotations
