@@ -128,6 +128,7 @@ RULES: list[tuple[str, Check, str]] = [
     ("trainer.checkpoint_every", at_least(0), "5000 (0: no checkpoints)"),
     ("trainer.eval_per_decade", at_least(0), "20 (0: every trainer.eval_every steps)"),
     ("trainer.eval_gap_max", at_least(0), "1000 (0: log spacing alone)"),
+    ("trainer.plateau_min_steps", at_least(0), "10000 (0: half of trainer.max_steps)"),
     ("probe.every", at_least(0), "200 (0 turns probing off)"),
     ("probe.batch_size", at_least(1), "500"),
     ("probe.percentiles", each(within(0, 100)), "[15,50,85]"),
@@ -203,6 +204,11 @@ def _cross_field(cfg: Config) -> Iterator[str]:
                f"per channel over its positions (Summers & Dinneen 2020); an MLP unit of one example is a "
                f"single value (its variance is 0), so it is not defined for model.name=mlp. Use a conv model "
                f"(model=inception_small) or bn.eval_weight=0.")
+    if cfg.trainer.stop_at_plateau and not data.val_size:
+        yield ("trainer.stop_at_plateau=true (configs/variant/inception.yaml sets it for the no-BN reference) stops "
+               "when the validation curve has plateaued, but data.val_size=0 holds no validation split out. Set "
+               "data.val_size=5000 (any number of held-out training examples), or trainer.stop_at_plateau=false to "
+               "train the whole trainer.max_steps.")
     if cfg.model.name == "mlp" and cfg.probe.unit is not None and cfg.probe.unit >= cfg.model.width:
         yield (f"probe.unit={cfg.probe.unit} is not a unit of the MLP's layers of model.width={cfg.model.width} "
                f"units; use probe.unit={cfg.model.width // 2} (any of 0..{cfg.model.width - 1}) or probe.unit=null.")

@@ -8,9 +8,10 @@ header states it; scripts/table_fig3.py and scripts/scorecard.py both read it fr
   interpolated in log(step) between evaluations (`stats.crossing`); speed-up: Inception's steps /
   the variant's. Both with 95% bootstrap intervals over seeds, Inception's seeds resampled too
   (so the threshold's own uncertainty is in every interval).
-- Plateau rule: the seed-mean curve's best rises by less than PLATEAU_GAIN over the last
-  PLATEAU_FRACTION of the run's steps; checked and reported for every variant, required of the
-  no-BN Inception (and Inception-Sigmoid) whose maximum the others are measured against.
+- Plateau rule (`stats.plateau_gain`): the seed-mean curve's best rises by less than PLATEAU_GAIN
+  over the last PLATEAU_FRACTION of the run's steps; checked and reported for every variant,
+  required of the no-BN Inception (and Inception-Sigmoid) whose maximum the others are measured
+  against. Those train until it holds (`trainer.stop_at_plateau`, bnrepro/training/loop.py).
 """
 from __future__ import annotations
 
@@ -20,11 +21,10 @@ import numpy as np
 import pandas as pd
 
 from bnrepro.analysis.results import BASE
-from bnrepro.analysis.stats import crossing, mean_curve
+from bnrepro.analysis.stats import PLATEAU_FRACTION, PLATEAU_GAIN, crossing, mean_curve, plateau_gain
 
 SPLIT = "val"  # what the protocol chooses on
-PLATEAU_FRACTION = 0.25
-PLATEAU_GAIN = 0.003  # 0.3 points of accuracy
+__all__ = ["PLATEAU_FRACTION", "PLATEAU_GAIN", "plateau_gain"]  # the rule lives in stats: the trainer stops by it too
 
 
 def curves(metrics: pd.DataFrame, split: str = SPLIT, name: str = "accuracy"
@@ -64,20 +64,6 @@ def speedup(base: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.nda
         threshold, base_steps = best_of(base[0], g[0])
         return base_steps / crossing(other[0], mean_curve(g[1]), threshold)
     return stat
-
-
-def plateau_gain(steps: np.ndarray, g: np.ndarray, fraction: float = PLATEAU_FRACTION) -> float:
-    """How much the seed-mean curve's running best rose over the last `fraction` of the steps
-    (a fraction of accuracy; NaN without evaluations in both parts)."""
-    mean = mean_curve(g)
-    ok = np.isfinite(mean)
-    if not ok.any():
-        return math.nan
-    steps, mean = steps[ok], mean[ok]
-    early = steps <= (1 - fraction) * steps[-1]
-    if not early.any():
-        return math.nan
-    return float(mean.max() - mean[early].max())
 
 
 def value_at(steps: np.ndarray, g: np.ndarray, step: float) -> float:

@@ -5,6 +5,7 @@
   seed per key (zlib.crc32), so the same runs always give the same interval. With 3 seeds there
   are only 10 distinct resamples of a group: the interval is a coarse one, and says so by its width.
 - `mean_curve`: the seed-mean of a seeds x steps matrix (NaN after a run stopped).
+- `plateau_gain`: Figure 3's plateau rule, which the trainer also stops by (trainer.stop_at_plateau).
 - `crossing`: the step at which a curve first reaches a value, interpolated between evaluations.
 - `verdict`: the scorecard's rule (scripts/scorecard.py's docstring), for every report that gives one;
   `claim_table`: a study's claims (bnrepro.analysis.why.claims, bn_statistics.claims) as Markdown rows.
@@ -19,6 +20,8 @@ from typing import Callable
 import numpy as np
 
 RESAMPLES = 2000
+PLATEAU_FRACTION = 0.25  # the rule looks at the last quarter of the steps so far ...
+PLATEAU_GAIN = 0.003  # ... over which the seed-mean best must rise by less than 0.3 points of accuracy
 
 
 def bootstrap(key: str, groups: list[np.ndarray], stat: Callable[[list[np.ndarray]], float]
@@ -39,6 +42,20 @@ def mean_curve(g: np.ndarray) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanmean(g, axis=0) if g.size else np.empty(0)
+
+
+def plateau_gain(steps: np.ndarray, g: np.ndarray, fraction: float = PLATEAU_FRACTION) -> float:
+    """How much the seed-mean curve's running best rose over the last `fraction` of the steps
+    (a fraction of accuracy; NaN without evaluations in both parts)."""
+    mean = mean_curve(g)
+    ok = np.isfinite(mean)
+    if not ok.any():
+        return math.nan
+    steps, mean = steps[ok], mean[ok]
+    early = steps <= (1 - fraction) * steps[-1]
+    if not early.any():
+        return math.nan
+    return float(mean.max() - mean[early].max())
 
 
 def crossing(steps: np.ndarray, curve: np.ndarray, threshold: float) -> float:

@@ -53,7 +53,8 @@ _NAME = re.compile(r"^step(\d+)-([0-9a-f]{16})\.pt$")
 # Keys that may change between an interrupted attempt and its resumption: where files are and
 # how the run reports, never what it computes.
 RESUME_IGNORES = ("data.root", "data.download", "trainer.progress", "trainer.device", "trainer.threads",
-                  "trainer.checkpoint_every", "trainer.checkpoint_keep", "trainer.resume", "trainer.max_steps")
+                  "trainer.checkpoint_every", "trainer.checkpoint_keep", "trainer.resume", "trainer.max_steps",
+                  "trainer.stop_at_plateau", "trainer.plateau_min_steps")
 
 
 class Interrupted(KeyboardInterrupt):
@@ -101,7 +102,7 @@ def finished_run(out: Path, cfg: Config) -> dict | None:
             f"would disagree): read its first {cfg.trainer.max_steps} steps from its metrics.csv, pass "
             f"trainer.max_steps={steps} to keep it as it is, trainer.resume=false to start over there, or give this run "
             "its own directory (hydra.run.dir=...).")
-    if previous["status"] == "completed" and steps != cfg.trainer.max_steps:
+    if previous["status"] == "completed" and steps != cfg.trainer.max_steps and not previous.get("stopped"):
         return None  # a longer schedule: continue from the last checkpoint
     return previous
 

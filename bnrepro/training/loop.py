@@ -17,6 +17,11 @@ ways, and both end a member as `diverged` (the sweep goes on):
   A sigmoid network at chance is not dead: its output still varies with the input.
 A diverged member of a stack is no longer logged; its arithmetic goes on harmlessly (nothing
 mixes members) until every member has ended.
+
+With `trainer.stop_at_plateau` a run ends early, `stopped: plateau` in its summary, at the first
+evaluation (from `trainer.plateau_min_steps` on) at which Figure 3's plateau rule holds for the
+members' mean validation curve (`stats.plateau_gain`, the same function the tables check it with),
+so the reference trains exactly as long as the protocol asks, and a stack of seeds stops together.
 """
 from __future__ import annotations
 
@@ -26,8 +31,10 @@ import time
 from dataclasses import dataclass, field
 from itertools import islice
 
+import numpy as np
 import torch
 
+from bnrepro.analysis.stats import PLATEAU_GAIN, plateau_gain
 from bnrepro.data import DataBundle
 from bnrepro.nn.bn_variants import BNSchedule
 from bnrepro.schema import Config, choice, member_seeds
@@ -52,6 +59,8 @@ class FitResult:
     best_val_step: int = 0
     drift: dict[str, dict[str, float]] = field(default_factory=dict)
     divergence: str | None = None  # nonfinite | dead, when status == diverged
+    stopped: str | None = None  # plateau: ended before max_steps by trainer.stop_at_plateau
+    val_curve: list = field(default_factory=list)  # [step, val accuracy] per evaluation: the plateau rule's input
     dead_checks: int = 0  # consecutive log steps so far at which the logits did not depend on the input
 
     @property
@@ -105,6 +114,18 @@ def eval_steps(max_steps: int, every: int, per_decade: int = 0, gap_max: int = 0
     return steps
 
 
+def plateaued(results: list[FitResult]) -> bool:
+    """Whether the members' mean validation curve so far has plateaued (Figure 3's rule; a
+    diverged member's curve ends where it diverged, as the tables read it)."""
+    steps = sorted({step for r in results for step, _ in r.val_curve})
+    index = {step: j for j, step in enumerate(steps)}
+    g = np.full((len(results), len(steps)), np.nan)
+    for i, r in enumerate(results):
+        for step, accuracy in r.val_curve:
+            g[i, index[step]] = accuracy
+    return bool(plateau_gain(np.array(steps, float), g) < PLATEAU_GAIN)  # NaN (too few evaluations): no
+
+
 def layout(cfg: Config, probe: ActivationProbe | None, gradients: GradientProbe | None = None
            ) -> dict[str, dict[str, list]]:
     """The custom-scalars layout of a run: Figure 1(a)'s test accuracy, each layer's percentile
@@ -139,6 +160,7 @@ def fit(members, data: DataBundle, cfg: Config, logs: list, checkpoints: Checkpo
     bn_schedule = BNSchedule(members.module, max_steps, cfg.bn.freeze_after, cfg.bn.renorm_rmax,
                              cfg.bn.renorm_dmax, cfg.bn.renorm_warmup)
     results = [FitResult() for _ in seeds]
+    stop_at_plateau, plateau_from = t.stop_at_plateau, t.plateau_min_steps or max_steps // 2
     timing = {"eval_time_s": 0.0, "probe_time_s": 0.0}
 
     def recompute_population() -> None:
@@ -160,6 +182,8 @@ def fit(members, data: DataBundle, cfg: Config, logs: list, checkpoints: Checkpo
                 if not r.active:
                     continue
                 accuracy = correct / size
+                if split == "val":
+                    r.val_curve.append([step, accuracy])
                 log.log(step, split, {"loss": loss / size, "accuracy": accuracy,
                                       "best_accuracy": r.record_best(split, accuracy, step)})
         timing["eval_time_s"] += time.perf_counter() - tic
@@ -241,6 +265,12 @@ def fit(members, data: DataBundle, cfg: Config, logs: list, checkpoints: Checkpo
                 break
         if step in evaluations:
             evaluate_and_log(step)
+            if stop_at_plateau and step >= plateau_from and plateaued(results):
+                for r in results:
+                    if r.active:
+                        r.stopped = "plateau"
+                logs[0].progress(step)
+                break
         if probe and step % probe_every == 0:
             probe_and_log(step)
         if step % log_every == 0 or last:

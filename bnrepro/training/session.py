@@ -263,7 +263,7 @@ def _train(cfg: Config, out: Path, threads: int | None, on_start: Callable[[], N
             model_steps = sum(r.steps - start_step for r in results)
             for s, r, log in zip(todo, results, logs):
                 summaries[s].update(
-                    status=r.status, divergence=r.divergence, steps=r.steps, final=r.final,
+                    status=r.status, divergence=r.divergence, steps=r.steps, stopped=r.stopped, final=r.final,
                     best_accuracy=r.best_accuracy, best_step=r.best_step, drift=r.drift,
                     **({"best_val_accuracy": r.best_val_accuracy, "best_val_step": r.best_val_step,
                         "val_size": data.val_size} if data.val_size else {}),
