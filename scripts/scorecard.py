@@ -258,9 +258,11 @@ def number(x: float) -> str:
 
 
 def sizes_line(results: Path | None) -> list[str]:
-    """The committed run data's sizes (results/<sweep>/rundata.tar.xz), as one Markdown line."""
+    """The committed run data's sizes (every results/<sweep>/rundata.tar.xz, the scorecard's sweeps first), as one
+    Markdown line."""
     files = [results / name / "rundata.tar.xz" for name in SWEEPS.values()] if results else []
     files = [f for f in files if f.is_file()]
+    files += sorted(set(results.glob("*/rundata.tar.xz")) - set(files)) if results else []
     if not files:
         return []
     kb = [f.stat().st_size / 1e3 for f in files]

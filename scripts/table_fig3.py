@@ -24,7 +24,7 @@ import pandas as pd
 from bnrepro.analysis import fig3
 from bnrepro.analysis.cli import command, write_files
 from bnrepro.analysis.results import (BASE, STATUSES, divergence_kinds, is_diverged, load_metrics, load_runs,
-                                      provenance_lines, run_status)
+                                      provenance_lines, read_summary, run_status)
 from bnrepro.analysis.stats import bootstrap, crossing, mean_curve
 from bnrepro.analysis.sweeps import wall_times
 from bnrepro.paper import FIG3, fig3_name, fig3_order
@@ -131,6 +131,9 @@ def markdown(sweep_dir: Path, frame: pd.DataFrame, seeds: pd.DataFrame) -> str:
                f"(+{100 * base.plateau_gain.iloc[0]:.2f} points over steps "
                f"{(1 - fig3.PLATEAU_FRACTION) * base.last_step.iloc[0]:,.0f}-{base.last_step.iloc[0]:,.0f}).")
     if plateau:
+        runs = load_runs(sweep_dir)
+        if any(read_summary(sweep_dir / r).get("stopped") == "plateau" for r in runs.run[runs.variant == BASE]):
+            plateau += " Inception stopped there, at the first evaluation where the rule held (trainer.stop_at_plateau)."
         near = base.near_best_step.iloc[0]
         plateau += (f" Inception's seed-mean curve came within {100 * fig3.PLATEAU_GAIN:.1f} points of its best at step "
                     f"{near:,.0f}; the speed-ups counted from there would be {near / base.steps_to_threshold.iloc[0]:.2f} "

@@ -182,3 +182,39 @@ def test_fig2_cli_writes_png_and_pdf(sweep, tmp_path):
     script("plot_fig2.py", sweep, "--out", tmp_path / "out")
     assert (tmp_path / "out" / "fig2.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "out" / "fig2.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_decay_ablation_reads_the_threshold_and_the_6x_rows_from_the_fig3_sweep(sweep, tmp_path):
+    """scripts/table_fig2_decay.py: BN-x30 at 3x faster decay (in its own sweep) measured against the
+    Figure 3 sweep's Inception (threshold 5/8 at step 800), beside that sweep's 6x BN-x5 and BN-x30."""
+    import table_fig2_decay
+
+    for run in sweep.glob("bn_x*/seed=*"):  # the paper's 6x faster decay, as configs/variant/bn_x5.yaml sets it
+        cfg = yaml.safe_load((run / "config.yaml").read_text())
+        (run / "config.yaml").write_text(yaml.safe_dump({**cfg, "optim": {"lr_decay_speedup": 6.0}}))
+    ablation = tmp_path / "decay"
+    for seed, eighths in enumerate(([1, 3, 5, 6], [1, 3, 5, 5])):  # mean 5/8 first at 300: 800/300
+        run = ablation / f"optim.lr_decay_speedup=3,variant=bn_x30/seed={seed}"
+        write_run(run, "bn_x30", seed, eighths, "completed")
+        cfg = yaml.safe_load((run / "config.yaml").read_text())
+        (run / "config.yaml").write_text(yaml.safe_dump({**cfg, "optim": {"lr_decay_speedup": 3.0}}))
+    frame, seeds = table_fig2_decay.tables(ablation, sweep)
+    rows = frame.set_index(["variant", "decay_speedup"])
+    assert list(rows.index) == [("bn_x5", 6.0), ("bn_x30", 6.0), ("bn_x30", 3.0)]
+    assert (frame.threshold == 0.625).all() and (frame.inception_steps == 800).all()
+    assert rows.loc[("bn_x30", 3.0), "steps_to_threshold"] == 300
+    assert rows.loc[("bn_x30", 3.0), "speedup"] == pytest.approx(800 / 300)
+    assert rows.loc[("bn_x30", 3.0), "sweep"] == str(ablation) and rows.loc[("bn_x5", 6.0), "sweep"] == str(sweep)
+    assert rows.loc[("bn_x5", 6.0), "steps_to_threshold"] == 100  # the Figure 3 table's own answer
+    assert rows.loc[("bn_x30", 3.0), "test_at_best_val"] == pytest.approx(5.5 * E - 0.5 * E)  # test, at val's best
+    assert seeds[seeds.decay_speedup == 3].seed.tolist() == [0, 1]
+    text = script("table_fig2_decay.py", ablation, "--base", sweep)
+    assert "| BN-x30 | 3x | 2 | 400 | 300" in text and "6x (paper)" in text
+
+
+def test_fig3_says_when_inception_stopped_at_its_plateau(sweep):
+    assert "stopped there" not in table_fig3.markdown(sweep, *table_fig3.tables(sweep))
+    for run in sweep.glob("inception/seed=*"):
+        (run / "summary.json").write_text(json.dumps({"status": "completed", "stopped": "plateau"}))
+    assert "Inception stopped there, at the first evaluation where the rule held" in table_fig3.markdown(
+        sweep, *table_fig3.tables(sweep))

@@ -87,3 +87,13 @@ def test_sections_are_replaced_not_duplicated(root, tmp_path):
     assert "| Figure 4 (Sec. 4.2.3) |" in top and "`experiment=fig4_fashion_mnist` (CPU) | not run" in top
     csv = pd.read_csv(out / "scorecard.csv")
     assert csv.claim.tolist() == IDS and set(csv.verdict) <= {"reproduced", "partly", "not reproduced", "not run"}
+
+
+def test_the_run_data_line_lists_every_packed_sweep(tmp_path):
+    """The scorecard's sweeps first, then any other results/<sweep>/rundata.tar.xz (fig2_decay_*, ...)."""
+    for name, size in (("fig2_fashion_mnist", 2000), ("zz_other_sweep", 1000), ("fig1_fashion_mnist", 3000)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "rundata.tar.xz").write_bytes(b"x" * size)
+    (line, _) = scorecard.sizes_line(tmp_path)
+    names = [part.split("]")[0].lstrip("[") for part in line.split(": ", 1)[1].split(", ")]
+    assert names == ["fig1_fashion_mnist", "fig2_fashion_mnist", "zz_other_sweep"] and "0.01 MB in all" in line

@@ -265,7 +265,8 @@ def fit(members, data: DataBundle, cfg: Config, logs: list, checkpoints: Checkpo
                 break
         if step in evaluations:
             evaluate_and_log(step)
-            if stop_at_plateau and step >= plateau_from and plateaued(results):
+            # Every rank must leave the loop at the same step: agreed on, as a stop request is.
+            if stop_at_plateau and step >= plateau_from and distributed.any_rank(plateaued(results)):
                 for r in results:
                     if r.active:
                         r.stopped = "plateau"
