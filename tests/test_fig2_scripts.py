@@ -213,8 +213,8 @@ def test_decay_ablation_reads_the_threshold_and_the_6x_rows_from_the_fig3_sweep(
 
 
 def test_fig3_says_when_inception_stopped_at_its_plateau(sweep):
-    assert "stopped there" not in table_fig3.markdown(sweep, *table_fig3.tables(sweep))
-    for run in sweep.glob("inception/seed=*"):
+    frames = table_fig3.tables(sweep)
+    assert "stopped there" not in table_fig3.markdown(sweep, *frames)
+    for run in sweep.glob("inception/seed=*"):  # the summaries are read by the Markdown itself
         (run / "summary.json").write_text(json.dumps({"status": "completed", "stopped": "plateau"}))
-    assert "Inception stopped there, at the first evaluation where the rule held" in table_fig3.markdown(
-        sweep, *table_fig3.tables(sweep))
+    assert "Inception stopped there, at the first evaluation where the rule held" in table_fig3.markdown(sweep, *frames)
