@@ -21,73 +21,65 @@ import pandas as pd
 
 from bnrepro.analysis import fig3
 from bnrepro.analysis.cli import command, write_files
-from bnrepro.analysis.results import BASE, load_metrics, provenance_lines
-from bnrepro.analysis.stats import bootstrap, mean_curve
+from bnrepro.analysis.results import BASE, load_metrics, load_runs, provenance_lines, run_status
 from bnrepro.analysis.sweeps import wall_times
 from bnrepro.paper import fig3_name
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from table_fig3 import interval, pct, variant_row  # noqa: E402  (Figure 3's rows, by the same code)
+
 KEY = "optim.lr_decay_speedup"
 VARIANTS = ("bn_x5", "bn_x30")
+COLUMNS = ["threshold", "outcome", "steps_to_threshold", "steps_ci_low", "steps_ci_high", "speedup", "speedup_ci_low",
+           "speedup_ci_high", "best_val_accuracy", "best_val_step", "test_at_best_val", "final_test_accuracy",
+           "last_step", "plateau_gain"]  # of table_fig3.variant_row's
 
 
-def labelled(m: pd.DataFrame, where: Path) -> pd.DataFrame:
-    """The runs of `VARIANTS`, each variant named with its decay speedup ("bn_x30@3")."""
-    m = m[m.variant.isin(VARIANTS)]
-    if m.empty or m[KEY].isna().any():
+def labelled(frame: pd.DataFrame, where: Path, ablated: bool) -> pd.DataFrame:
+    """The rows (metrics or runs) of `VARIANTS`; an ablation's variants named with their decay
+    speedup ("bn_x30@3"), the Figure 3 sweep's kept as they are, so that their rows and intervals
+    are fig3.md's own (table_fig3.variant_row keys its bootstrap by the name)."""
+    frame = frame[frame.variant.isin(VARIANTS)]
+    if frame.empty or frame[KEY].isna().any():
         raise FileNotFoundError(f"No BN-x5 or BN-x30 run with {KEY} in its config.yaml under {where}.")
-    return m.assign(variant=m.variant + "@" + m[KEY].map(lambda k: f"{float(k):g}"))
+    if not ablated:
+        return frame
+    return frame.assign(variant=frame.variant + "@" + frame[KEY].map(lambda k: f"{float(k):g}"))
+
+
+def both(load, sweep_dir: Path, base: Path) -> pd.DataFrame:
+    """`load`'s rows (load_metrics or load_runs): the Figure 3 sweep's Inception and BN-x5/x30, and the ablation's."""
+    reference = load(base, keys=(KEY,))
+    return pd.concat([reference[reference.variant == BASE], labelled(reference, base, False),
+                      labelled(load(sweep_dir, keys=(KEY,)), sweep_dir, True)], ignore_index=True)
+
+
+def or_outcome(row, text: str) -> str:
+    return text if row.outcome == "reached" else row.outcome
 
 
 def tables(sweep_dir: Path, base: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    ablation = labelled(load_metrics(sweep_dir, keys=(KEY,)), sweep_dir)
-    reference = load_metrics(base, keys=(KEY,))
-    reference = pd.concat([reference[reference.variant == BASE], labelled(reference, base)], ignore_index=True)
-    metrics = pd.concat([reference, ablation], ignore_index=True)
+    metrics, runs = both(load_metrics, sweep_dir, base), both(load_runs, sweep_dir, base)
     val, test = fig3.curves(metrics), fig3.curves(metrics, "test")
     if BASE not in val:
         raise FileNotFoundError(f"No no-BN Inception (variant={BASE}) with a validation curve under {base}.")
-    inception = fig3.base_curve(val)
-    threshold, inception_steps = fig3.best_of(*inception)
-    ablated = set(ablation.variant)
+    decay = runs.groupby("variant")[KEY].first().astype(float)
+    counts = run_status(metrics, runs)
+    inception_steps = fig3.best_of(*fig3.base_curve(val))[1]
     rows = []
-    for label in sorted((v for v in val if v != BASE), key=lambda v: (VARIANTS.index(v.split("@")[0]),
-                                                                     -float(v.split("@")[1]))):
-        steps, g, runs = val[label]
-        variant, speedup = label.split("@")
-        s = bootstrap(f"decay_steps_{label}", [inception[1], g], fig3.steps_to(inception, (steps, g)))
-        sp = bootstrap(f"decay_speedup_{label}", [inception[1], g], fig3.speedup(inception, (steps, g)))
-        best, best_step = fig3.best_of(steps, g)
-        t_steps, t, _ = test[label]
-        t_mean = mean_curve(t)
-        rows.append({"variant": variant, "name": fig3_name(variant), "decay_speedup": float(speedup),
-                     "sweep": str(sweep_dir if label in ablated else base),
-                     "seeds": len(runs), "last_step": float(steps[-1]), "threshold": threshold,
-                     "inception_steps": inception_steps,
-                     "steps_to_threshold": s[0], "steps_ci_low": s[1], "steps_ci_high": s[2],
-                     "speedup": sp[0], "speedup_ci_low": sp[1], "speedup_ci_high": sp[2],
-                     "best_val_accuracy": best, "best_val_step": best_step,
-                     "test_at_best_val": fig3.value_at(t_steps, t, best_step),
-                     "final_test_accuracy": float(t_mean[-1]) if len(t_mean) else math.nan,
-                     "plateau_gain": fig3.plateau_gain(steps, g)})
-    frame = pd.DataFrame(rows)
-    seeds = fig3.per_seed(metrics[metrics.variant != BASE], threshold)
-    seeds = seeds.assign(decay_speedup=seeds.variant.str.split("@").str[1].astype(float),
-                         variant=seeds.variant.str.split("@").str[0],
+    for label in (v for v in val if v != BASE):
+        variant, row = label.split("@")[0], variant_row(label, val, test, counts.loc[label])
+        rows.append({"variant": variant, "name": fig3_name(variant), "decay_speedup": decay[label],
+                     "sweep": str(sweep_dir if "@" in label else base), "seeds": len(val[label][2]),
+                     "inception_steps": inception_steps, **{k: row[k] for k in COLUMNS}})
+    order = lambda c: c.map(VARIANTS.index) if c.name == "variant" else -c if c.name == "decay_speedup" else c  # noqa: E731
+    frame = pd.DataFrame(rows).sort_values(["variant", "decay_speedup"], key=order, ignore_index=True)
+    seeds = fig3.per_seed(metrics[metrics.variant != BASE], float(frame.threshold.iloc[0]))
+    seeds = seeds.assign(decay_speedup=seeds.variant.map(decay), variant=seeds.variant.str.split("@").str[0],
                          seed=seeds.run.str.extract(r"seed=(\d+)$", expand=False).astype(float))
-    seeds = seeds.sort_values(["variant", "decay_speedup", "seed"], key=lambda c: c.map(VARIANTS.index)
-                              if c.name == "variant" else -c if c.name == "decay_speedup" else c)
+    seeds = seeds.sort_values(["variant", "decay_speedup", "seed"], key=order)
     return frame, seeds[["variant", "decay_speedup", "seed", "steps_to_threshold", "best_val_accuracy", "best_val_step",
                          "test_at_best_val", "final_test_accuracy", "last_step", "run"]]
-
-
-def pct(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{100 * value:.2f}%"
-
-
-def interval(value: float, lo: float, hi: float, fmt: str, unit: str = "") -> str:
-    if math.isnan(value):
-        return "never"
-    return f"{value:{fmt}}{unit} [{lo:{fmt}}, {hi:{fmt}}]" if not math.isnan(lo) else f"{value:{fmt}}{unit}"
 
 
 def markdown(sweep_dir: Path, base: Path, frame: pd.DataFrame, seeds: pd.DataFrame) -> str:
@@ -108,8 +100,8 @@ def markdown(sweep_dir: Path, base: Path, frame: pd.DataFrame, seeds: pd.DataFra
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in frame.itertuples():
         lines.append(f"| {r.name} | {r.decay_speedup:g}x{' (paper)' if r.decay_speedup == 6 else ''} | {r.seeds} "
-                     f"| {r.last_step:,.0f} | {interval(r.steps_to_threshold, r.steps_ci_low, r.steps_ci_high, ',.0f')} "
-                     f"| {interval(r.speedup, r.speedup_ci_low, r.speedup_ci_high, '.1f', 'x')} "
+                     f"| {r.last_step:,.0f} | {or_outcome(r, interval(r.steps_to_threshold, r.steps_ci_low, r.steps_ci_high, ',.0f'))} "
+                     f"| {or_outcome(r, interval(r.speedup, r.speedup_ci_low, r.speedup_ci_high, '.1f') + 'x')} "
                      f"| {pct(r.best_val_accuracy)} ({r.best_val_step:,.0f}) | {pct(r.test_at_best_val)} "
                      f"| {pct(r.final_test_accuracy)} | +{100 * r.plateau_gain:.2f} pts |")
     lines += ["", "Per seed (decay_seeds.csv):", "",
