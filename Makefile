@@ -97,8 +97,8 @@ fig2_lr: setup
 # The sweep behind results/fig2_fashion_mnist: Figures 2 and 3 at CPU scale, 7 variants x 3 seeds, at
 # the base rate fig2_lr chose. Each variant's three seeds train as one stacked model (seeds=[0,1,2],
 # bnrepro/models/stacked_conv.py), in two processes of one torch thread each: the no-BN variants
-# (trained to their plateau, up to 16,000 steps) in one, the BN ones (16,000 and 3 x 2,667 steps)
-# in the other; every seed still writes its own run directory,
+# in one, the BN ones (BN-Baseline, then 3 x 2,667 steps) in the other, the 16,000-step budgets
+# stopped at their plateau; every seed still writes its own run directory,
 # $(FIG2_SWEEP)/variant=<v>/seed=<s>/ (wall time: results/fig2_fashion_mnist/fig3.md). A diverged
 # or failed run is recorded and the sweep goes on.
 fig2: setup
