@@ -132,8 +132,13 @@ def markdown(sweep_dir: Path, frame: pd.DataFrame, seeds: pd.DataFrame) -> str:
                f"{(1 - fig3.PLATEAU_FRACTION) * base.last_step.iloc[0]:,.0f}-{base.last_step.iloc[0]:,.0f}).")
     if plateau:
         runs = load_runs(sweep_dir)
-        if any(read_summary(sweep_dir / r).get("stopped") == "plateau" for r in runs.run[runs.variant == BASE]):
+        stopped = [v for v in frame.variant if any(read_summary(sweep_dir / r).get("stopped") == "plateau"
+                                                   for r in runs.run[runs.variant == v])]
+        if BASE in stopped:
             plateau += " Inception stopped there, at the first evaluation where the rule held (trainer.stop_at_plateau)."
+        if others := [fig3_name(v) for v in stopped if v != BASE]:
+            plateau += (f" So did {', '.join(others)}, each where the rule first held on its own seed-mean curve "
+                        "(steps run: below).")
         near = base.near_best_step.iloc[0]
         plateau += (f" Inception's seed-mean curve came within {100 * fig3.PLATEAU_GAIN:.1f} points of its best at step "
                     f"{near:,.0f}; the speed-ups counted from there would be {near / base.steps_to_threshold.iloc[0]:.2f} "

@@ -217,4 +217,8 @@ def test_fig3_says_when_inception_stopped_at_its_plateau(sweep):
     assert "stopped there" not in table_fig3.markdown(sweep, *frames)
     for run in sweep.glob("inception/seed=*"):  # the summaries are read by the Markdown itself
         (run / "summary.json").write_text(json.dumps({"status": "completed", "stopped": "plateau"}))
-    assert "Inception stopped there, at the first evaluation where the rule held" in table_fig3.markdown(sweep, *frames)
+    text = table_fig3.markdown(sweep, *frames)
+    assert "Inception stopped there, at the first evaluation where the rule held" in text and "So did" not in text
+    for run in sweep.glob("bn_x5/seed=*"):
+        (run / "summary.json").write_text(json.dumps({"status": "completed", "stopped": "plateau"}))
+    assert "So did BN-x5, each where the rule first held" in table_fig3.markdown(sweep, *frames)

@@ -62,6 +62,15 @@ def test_the_bn_variants_train_their_budget(make_cfg):
     assert not make_cfg("variant=bn_x30").trainer.stop_at_plateau
 
 
+def test_fig2_stops_every_16000_step_budget_and_no_accelerated_one(make_cfg):
+    """configs/experiment/fig2_fashion_mnist.yaml: every variant by the rule, which only the budgets past
+    plateau_min_steps ever check (the 6x-decay variants train their 2,667 steps)."""
+    for variant in ("inception", "inception_sigmoid", "bn_baseline", "bn_x5", "bn_x30", "bn_x5_sigmoid"):
+        t = make_cfg("experiment=fig2_fashion_mnist", f"variant={variant}").trainer
+        assert t.stop_at_plateau
+        assert (t.max_steps > t.plateau_min_steps) == (variant in ("inception", "inception_sigmoid", "bn_baseline"))
+
+
 def test_stopping_at_a_plateau_needs_a_validation_split(make_cfg):
     from bnrepro.validation import validate
 
