@@ -16,77 +16,11 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, List, Optional
 
+from bnrepro.choices import (Activation, BNImpl, Dataset, DecayParams, Init, Norm, Placement, Population,  # noqa: F401
+                             Preprocess, ProbeMode, Progress, choice)
 from bnrepro.errors import BnreproError
 
 MISSING: Any = "???"  # OmegaConf's marker of a value the composition must provide (omegaconf.MISSING)
-
-
-class Dataset(str, Enum):
-    mnist = "mnist"
-    fashion_mnist = "fashion_mnist"
-    cifar10 = "cifar10"
-    cifar100 = "cifar100"
-    imagenet_subset = "imagenet_subset"
-    synthetic = "synthetic"
-
-
-class Preprocess(str, Enum):
-    none = "none"  # pixels scaled to [0, 1]
-    standardize = "standardize"  # per channel, with the training split's mean and std
-    binarize = "binarize"  # Sec. 4.1 says "binary" MNIST inputs: pixel > threshold -> 1
-
-
-class Activation(str, Enum):
-    sigmoid = "sigmoid"
-    relu = "relu"
-    tanh = "tanh"
-
-
-class Init(str, Enum):
-    """The weight init when model.init_std is null (conv nets: bnrepro/models/inception.py:_init;
-    the MLP: bnrepro/models/mlp.py:gaussian_std). Biases start at zero for all but the MLP's auto."""
-
-    # conv nets: matched to the nonlinearity, he for relu, glorot for sigmoid and tanh;
-    # the MLP: torch's default (uniform, bound 1/sqrt(fan_in)), what its committed results used
-    auto = "auto"
-    he = "he"  # N(0, 2/fan_in)
-    glorot = "glorot"  # N(0, 2/(fan_in + fan_out))
-    lecun = "lecun"  # N(0, 1/fan_in): Figure 1's sensitivity map's 1/sqrt(fan_in) point
-
-
-class Placement(str, Enum):
-    none = "none"  # no BN (the paper's baselines)
-    before = "before"  # z = g(BN(Wu)), the paper's choice (Sec. 3.2)
-    after = "after"  # z = BN(g(Wu)), the alternative the seeds discuss
-
-
-class Norm(str, Enum):
-    """The normalization in BN's slot (bnrepro/nn/norms.py says what each pools, for MLP and conv features)."""
-
-    batch = "batch"  # the paper's BN (bn.impl picks torch's or ours)
-    layer = "layer"  # per example, over all of a layer's features
-    group = "group"  # per example, over groups of features (bn.groups)
-    instance = "instance"  # per example and channel, over positions (conv models only)
-    # Batch Renormalization (Ioffe 2017): BN whose training output is corrected towards the
-    # population statistics by r, d (bn.renorm_*; bnrepro/nn/bn_variants.py); inference is BN's.
-    renorm = "renorm"
-    none = "none"  # no normalization, wherever bn.placement says
-
-
-class BNImpl(str, Enum):
-    torch = "torch"  # nn.BatchNorm1d/2d
-    paper = "paper"  # bnrepro.nn.bn.BatchNorm: Algorithm 1 with the paper's backward pass
-
-
-class Population(str, Enum):
-    ema = "ema"  # running averages kept during training (bn.momentum)
-    # Algorithm 2: before every evaluation, recomputed as the average over bn.population_batches
-    # training batches (own stream, training order untouched) with the m/(m-1) correction.
-    average = "average"
-    # PreciseBN (Wu & Johnson 2021, Sec. 3.1): before every evaluation, the true mean and variance of
-    # each BN's input over bn.precise_examples training examples, weights frozen (E[x], E[x^2] - E[x]^2;
-    # bnrepro/nn/bn_variants.py, recompute_precise_stats, says how it differs from `average`).
-    precise = "precise"
 
 
 @dataclass
@@ -225,25 +159,6 @@ class ModelConfig:
     lrn: bool = False  # local response normalization in the stem (Sec. 4.2.1 removes it)
 
 
-class Progress(str, Enum):
-    auto = "auto"  # a bar on a terminal, lines otherwise, nothing under CI
-    bar = "bar"
-    lines = "lines"
-    none = "none"
-
-
-class ProbeMode(str, Enum):
-    train = "train"  # BN normalizes with the probe batch's statistics, as the training network does
-    eval = "eval"  # BN uses its population statistics
-
-
-class DecayParams(str, Enum):
-    all = "all"  # every parameter: weights, biases, BN's gamma and beta (torch.optim.SGD's default)
-    # only the weights of linear and conv layers (tensors of 2+ dimensions); biases and BN's
-    # gamma/beta are not decayed ("no bias decay", He et al. 2019, "Bag of Tricks", Sec. 3.1)
-    weights = "weights"
-
-
 @dataclass
 class OptimConfig:
     """SGD. An experiment sets the base values; a variant sets the *_scale / speedup factors
@@ -370,11 +285,6 @@ def scaled_lr(rule, lr, ref_batch, batch_size) -> float:
     if rule == "sqrt":
         return float(lr) * ratio ** 0.5
     raise BnreproError(f"scaled_lr: rule must be linear or sqrt, got {rule!r}.")
-
-
-def choice(option) -> str:
-    """A config choice as a plain string, whether an Enum member or already a str."""
-    return str(getattr(option, "value", option))
 
 
 def plain(obj) -> Any:
