@@ -6,6 +6,7 @@ import sys
 import pandas as pd
 import pytest
 
+from bnrepro.analysis.stats import verdict
 from tests.conftest import REPO
 from tests.test_fig2_scripts import write_run
 
@@ -58,7 +59,7 @@ def test_ids_and_verdicts(root):
     row = frame.set_index("claim").loc["fig3_bn_baseline_speedup"]
     assert (row.ours, row.ci_low, row.ci_high, row.seeds, row.data) == (3.0, 3.0, 3.0, "3 vs 3", "synthetic8")
     for r in frame.itertuples():  # every verdict is the stated rule applied to its own row
-        assert r.verdict == scorecard.verdict(r.ours, r.ci_low, r.ci_high, r.side, r.reference, r.paper_size)
+        assert r.verdict == verdict(r.ours, r.ci_low, r.ci_high, r.side, r.reference, r.paper_size)
 
 
 @pytest.mark.parametrize("ours, lo, hi, side, size, expected", [
@@ -68,7 +69,7 @@ def test_ids_and_verdicts(root):
     (2.0, 1.5, 2.5, ">", 2.3, "reproduced"), (2.0, 1.5, 2.2, ">", 2.3, "partly"),
     (math.nan, math.nan, math.nan, ">", math.nan, "not run")])
 def test_the_rule_both_ways(ours, lo, hi, side, size, expected):
-    assert scorecard.verdict(ours, lo, hi, side, 0.0 if side == "<" else 1.0, size) == expected
+    assert verdict(ours, lo, hi, side, 0.0 if side == "<" else 1.0, size) == expected
 
 
 def test_sections_are_replaced_not_duplicated(root, tmp_path):
