@@ -51,3 +51,19 @@ def test_torchrun_two_processes_rank0_writes_and_matches_one_process(make_cfg, t
         else:  # per-process BN normalizes over 16 examples instead of 32: a different network
             assert ddp_loss[-1] != pytest.approx(one_loss[0], rel=1e-5)
     assert pd.read_csv(sweep / "summary.csv").status.tolist() == ["completed", "completed"]
+
+
+def test_torchrun_ranks_stop_at_the_plateau_together(tmp_path):
+    """trainer.stop_at_plateau under torchrun: the ranks agree (distributed.any_rank) and stop at the
+    first check, as one process does (tests/test_plateau_stop.py), rather than one waiting for the other."""
+    from tests.test_plateau_stop import FLAT
+
+    single = [o for o in FLAT if not o.startswith("seeds=")]
+    env = {k: v for k, v in os.environ.items() if k != "BNREPRO_RUN_TIME"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "experiments/train.py",
+         *single, f"hydra.run.dir={tmp_path}"],
+        cwd=REPO, capture_output=True, text=True, timeout=300, env={**env, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["stopped"] == "plateau" and summary["steps"] == 40
