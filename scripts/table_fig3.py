@@ -137,7 +137,8 @@ def markdown(sweep_dir: Path, frame: pd.DataFrame, seeds: pd.DataFrame) -> str:
         if BASE in stopped:
             plateau += " Inception stopped there, at the first evaluation where the rule held (trainer.stop_at_plateau)."
         if others := [fig3_name(v) for v in stopped if v != BASE]:
-            plateau += (f" So did {', '.join(others)}, each where the rule first held on its own seed-mean curve "
+            names = others[0] if len(others) == 1 else f"{', '.join(others[:-1])} and {others[-1]}"
+            plateau += (f" So did {names}, each where the rule first held on its own seed-mean curve "
                         "(steps run: below).")
         near = base.near_best_step.iloc[0]
         plateau += (f" Inception's seed-mean curve came within {100 * fig3.PLATEAU_GAIN:.1f} points of its best at step "
