@@ -26,6 +26,7 @@ def test_a_libc_without_mallopt_changes_nothing(monkeypatch):
     assert hostmem._applied is False
 
 
+@pytest.mark.slow  # ~8 s: two fresh processes; scripts/bench_host_memory.py checks the same on every run
 def test_the_same_bits_with_and_without(tmp_path):
     """A short run of the conv stack, in two fresh processes (malloc's settings are per process)."""
     code = """
