@@ -24,7 +24,7 @@ import pandas as pd
 from bnrepro.analysis import fig3
 from bnrepro.analysis.cli import command, write_files
 from bnrepro.analysis.results import (BASE, STATUSES, divergence_kinds, is_diverged, load_metrics, load_runs,
-                                      provenance_lines, read_summary, run_status)
+                                      provenance_lines, run_status)
 from bnrepro.analysis.stats import bootstrap, crossing, mean_curve
 from bnrepro.analysis.sweeps import wall_times
 from bnrepro.paper import FIG3, fig3_name, fig3_order
@@ -117,7 +117,8 @@ def interval(value: float, lo: float, hi: float, fmt: str) -> str:
 
 
 def markdown(sweep_dir: Path, frame: pd.DataFrame, seeds: pd.DataFrame) -> str:
-    data = ", ".join(map(str, load_runs(sweep_dir).data.dropna().unique())) or "unknown data set"
+    records = load_runs(sweep_dir)
+    data = ", ".join(map(str, records.data.dropna().unique())) or "unknown data set"
     threshold = float(frame.threshold.iloc[0])
     summed, elapsed = wall_times(sweep_dir)
     provenance = provenance_lines(sweep_dir) + [
@@ -131,9 +132,7 @@ def markdown(sweep_dir: Path, frame: pd.DataFrame, seeds: pd.DataFrame) -> str:
                f"(+{100 * base.plateau_gain.iloc[0]:.2f} points over steps "
                f"{(1 - fig3.PLATEAU_FRACTION) * base.last_step.iloc[0]:,.0f}-{base.last_step.iloc[0]:,.0f}).")
     if plateau:
-        runs = load_runs(sweep_dir)
-        stopped = [v for v in frame.variant if any(read_summary(sweep_dir / r).get("stopped") == "plateau"
-                                                   for r in runs.run[runs.variant == v])]
+        stopped = [v for v in frame.variant if (records.stopped[records.variant == v] == "plateau").any()]
         if BASE in stopped:
             plateau += " Inception stopped there, at the first evaluation where the rule held (trainer.stop_at_plateau)."
         if others := [fig3_name(v) for v in stopped if v != BASE]:

@@ -81,12 +81,13 @@ def run_info(run_dir: Path, sweep_dir: Path, keys: tuple[str, ...] = ()) -> dict
     info["data"] = (cfg.get("data") or {}).get("name") or summary.get("data")
     info["status"] = summary.get("status", "running")
     info["divergence"] = summary.get("divergence")  # nonfinite | dead (bnrepro/train.py), when diverged
+    info["stopped"] = summary.get("stopped")  # plateau, when trainer.stop_at_plateau ended it
     info.update({k: config_value(cfg, k) for k in keys})
     return info
 
 
 def load_runs(sweep_dir: str | Path, keys: tuple[str, ...] = ()) -> pd.DataFrame:
-    """One row per run: run, variant, seed, experiment, data, status, divergence, and the config `keys`."""
+    """One row per run: run, variant, seed, experiment, data, status, divergence, stopped, and the config `keys`."""
     root = Path(sweep_dir)
     return pd.DataFrame([run_info(d, root, keys) for d in find_runs(root)])
 

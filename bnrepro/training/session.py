@@ -233,7 +233,7 @@ def _train(cfg: Config, out: Path, threads: int | None, on_start: Callable[[], N
                 save_config(configs[s], dirs[s] / "config.yaml")
         if threads := cfg.trainer.threads or threads:
             torch.set_num_threads(threads)
-        keep_host_memory()  # bit-identical, and 7% (a step) to 30% (an evaluation) faster on a CPU
+        keep_host_memory()  # the same bits, faster on a CPU (results/bench/host_memory.txt)
         device = distributed.device_for_rank(resolve_device(cfg.trainer.device))
         provenances = {s: {**provenance(configs[s], device), **({"stacked_seeds": todo} if stacked else {})}
                        for s in todo}
