@@ -3,7 +3,7 @@ same run: the 3-seed BN-Baseline stack of configs/experiment/fig2_fashion_mnist.
 training steps of 32 images and evaluations over 7,000 (its 5,000 val + 2,000 test), in child
 processes that alternate (malloc's settings are per process), on random images of the real shape.
 
-    python scripts/bench_host_memory.py            # --steps 200 --evals 2 --reps 3
+    python scripts/bench_host_memory.py            # --steps 200 --evals 2 --reps 3 --images 7000
 
 Prints each child's ms/step, s/evaluation and peak resident memory, then the ratios (default /
 kept: above 1 is faster) on a line starting with RATIO, and checks that both computed the same
@@ -21,7 +21,7 @@ import sys
 import time
 
 
-def child(keep: bool, steps: int, evals: int) -> dict[str, float | str]:
+def child(keep: bool, steps: int, evals: int, images: int = 7000) -> dict[str, float | str]:
     import torch
 
     from bnrepro.config import compose
@@ -35,10 +35,10 @@ def child(keep: bool, steps: int, evals: int) -> dict[str, float | str]:
     members = build_members(cfg, (1, 32, 32), 10, torch.device("cpu"))
     optimizer, _ = build_optimizer(members.module, cfg.optim)
     g = torch.Generator().manual_seed(0)
-    x, y = torch.rand(7000, 1, 32, 32, generator=g), torch.randint(0, 10, (7000,), generator=g)
+    x, y = torch.rand(images, 1, 32, 32, generator=g), torch.randint(0, 10, (images,), generator=g)
 
     def step(i: int) -> None:
-        j = 32 * (i % 200)
+        j = 32 * (i % min(200, images // 32))
         optimizer.zero_grad(set_to_none=True)
         members.forward_backward(x[j:j + 32], y[j:j + 32])
         optimizer.step()
@@ -49,7 +49,7 @@ def child(keep: bool, steps: int, evals: int) -> dict[str, float | str]:
     for i in range(steps):
         step(i)
     step_ms = (time.perf_counter() - tic) / steps * 1e3
-    batches = [(x[i:i + 1000], y[i:i + 1000]) for i in range(0, 7000, 1000)]
+    batches = [(x[i:i + 1000], y[i:i + 1000]) for i in range(0, images, 1000)]
     members.evaluate(batches)
     tic = time.perf_counter()
     for _ in range(evals):
@@ -66,15 +66,17 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--evals", type=int, default=2)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--images", type=int, default=7000, help="evaluated per pass (fig2: 5,000 val + 2,000 test)")
     ap.add_argument("--child", choices=["default", "kept"], help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.child:
-        print(json.dumps(child(a.child == "kept", a.steps, a.evals)))
+        print(json.dumps(child(a.child == "kept", a.steps, a.evals, a.images)))
         return {}
     runs: dict[str, list[dict]] = {"default": [], "kept": []}
     for rep in range(a.reps):
         for mode in runs:
-            cmd = [sys.executable, __file__, "--child", mode, "--steps", str(a.steps), "--evals", str(a.evals)]
+            cmd = [sys.executable, __file__, "--child", mode, "--steps", str(a.steps), "--evals", str(a.evals),
+                   "--images", str(a.images)]
             out = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
             runs[mode].append(out)
             print(f"rep {rep} {mode:7s}: {out['step_ms']:6.1f} ms/step  {out['eval_s']:5.2f} s/evaluation  "
