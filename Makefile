@@ -97,14 +97,14 @@ fig2_lr: setup
 # The sweep behind results/fig2_fashion_mnist: Figures 2 and 3 at CPU scale, 7 variants x 3 seeds, at
 # the base rate fig2_lr chose. Each variant's three seeds train as one stacked model (seeds=[0,1,2],
 # bnrepro/models/stacked_conv.py), in two processes of one torch thread each, split by measured run
-# time (history.md item 10): BN-Baseline and Inception-Sigmoid (two plateau-stopped budgets) in one,
-# Inception, Inception-x5 and the three 2,667-step BN variants in the other, the 16,000-step budgets
+# time (history.md item 11): BN-Baseline, Inception-Sigmoid (two plateau-stopped budgets) and
+# Inception-x5 in one, Inception and the three 2,667-step BN variants in the other, the 16,000-step budgets
 # stopped at their plateau; every seed still writes its own run directory,
 # $(FIG2_SWEEP)/variant=<v>/seed=<s>/ (wall time: results/fig2_fashion_mnist/fig3.md). A diverged
 # or failed run is recorded and the sweep goes on.
 fig2: setup
 	bash scripts/get_fashion_mnist.sh
-	for vs in bn_baseline,inception_sigmoid inception,inception_x5,bn_x5,bn_x30,bn_x5_sigmoid; do \
+	for vs in bn_baseline,inception_sigmoid,inception_x5 inception,bn_x5,bn_x30,bn_x5_sigmoid; do \
 		$(PY) experiments/train.py -m experiment=fig2_fashion_mnist data.download=true \
 			variant=$$vs 'seeds=[0,1,2]' trainer.threads=1 hydra.sweep.dir=$(FIG2_SWEEP) & \
 	done; wait

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from bnrepro.models.inception import BNInception, InceptionSmall
-from bnrepro.models.stacked_conv import StackedConvNet, member_losses
+from bnrepro.models.stacked_conv import MemberLRN, StackedConvNet, member_losses
 from bnrepro.training.loop import input_independent
 from bnrepro.training.members import StackedConvMembers
 from bnrepro.training.session import run
@@ -66,6 +66,26 @@ def test_stacked_conv_step_is_each_members_step(case):
     x_test = torch.randn(4, 1, 32, 32, dtype=dtype)
     for i, model in enumerate(models):
         torch.testing.assert_close(stacked(x_test)[i], model.eval()(x_test), **tol)
+
+
+@pytest.mark.parametrize("beta", [0.75, 0.6])
+def test_member_lrn_is_torchs_lrn_per_member(beta):
+    """MemberLRN (its power as roots for beta 3/4, its gradient written out) against torch's
+    local_response_norm on each member's channels, values and input gradients in float64, with an
+    alpha large enough that the window term matters (GoogLeNet's 1e-4 leaves LRN near identity)."""
+    torch.manual_seed(0)
+    lrn = torch.nn.LocalResponseNorm(5, alpha=0.5, beta=beta, k=1.0)
+    x = (3 * torch.randn(4, 3 * 7, 5, 5, dtype=torch.float64)).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    y = MemberLRN(lrn, 3)(x)
+    g = torch.randn_like(y)
+    (dx,) = torch.autograd.grad(y, x, g)
+    per = x.detach().reshape(4, 3, 7, 5, 5).requires_grad_()
+    ref = torch.stack([lrn(per[:, i]) for i in range(3)], 1).reshape_as(y)
+    (dref,) = torch.autograd.grad(ref, per, g)
+    torch.testing.assert_close(y, ref, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(dx, dref.reshape_as(dx), rtol=1e-12, atol=1e-14)
+    assert (ref - x.detach()).abs().max() > 0.1  # the normalization is not a no-op here
 
 
 def test_stacked_members_are_independent_and_diverge_alone():

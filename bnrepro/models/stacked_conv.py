@@ -79,9 +79,9 @@ class MemberDropout(nn.Module):
 
 class MemberLRN(nn.Module):
     """Local response normalization (it mixes neighbouring channels) over each member's channels on
-    their own, computed in the channels_last layout: torch's `local_response_norm` arithmetic
-    (zero-padded window mean of x^2 over `size` channels, then x / (k + alpha * mean)^beta)
-    without leaving it."""
+    their own, computed in the channels_last layout: torch's `local_response_norm` formula
+    (zero-padded window mean of x^2 over `size` channels, then x / (k + alpha * mean)^beta, the
+    power as square roots: `inverse_power`) without leaving it."""
 
     def __init__(self, lrn: nn.LocalResponseNorm, members: int):
         super().__init__()
@@ -98,9 +98,41 @@ class MemberLRN(nn.Module):
             inside = (i - j >= -(self.size // 2)) & (i - j <= (self.size - 1) // 2)
             band = self.band = inside.to(x.device, x.dtype) * (self.alpha / self.size)
         rows = x.permute(0, 2, 3, 1).reshape(-1, per)  # (B*H*W*S, C): a view of the channels_last layout
+        y = _LRNRows.apply(rows, band, self.k, self.beta)
+        return y.reshape(n, h, w, c).permute(0, 3, 1, 2)
+
+
+def inverse_power(div: Tensor, beta: float) -> Tensor:
+    """div ** -beta. For GoogLeNet's beta = 3/4 as rsqrt(div) * sqrt(rsqrt(div)): torch's pow with
+    that exponent is exp(log) per element, ~2x the cost of the roots (scripts/bench_lrn.py); the
+    two agree to a few float ulp, not bit for bit."""
+    if beta != 0.75:
+        return div.pow(-beta)
+    r = div.rsqrt()
+    return r.sqrt().mul_(r)
+
+
+class _LRNRows(torch.autograd.Function):
+    """y = x * d^-beta with d = k + (x * x) @ band, over rows of one member's channels, and its
+    gradient written out: dx = g * d^-beta - 2 beta * x * ((g * y / d) @ band^T), four passes over
+    the data and one thin matmul where autograd's chain of the forward's ops takes about twelve."""
+
+    @staticmethod
+    def forward(ctx, rows: Tensor, band: Tensor, k: float, beta: float) -> Tensor:
         # The window sums as one thin matmul: one pass over the data, where shifted slices take several.
-        div = torch.addmm(rows.new_full((1,), self.k), rows * rows, band)
-        return (rows * div.pow(-self.beta)).reshape(n, h, w, c).permute(0, 3, 1, 2)
+        div = torch.addmm(rows.new_full((1,), k), rows * rows, band)
+        scale = inverse_power(div, beta)
+        y = rows * scale
+        ctx.save_for_backward(rows, band, div, scale, y)
+        ctx.beta = beta
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g: Tensor):
+        rows, band, div, scale, y = ctx.saved_tensors
+        u = torch.mm((g * y).div_(div), band.t() * (-2 * ctx.beta))
+        return torch.addcmul(g * scale, rows, u), None, None, None
 
 
 def _widen(module: nn.Module, s: int) -> nn.Module:
