@@ -21,7 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from bnrepro.config import compose
 from bnrepro.models import build_model
-from bnrepro.training.members import autocast
+from bnrepro.training.members import autocast, build_members
 from bnrepro.training.optim import build_optimizer
 from bnrepro.training.session import REPO
 
@@ -134,10 +134,11 @@ def side_by_side(jobs: dict[str, list[str]], out: Path) -> float:
 
 
 # `make fig2`'s model and recipe (configs/experiment/fig2_fashion_mnist.yaml) as BN-Baseline.
-# Figure 2's network and batch; evaluation at the bench's own fixed cadence (no validation split, no
-# log-spaced schedule, no saved predictions), as when RATIO conv was first measured.
+# Figure 2's network and batch; evaluation at the bench's own fixed cadence (no validation split, so
+# no stop at the plateau; no log-spaced schedule, no saved predictions), as when RATIO conv was first
+# measured.
 FIG2 = ["experiment=fig2_fashion_mnist", "variant=bn_baseline", "trainer.progress=none", "data.val_size=0",
-        "trainer.eval_per_decade=0", "trainer.save_predictions=false"]
+        "trainer.stop_at_plateau=false", "trainer.eval_per_decade=0", "trainer.save_predictions=false"]
 SEEDS = [0, 1, 2]
 
 
@@ -217,3 +218,41 @@ def conv_ratio(data: list[str], steps: int, rounds: int, out: Path) -> dict[str,
     else:
         report["conv_ratio"] = report["conv_ratio_per_core"]
     return report
+
+
+def fig2_stack(variant: str, images: int = 7000):
+    """`make fig2`'s 3-seed stack of `variant` (configs/experiment/fig2_fashion_mnist.yaml) on the
+    CPU, its optimizer, and `images` random images of the padded Fashion-MNIST shape with labels:
+    what scripts/bench_host_memory.py and scripts/bench_lrn.py time."""
+    cfg = compose("experiment=fig2_fashion_mnist", f"variant={variant}", "seeds=[0,1,2]")
+    members = build_members(cfg, (1, 32, 32), 10, torch.device("cpu"))
+    optimizer, _ = build_optimizer(members.module, cfg.optim)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(images, 1, 32, 32, generator=g), torch.randint(0, 10, (images,), generator=g)
+    return cfg, members, optimizer, x, y
+
+
+def time_stack(members, optimizer, x: torch.Tensor, y: torch.Tensor, steps: int, evals: int,
+               warmup_steps: int = 10, warmup_evals: int = 1) -> tuple[float, float, torch.Tensor]:
+    """ms per training step of 32 images (cycling over the first 200 batches) and s per evaluation
+    over all of `x` in chunks of 1,000 (fig2's eval_batch_size), each after its warm-up; and the
+    last evaluation's totals."""
+    def step(i: int) -> None:
+        j = 32 * (i % min(200, x.size(0) // 32))
+        optimizer.zero_grad(set_to_none=True)
+        members.forward_backward(x[j:j + 32], y[j:j + 32])
+        optimizer.step()
+
+    for i in range(warmup_steps):
+        step(i)
+    tic = time.perf_counter()
+    for i in range(steps):
+        step(i)
+    step_ms = (time.perf_counter() - tic) / steps * 1e3
+    batches = [(x[i:i + 1000], y[i:i + 1000]) for i in range(0, x.size(0), 1000)]
+    for _ in range(warmup_evals):
+        members.evaluate(batches)
+    tic = time.perf_counter()
+    for _ in range(evals):
+        totals = members.evaluate(batches)
+    return step_ms, (time.perf_counter() - tic) / evals, totals

@@ -18,43 +18,18 @@ import resource
 import statistics
 import subprocess
 import sys
-import time
 
 
 def child(keep: bool, steps: int, evals: int, images: int = 7000) -> dict[str, float | str]:
     import torch
 
-    from bnrepro.config import compose
+    from bnrepro.bench_conv import fig2_stack, time_stack
     from bnrepro.training.hostmem import keep_host_memory
-    from bnrepro.training.members import build_members
-    from bnrepro.training.optim import build_optimizer
 
     applied = keep_host_memory() if keep else False
     torch.set_num_threads(1)
-    cfg = compose("experiment=fig2_fashion_mnist", "variant=bn_baseline", "seeds=[0,1,2]")
-    members = build_members(cfg, (1, 32, 32), 10, torch.device("cpu"))
-    optimizer, _ = build_optimizer(members.module, cfg.optim)
-    g = torch.Generator().manual_seed(0)
-    x, y = torch.rand(images, 1, 32, 32, generator=g), torch.randint(0, 10, (images,), generator=g)
-
-    def step(i: int) -> None:
-        j = 32 * (i % min(200, images // 32))
-        optimizer.zero_grad(set_to_none=True)
-        members.forward_backward(x[j:j + 32], y[j:j + 32])
-        optimizer.step()
-
-    for i in range(10):  # warm-up
-        step(i)
-    tic = time.perf_counter()
-    for i in range(steps):
-        step(i)
-    step_ms = (time.perf_counter() - tic) / steps * 1e3
-    batches = [(x[i:i + 1000], y[i:i + 1000]) for i in range(0, images, 1000)]
-    members.evaluate(batches)
-    tic = time.perf_counter()
-    for _ in range(evals):
-        totals = members.evaluate(batches)
-    eval_s = (time.perf_counter() - tic) / evals
+    _, members, optimizer, x, y = fig2_stack("bn_baseline", images)
+    step_ms, eval_s, totals = time_stack(members, optimizer, x, y, steps, evals)
     params = torch.cat([p.detach().flatten() for p in members.module.parameters()])
     digest = hashlib.sha256(params.numpy().tobytes() + totals.numpy().tobytes()).hexdigest()
     return {"applied": applied, "step_ms": step_ms, "eval_s": eval_s, "digest": digest,

@@ -16,60 +16,31 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 
-from bnrepro.config import compose
+from bnrepro.bench_conv import fig2_stack, time_stack
 from bnrepro.models import stacked_conv
 from bnrepro.training.hostmem import keep_host_memory
-from bnrepro.training.members import build_members
-from bnrepro.training.optim import build_optimizer
 
 OURS = stacked_conv.MemberLRN.forward
 
 
 def torch_ops(self, x: torch.Tensor) -> torch.Tensor:
-    """MemberLRN's forward before scripts/bench_lrn.py: pow, and autograd's chain for the gradient."""
+    """MemberLRN's forward before 93e202d: pow, and autograd's chain for the gradient."""
     n, c, h, w = x.shape
-    per = c // self.members
-    i, j = torch.arange(per).view(-1, 1), torch.arange(per).view(1, -1)
-    band = ((i - j >= -(self.size // 2)) & (i - j <= (self.size - 1) // 2)).to(x.dtype) * (self.alpha / self.size)
-    rows = x.permute(0, 2, 3, 1).reshape(-1, per)
+    band = self.window(x)
+    rows = x.permute(0, 2, 3, 1).reshape(-1, band.shape[0])
     div = torch.addmm(rows.new_full((1,), self.k), rows * rows, band)
     return (rows * div.pow(-self.beta)).reshape(n, h, w, c).permute(0, 3, 1, 2)
 
 
 def setup(variant: str, images: int):
-    cfg = compose("experiment=fig2_fashion_mnist", f"variant={variant}", "seeds=[0,1,2]")
+    cfg, *stack = fig2_stack(variant, images)
     if not cfg.model.lrn:
         raise SystemExit(f"bench_lrn: variant {variant} has no LRN (model.lrn=false); "
                          "use inception, bn_baseline, inception_sigmoid or inception_x5")
-    members = build_members(cfg, (1, 32, 32), 10, torch.device("cpu"))
-    optimizer, _ = build_optimizer(members.module, cfg.optim)
-    g = torch.Generator().manual_seed(0)
-    x, y = torch.rand(images, 1, 32, 32, generator=g), torch.randint(0, 10, (images,), generator=g)
-    return members, optimizer, x, y
-
-
-def measure(members, optimizer, x, y, steps: int, evals: int) -> tuple[float, float]:
-    def step(i: int) -> None:
-        j = 32 * (i % min(200, x.size(0) // 32))
-        optimizer.zero_grad(set_to_none=True)
-        members.forward_backward(x[j:j + 32], y[j:j + 32])
-        optimizer.step()
-
-    for i in range(5):  # warm-up
-        step(i)
-    tic = time.perf_counter()
-    for i in range(steps):
-        step(i)
-    step_ms = (time.perf_counter() - tic) / steps * 1e3
-    batches = [(x[i:i + 1000], y[i:i + 1000]) for i in range(0, x.size(0), 1000)]
-    tic = time.perf_counter()
-    for _ in range(evals):
-        members.evaluate(batches)
-    return step_ms, (time.perf_counter() - tic) / evals
+    return stack
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -89,7 +60,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         for rep in range(a.reps):
             for name in (list(arith) if rep % 2 == 0 else list(arith)[::-1]):
                 stacked_conv.MemberLRN.forward = arith[name]
-                times[name].append(measure(*state[name], a.steps, a.evals))
+                times[name].append(time_stack(*state[name], a.steps, a.evals, warmup_steps=5, warmup_evals=0)[:2])
                 print(f"rep {rep} {name:5s}: {times[name][-1][0]:6.1f} ms/step  {times[name][-1][1]:5.2f} s/evaluation",
                       flush=True)
     finally:

@@ -88,24 +88,29 @@ class MemberLRN(nn.Module):
         self.size, self.alpha, self.beta, self.k, self.members = lrn.size, lrn.alpha, lrn.beta, lrn.k, members
         self.band: Tensor | None = None
 
-    def forward(self, x: Tensor) -> Tensor:
-        n, c, h, w = x.shape
-        per = c // self.members
+    def window(self, x: Tensor) -> Tensor:
+        """band (C, C) for x's per-member channels C: band[i, j] = alpha / size where channel i is in
+        channel j's window (torch's padding); kept for the next call of the same shape."""
+        per = x.size(1) // self.members
         band = self.band
         if band is None or band.shape[0] != per or band.dtype != x.dtype or band.device != x.device:
-            # band[i, j] = alpha / size where channel i is in channel j's window (torch's padding).
             i, j = torch.arange(per).view(-1, 1), torch.arange(per).view(1, -1)
             inside = (i - j >= -(self.size // 2)) & (i - j <= (self.size - 1) // 2)
             band = self.band = inside.to(x.device, x.dtype) * (self.alpha / self.size)
-        rows = x.permute(0, 2, 3, 1).reshape(-1, per)  # (B*H*W*S, C): a view of the channels_last layout
+        return band
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, c, h, w = x.shape
+        band = self.window(x)
+        rows = x.permute(0, 2, 3, 1).reshape(-1, band.shape[0])  # (B*H*W*S, C): a view of the channels_last layout
         y = _LRNRows.apply(rows, band, self.k, self.beta)
         return y.reshape(n, h, w, c).permute(0, 3, 1, 2)
 
 
 def inverse_power(div: Tensor, beta: float) -> Tensor:
-    """div ** -beta. For GoogLeNet's beta = 3/4 as rsqrt(div) * sqrt(rsqrt(div)): torch's pow with
-    that exponent is exp(log) per element, ~2x the cost of the roots (scripts/bench_lrn.py); the
-    two agree to a few float ulp, not bit for bit."""
+    """div ** -beta. For GoogLeNet's beta = 3/4 as rsqrt(div) * sqrt(rsqrt(div)), cheaper than
+    torch's pow with that exponent (exp and log per element; scripts/bench_lrn.py times the whole
+    LRN); the two agree to a few float ulp, not bit for bit."""
     if beta != 0.75:
         return div.pow(-beta)
     r = div.rsqrt()
