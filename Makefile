@@ -247,41 +247,17 @@ bn_shift: setup
 	for run in $(BN_SHIFT_SWEEP)/*/; do [ -f $$run/config.yaml ] && $(PY) scripts/eval_shift.py $$run || exit 1; done
 	$(PACK) $(BN_SHIFT_SWEEP)
 
-# Every figure and table in results/, from the sweeps above (plots read metrics, never train). A
-# sweep missing from outputs/results/ (a fresh clone) is first unpacked from its committed copy,
-# results/<sweep>/rundata.tar.xz, to the same path, so the reports come out byte for byte the same.
+# Every figure and table in results/, and the scorecard, from the sweeps above (plots read metrics, never
+# train): each result's renders are declared in bnrepro/analysis/registry.py. A sweep missing from
+# outputs/results/ (a fresh clone) is first unpacked from its committed copy, results/<sweep>/rundata.tar.xz,
+# so the reports come out byte for byte the same. `scripts/figures.py NAME` renders one result.
 figures: setup
-	@for d in $(SWEEPS); do test -d $$d || $(PACK) $$d --unpack || exit 1; done
-	$(PY) scripts/plot_fig1.py $(FIG1_SWEEP) --out results/fig1_fashion_mnist
-	$(PY) scripts/report_fig1.py $(FIG1_SWEEP) --out results/fig1_fashion_mnist/report.md
-	$(PY) scripts/plot_fig1_sensitivity.py $(FIG1_SENS_SWEEP) --out results/fig1_sensitivity_fashion_mnist
-	$(PY) scripts/report_fig1_sensitivity.py $(FIG1_SENS_SWEEP) --out results/fig1_sensitivity_fashion_mnist
-	$(PY) scripts/plot_fig2.py $(FIG2_SWEEP) --out results/fig2_fashion_mnist
-	$(PY) scripts/table_lr.py $(FIG2_LR_SWEEP) --out results/fig2_lr_fashion_mnist
-	$(PY) scripts/table_fig3.py $(FIG2_SWEEP) --out results/fig2_fashion_mnist
-	$(PY) scripts/table_fig3.py $(FIG2_SINGLE_SWEEP) --out results/fig2_single_fashion_mnist
-	$(PY) scripts/table_fig2_decay.py $(FIG2_DECAY_SWEEP) --base $(FIG2_SWEEP) --out results/fig2_decay_fashion_mnist
-	$(PY) scripts/table_fig4.py $(FIG4_SWEEP) --members $(FIG2_SWEEP) --out results/fig4_fashion_mnist
-	for d in $(PLACEMENT_MLP_SWEEP) $(PLACEMENT_CONV_SWEEP); do \
-		$(PY) scripts/plot_placement.py $$d --out results/$$(basename $$d) && \
-		$(PY) scripts/report_placement.py $$d --out results/$$(basename $$d) || exit 1; done
-	$(PY) scripts/plot_norms.py $(NORMS_SWEEP) --out results/norm_batchsize_fashion_mnist
-	$(PY) scripts/report_norms.py $(NORMS_SWEEP) --out results/norm_batchsize_fashion_mnist
-	for d in $(WHY_SWEEPS); do n=$$(basename $$d); e=$${n%_fashion_mnist}; \
-		$(PY) scripts/plot_$${e%_conv}.py $$d --out results/$$n && \
-		$(PY) scripts/report_why.py $$d --out results/$$n || exit 1; done
-	@# Issue 18's sweeps, likewise not in SWEEPS until their run data is committed: each skipped while neither
-	@# the sweep nor results/<sweep>/rundata.tar.xz exists (plot_bn_statistics.py, plot_bn_shift.py, one report script).
-	for d in $(BN_STATS_SWEEP) $(BN_STATS_CONV_SWEEP) $(BN_SHIFT_SWEEP); do n=$$(basename $$d); e=$${n%_fashion_mnist}; \
-		$(PY) scripts/plot_$${e%_conv}.py $$d --out results/$$n && \
-		$(PY) scripts/report_bn_statistics.py $$d --out results/$$n || exit 1; done
-	$(MAKE) --no-print-directory report
+	$(PY) scripts/figures.py
 
-# The reproduction scorecard: results/scorecard.csv and its section of results/README.md, one row
-# per claim with the paper's value, ours and the verdict (the rule: scripts/scorecard.py).
+# The reproduction scorecard alone: results/scorecard.csv, its section of results/README.md and the
+# README's status table (bnrepro/analysis/scorecard.py; the policy: bnrepro/analysis/stats.py).
 report: setup
-	@for d in $(SWEEPS); do test -d $$d || $(PACK) $$d --unpack || exit 1; done
-	$(PY) scripts/scorecard.py outputs/results --out results
+	$(PY) scripts/figures.py --scorecard
 
 # Re-pin constraints.txt from the current environment (after changing pyproject.toml).
 lock: setup

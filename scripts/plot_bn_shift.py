@@ -1,7 +1,7 @@
 """BN's statistics under a distribution shift, from a bn_shift sweep whose runs hold shift.csv
 (scripts/eval_shift.py): one figure, per corruption a panel of test error against severity (0: the
 clean test split), with the training population statistics and with statistics recomputed on the
-corrupted images (Wu & Johnson 2021, Sec. 5): the seed mean, bars its 95% bootstrap interval.
+corrupted images (Wu & Johnson 2021, Sec. 5): the seed mean, bars its 95% t interval.
 
     python scripts/plot_bn_shift.py outputs/results/bn_shift_fashion_mnist --out results/bn_shift_fashion_mnist
     (writes bn_shift.png and .pdf)
@@ -39,7 +39,7 @@ def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
     axes[0][0].legend(fontsize=8)
     data, model = (", ".join(map(str, shift[k].dropna().unique())) for k in ("data", "model.name"))
     fig.suptitle(f"BN's statistics under corruption: {model} on {data}, {shift.run.nunique()} runs "
-                 "(mean, 95% bootstrap interval)")
+                 "(mean, 95% t interval)")
     return save(fig, out_dir / "bn_shift.png", out_dir / "bn_shift.pdf")
 
 

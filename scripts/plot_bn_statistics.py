@@ -2,7 +2,7 @@
 final validation error (last evaluation; a diverged run at chance) against the number of examples
 that share BN's statistics (the ghost batch, log2 axis), one line per method (EMA at three momenta,
 Algorithm 2's average, PreciseBN, PreciseBN with a FrozenBN tail, Batch Renorm): the seed mean,
-bars and band its 95% bootstrap interval. Group norm pools no examples, so it is a flat line
+bars and band its 95% t interval. Group norm pools no examples, so it is a flat line
 (band: its interval) across the axis: the batch-free reference of Wu & He 2018, Fig. 1.
 
     python scripts/plot_bn_statistics.py outputs/results/bn_statistics_fashion_mnist \
@@ -43,7 +43,7 @@ def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
     ax.legend(fontsize=8)
     data, model = (", ".join(map(str, metrics[k].dropna().unique())) for k in ("data", "model.name"))
     fig.suptitle(f"BN's statistics vs normalization batch: {model} on {data}, {runs.seed.nunique()} seeds\n"
-                 "(mean, 95% bootstrap interval)")
+                 "(mean, 95% t interval)")
     return save(fig, out_dir / "bn_statistics.png", out_dir / "bn_statistics.pdf")
 
 

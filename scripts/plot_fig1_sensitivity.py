@@ -1,6 +1,6 @@
 """Figure 1's sensitivity map from a fig1_sensitivity sweep: one figure, a row of heat maps per
 momentum, initial weights (rows) x learning rate (columns) in each:
-(a) BN's final validation-accuracy lead over no BN, in points; `*`: its 95% bootstrap interval over
+(a) BN's final validation-accuracy lead over no BN, in points; `*`: its 95% t interval over
     seeds excludes 0 (the paper's "ends higher" where positive);
 (b) the speed-up to the threshold, no-BN steps / BN steps (log colour scale; `*`: the interval
     excludes 1; `≥`: no BN never got there, a bound);

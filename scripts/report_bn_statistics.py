@@ -6,7 +6,7 @@ and a per-run CSV (runs.csv), the anchors' numbers beside ours.
     python scripts/report_bn_statistics.py outputs/results/bn_shift_fashion_mnist --out results/bn_shift_fashion_mnist
     (the experiment is read from the runs' configs; without --out, prints the Markdown)
 
-Each claim is bnrepro.analysis.bn_statistics.claims' statistic with its 95% bootstrap interval over
+Each claim is bnrepro.analysis.bn_statistics.claims' statistic with its 95% t interval over
 seeds and the scorecard's verdict (bnrepro.analysis.stats.verdict; scripts/scorecard.py states the
 rule); then the numbers behind it: for bn_statistics the final validation error per method and
 normalization batch (test beside it), for bn_shift the test error per corruption and severity with
@@ -24,7 +24,7 @@ import pandas as pd
 from bnrepro.analysis import bn_statistics as bns
 from bnrepro.analysis.cli import command, write_files
 from bnrepro.analysis.results import provenance_lines
-from bnrepro.analysis.stats import claim_table
+from bnrepro.analysis.verdicts import POLICY, claim_table, score
 from bnrepro.analysis.sweeps import wall_times
 
 TITLES = {"bn_statistics": "BN's statistics against the normalization batch (issue 18)",
@@ -48,7 +48,7 @@ def method_lines(runs: pd.DataFrame) -> list[str]:
     cols = [*batches, math.nan] if t.batch.isna().any() else batches
     head = " | ".join("no batch" if math.isnan(b) else f"batch {b:g}" for b in cols)
     lines = ["Final validation error in % (last evaluation; a diverged run counts at "
-             f"{bns.CHANCE:g}%), seed mean [95% bootstrap interval] (runs):", "",
+             f"{bns.CHANCE:g}%), seed mean [95% t interval] (runs):", "",
              f"| method | {head} |", "| --- |" + " --- |" * len(cols)]
     tests = [f"| method | {head} |", "| --- |" + " --- |" * len(cols)]
     for label in bns.methods(runs):
@@ -70,7 +70,7 @@ def method_lines(runs: pd.DataFrame) -> list[str]:
 
 def shift_lines(shift: pd.DataFrame) -> list[str]:
     t = bns.shift_table(shift).set_index(["corruption", "severity", "statistics"])
-    lines = ["Test error in %, seed mean [95% bootstrap interval], with the training statistics and with statistics "
+    lines = ["Test error in %, seed mean [95% t interval], with the training statistics and with statistics "
              "recomputed on the corrupted images (severity 0: the clean test split):", "",
              "| corruption | severity | training statistics | target statistics | training - target |",
              "| --- | --- | --- | --- | --- |"]
@@ -101,10 +101,9 @@ def report(sweep_dir: Path) -> tuple[str, pd.DataFrame]:
              f"Wall time: {elapsed / 60:.1f} min from the first run's start to the last run's end; "
              f"{summed / 60:.1f} min summed over runs"
              + (" (training only: scripts/eval_shift.py's time is not recorded)." if shift is not None else "."), "",
-             "## Claims", "", "The scorecard's rule (scripts/scorecard.py): `reproduced` when the whole interval is on "
-             "the anchor's side of the reference, `partly` when only the value is, else `not reproduced`. The anchors "
-             "are ResNet-50 on ImageNet; ours is a small network on a small data set, so compare signs, not sizes.", "",
-             *claim_table(bns.claims(experiment, metrics if shift is None else shift)), ""]
+             "## Claims", "", POLICY + " The anchors are ResNet-50 on ImageNet; ours is a small network on a small "
+             "data set, so compare signs, not sizes.", "",
+             *claim_table([score(c) for c in bns.claims(experiment, metrics if shift is None else shift)]), ""]
     if shift is None:
         lines += ["## Per method and normalization batch", "", *method_lines(runs), ""]
         return "\n".join(lines), runs

@@ -9,7 +9,7 @@ momentum, with and without BN) as Markdown, a per-cell CSV and a per-seed CSV.
 Per cell, on the validation split, by bnrepro.analysis.sensitivity's definitions (its docstring):
 BN's final-accuracy lead, the speed-up to the threshold (no-BN steps / BN steps), the drift of the
 last hidden layer's typical sigmoid input in relative and absolute units, each with its 95%
-bootstrap interval over seeds, and the verdict on each of the paper's three claims (Sec. 4.1,
+t interval over seeds, and the verdict on each of the paper's three claims (Sec. 4.1,
 Fig. 1): faster, higher final accuracy, stable inputs. Reads metrics.csv, config.yaml,
 summary.json and provenance.json only.
 """
@@ -97,7 +97,7 @@ def report(sweep_dir: Path) -> tuple[str, pd.DataFrame, pd.DataFrame]:
              f"{len(table)} cells.", "", *provenance_lines(sweep_dir),
              f"Wall time: {elapsed / 60:.1f} min from the first run's start to the last run's end; "
              f"{summed / 60:.1f} min summed over processes.", "",
-             f"Per cell, on the {split} split, 95% bootstrap intervals over seeds in brackets "
+             f"Per cell, on the {split} split, 95% t intervals over seeds in brackets "
              "(bnrepro/analysis/sensitivity.py says how each number is computed): "
              "lead = BN's seed-mean final accuracy minus no-BN's (points); speed-up = no-BN's steps / BN's "
              f"steps to {sens.THRESHOLD:.0%} of the higher seed-mean final accuracy (`≥`: no-BN never got there, "

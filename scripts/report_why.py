@@ -5,8 +5,8 @@ anchors' numbers beside ours.
     python scripts/report_why.py outputs/results/why_ics_fashion_mnist --out results/why_ics_fashion_mnist
     (the experiment is read from the runs' configs; without --out, prints the Markdown)
 
-Each claim is bnrepro.analysis.why.claims' statistic with its 95% bootstrap interval over seeds and
-the scorecard's verdict (bnrepro.analysis.stats.verdict; scripts/scorecard.py states the rule);
+Each claim is bnrepro.analysis.why.claims' statistic with its 95% t interval over seeds and the
+scorecard's verdict (bnrepro.analysis.verdicts.score, the one policy of bnrepro.analysis.stats);
 then per variant the numbers behind it, on the validation split (test beside it). Reads
 metrics.csv, config.yaml, summary.json and provenance.json only.
 """
@@ -22,7 +22,8 @@ import pandas as pd
 from bnrepro.analysis import why
 from bnrepro.analysis.cli import command, write_files
 from bnrepro.analysis.results import provenance_lines
-from bnrepro.analysis.stats import bootstrap, claim_table
+from bnrepro.analysis.stats import mean_interval
+from bnrepro.analysis.verdicts import POLICY, claim_table, score
 from bnrepro.analysis.sweeps import wall_times
 
 TITLES = {"why_noisy_bn": "Noisy BN (Santurkar et al. 2018, Sec. 2.1)",
@@ -32,12 +33,14 @@ TITLES = {"why_noisy_bn": "Noisy BN (Santurkar et al. 2018, Sec. 2.1)",
 
 
 def band(values: np.ndarray, scale: float = 1.0, digits: int = 2) -> str:
-    """Seed mean [95% bootstrap interval] of one group of per-seed values."""
+    """Seed mean [95% t interval] of one group of per-seed values."""
     values = np.asarray(values, float)
     values = values[np.isfinite(values)] * scale
     if not len(values):
         return "n/a"
-    m, lo, hi = bootstrap(f"band/{values.tobytes().hex()[:32]}", [values], lambda g: float(g[0].mean()))
+    m, lo, hi = mean_interval(values)
+    if math.isnan(lo) or math.isinf(lo):
+        return f"{m:.{digits}f}"
     return f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
@@ -117,9 +120,8 @@ def report(sweep_dir: Path) -> tuple[str, pd.DataFrame]:
              f"configs/experiment/{experiment}.yaml.", "", *provenance_lines(sweep_dir), "",
              f"Wall time: {elapsed / 60:.1f} min from the first run's start to the last run's end; "
              f"{summed / 60:.1f} min summed over runs.", "",
-             "## Claims", "", "The scorecard's rule (scripts/scorecard.py): `reproduced` when the whole interval is on "
-             "the anchor's side of the reference, `partly` when only the value is, else `not reproduced`.", "",
-             *claim_table(why.claims(experiment, metrics)), "", "## Per variant", "", *variant_lines(runs), ""]
+             "## Claims", "", POLICY, "",
+             *claim_table([score(c) for c in why.claims(experiment, metrics)]), "", "## Per variant", "", *variant_lines(runs), ""]
     if kind == "why_ics":
         lines += [*ics_lines(metrics), ""]
     elif kind == "why_landscape":

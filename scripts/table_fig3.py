@@ -1,12 +1,13 @@
 """Figure 3 of the paper from a fig2_* sweep, by the protocol of bnrepro.analysis.fig3: for each
-variant, the steps to reach the no-BN Inception's best seed-mean *validation* accuracy and the
-speed-up over Inception, each with a 95% bootstrap interval over seeds; best validation accuracy
-and its step, the test accuracy there and at the end; whether the plateau rule held; the
-paper's numbers beside ours.
+variant, the steps to reach the reference level (the no-BN Inception's seed-mean *validation* plateau
+minus fig3.TOLERANCE) and the speed-up over Inception, each with its 95% t interval over seeds
+(bnrepro.analysis.stats); the same speed-up along a ladder of fixed validation accuracies (fig3.LADDER);
+the plateau level, best validation accuracy and its step, the test accuracy there and at the end; whether
+the plateau rule held; the paper's numbers beside ours.
 
     python scripts/table_fig3.py outputs/results/fig2_fashion_mnist --out results/fig2_fashion_mnist
-    (writes fig3.csv (one row per variant), fig3_seeds.csv (one row per run) and fig3.md into
-    --out; without --out, prints the Markdown)
+    (writes fig3.csv (one row per variant), fig3_ladder.csv (one row per variant and level),
+    fig3_seeds.csv (one row per run) and fig3.md into --out; without --out, prints the Markdown)
 
 A variant whose runs all diverged reads `diverged (dead|nonfinite)` (bnrepro/training/loop.py);
 one that never reaches the threshold reads `never`. Unfinished runs count as far as they got.
@@ -25,14 +26,15 @@ from bnrepro.analysis import fig3
 from bnrepro.analysis.cli import command, write_files
 from bnrepro.analysis.results import (BASE, STATUSES, divergence_kinds, is_diverged, load_metrics, load_runs,
                                       provenance_lines, run_status)
-from bnrepro.analysis.stats import bootstrap, crossing, mean_curve
+from bnrepro.analysis.stats import crossing, interval, mean_curve, mean_interval
 from bnrepro.analysis.sweeps import wall_times
 from bnrepro.paper import FIG3, fig3_name, fig3_order
 
 PAPER_WORDS = ("never", "diverged", "chance")
 NO_BN = ("inception", "inception_sigmoid")  # the plateau rule is required of these
 COLUMNS = ["variant", "name", *STATUSES, "outcome", "divergence", "split", "threshold", "steps_to_threshold",
-           "steps_ci_low", "steps_ci_high", "speedup", "speedup_ci_low", "speedup_ci_high", "best_val_accuracy",
+           "steps_ci_low", "steps_ci_high", "speedup", "speedup_ci_low", "speedup_ci_high", "plateau_val_accuracy",
+           "plateau_ci_low", "plateau_ci_high", "best_val_accuracy",
            "best_val_step", "near_best_step", "test_at_best_val", "final_test_accuracy", "last_step", "plateau_gain",
            "plateau_held",
            "paper_steps_to_threshold", "paper_max_accuracy", "paper_speedup", "paper_note"]
@@ -54,12 +56,14 @@ def paper_numbers(variant: str) -> dict[str, float | str]:
 def variant_row(variant: str, val: dict, test: dict, counts: pd.Series) -> dict[str, object]:
     steps, g, _ = val.get(variant, (np.empty(0), np.empty((0, 0)), []))
     base = fig3.base_curve(val)
-    threshold, _ = fig3.best_of(*base) if base else (math.nan, math.nan)
+    threshold = fig3.reference(base) if base else math.nan
     best, best_step = fig3.best_of(steps, g)
+    plateau = mean_interval(fig3.seed_plateaus(steps, g)) if len(steps) else mean_interval([])
     t_steps, t, _ = test.get(variant, (np.empty(0), np.empty((0, 0)), []))
     t_mean = mean_curve(t)
     row = {"variant": variant, "name": fig3_name(variant), **counts.astype(int).to_dict(), "split": fig3.SPLIT,
-           "threshold": threshold, "best_val_accuracy": best, "best_val_step": best_step,
+           "threshold": threshold, **dict(zip(("plateau_val_accuracy", "plateau_ci_low", "plateau_ci_high"), plateau)),
+           "best_val_accuracy": best, "best_val_step": best_step,
            # On a plateau the step of the maximum is nearly arbitrary: where the curve came within the
            # plateau tolerance of it says when the plateau began.
            "near_best_step": crossing(steps, mean_curve(g), best - fig3.PLATEAU_GAIN) if len(steps) else math.nan,
@@ -71,9 +75,11 @@ def variant_row(variant: str, val: dict, test: dict, counts: pd.Series) -> dict[
     nan3 = (math.nan,) * 3
     if base is None or not len(steps):
         s, sp = nan3, nan3
+    elif variant == BASE:  # its own seeds set both the level and the steps
+        s, sp = interval([g], fig3.steps_to(base, None), log=True), (1.0, 1.0, 1.0)
     else:
-        s = bootstrap(f"fig3_steps_{variant}", [base[1], g], fig3.steps_to(base, (steps, g)))
-        sp = bootstrap(f"fig3_speedup_{variant}", [base[1], g], fig3.speedup(base, (steps, g)))
+        s = interval([base[1], g], fig3.steps_to(base, (steps, g)), log=True)
+        sp = interval([base[1], g], fig3.speedup(base, (steps, g)), log=True)
     row.update(zip(("steps_to_threshold", "steps_ci_low", "steps_ci_high"), s))
     row.update(zip(("speedup", "speedup_ci_low", "speedup_ci_high"), sp))
     row["outcome"] = ("diverged" if is_diverged(counts) else "no accuracy yet" if math.isnan(best)
@@ -85,8 +91,30 @@ def variant_row(variant: str, val: dict, test: dict, counts: pd.Series) -> dict[
     return row
 
 
-def tables(sweep_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One row per variant present, in the paper's order (COLUMNS), and one row per run."""
+def ladder(val: dict, order: list[str]) -> pd.DataFrame:
+    """Per variant and level (fig3.LADDER's fixed accuracies, then the reference level): the steps to it and
+    the speed-up over Inception at it, with intervals; NaN where the variant (or Inception) never gets there."""
+    base = fig3.base_curve(val)
+    rows = []
+    for variant in (v for v in order if v in val and base is not None):
+        steps, g, _ = val[variant]
+        for level in (*fig3.LADDER, None):
+            at = fig3.reference(base) if level is None else level
+            if variant == BASE:
+                s, sp = interval([g], fig3.steps_to(base, None, level), log=True), (1.0, 1.0, 1.0)
+            else:
+                s = interval([base[1], g], fig3.steps_to(base, (steps, g), level), log=True)
+                sp = interval([base[1], g], fig3.speedup(base, (steps, g), level), log=True)
+            rows.append({"variant": variant, "level": at, "reference": level is None,
+                         **dict(zip(("steps", "steps_ci_low", "steps_ci_high"), s)),
+                         **dict(zip(("speedup", "speedup_ci_low", "speedup_ci_high"), sp))})
+    return pd.DataFrame(rows, columns=["variant", "level", "reference", "steps", "steps_ci_low", "steps_ci_high",
+                                       "speedup", "speedup_ci_low", "speedup_ci_high"])
+
+
+def tables(sweep_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """One row per variant present, in the paper's order (COLUMNS), one per variant and ladder level, and
+    one row per run."""
     metrics = load_metrics(sweep_dir)
     runs = load_runs(sweep_dir)
     counts = run_status(metrics, runs)
@@ -102,21 +130,51 @@ def tables(sweep_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     seeds = seeds.merge(runs[["run", "seed", "status", "divergence"]], on="run", how="left")
     order = {v: i for i, v in enumerate(frame.variant)}
     seeds = seeds.sort_values(["variant", "seed"], key=lambda c: c.map(order) if c.name == "variant" else c)
-    return frame[COLUMNS], seeds[["variant", "seed", "status", "divergence", "steps_to_threshold", "best_val_accuracy",
-                                  "best_val_step", "test_at_best_val", "final_test_accuracy", "last_step", "run"]]
+    steps = ladder(val, [v for v in frame.variant if v in frame.variant[frame.outcome != "diverged"].tolist()])
+    return frame[COLUMNS], steps, seeds[["variant", "seed", "status", "divergence", "steps_to_threshold",
+                                         "plateau_val_accuracy", "best_val_accuracy", "best_val_step", "test_at_best_val",
+                                         "final_test_accuracy", "last_step", "run"]]
 
 
 def pct(value: float) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{100 * value:.2f}%"
 
 
-def interval(value: float, lo: float, hi: float, fmt: str) -> str:
+def bracket(value: float, lo: float, hi: float, fmt: str) -> str:
+    """value [lo, hi]; `unbounded` where the seeds cannot bound it (one seed, or a never among the left-out)."""
     if math.isnan(value):
         return "-"
-    return f"{value:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]" if not math.isnan(lo) else f"{value:{fmt}}"
+    if math.isnan(lo):
+        return f"{value:{fmt}}"
+    if math.isinf(lo) or math.isinf(hi):
+        return f"{value:{fmt}} [unbounded]"
+    return f"{value:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
 
 
-def markdown(sweep_dir: Path, frame: pd.DataFrame, seeds: pd.DataFrame) -> str:
+def ladder_lines(steps: pd.DataFrame, frame: pd.DataFrame) -> list[str]:
+    """The ladder as a Markdown table: a row per variant, a column per level, the speed-up in each cell."""
+    if steps.empty:
+        return []
+    levels = steps.drop_duplicates("level").sort_values("reference", kind="stable")
+    head = [pct(l) + (" (reference)" if r else "") for l, r in zip(levels.level, levels.reference)]
+    lines = ["Speed-up over Inception at fixed validation accuracies (fig3_ladder.csv; Inception's steps to the "
+             "level / the variant's, each on its seed-mean curve, [95% t interval]; `never`: the variant's seed-mean "
+             "curve does not get there, `-`: Inception's does not):", "",
+             "| model | " + " | ".join(head) + " |", "| --- |" + " --- |" * len(head)]
+    for variant, g in steps.groupby("variant", sort=False):
+        cells = []
+        for r in g.itertuples():
+            if math.isnan(r.steps):
+                cells.append("never")
+            elif math.isnan(r.speedup):
+                cells.append("-")
+            else:
+                cells.append(bracket(r.speedup, r.speedup_ci_low, r.speedup_ci_high, ".1f") + "x")
+        lines.append(f"| {fig3_name(variant)} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def markdown(sweep_dir: Path, frame: pd.DataFrame, steps: pd.DataFrame, seeds: pd.DataFrame) -> str:
     records = load_runs(sweep_dir)
     data = ", ".join(map(str, records.data.dropna().unique())) or "unknown data set"
     threshold = float(frame.threshold.iloc[0])
@@ -139,56 +197,64 @@ def markdown(sweep_dir: Path, frame: pd.DataFrame, seeds: pd.DataFrame) -> str:
             names = others[0] if len(others) == 1 else f"{', '.join(others[:-1])} and {others[-1]}"
             plateau += (f" So did {names}, each where the rule first held on its own seed-mean curve "
                         "(steps run: below).")
-        near = base.near_best_step.iloc[0]
-        plateau += (f" Inception's seed-mean curve came within {100 * fig3.PLATEAU_GAIN:.1f} points of its best at step "
-                    f"{near:,.0f}; the speed-ups counted from there would be {near / base.steps_to_threshold.iloc[0]:.2f} "
-                    "times those in the table.")
-    lines = [f"# Figure 3 reproduced: {data}", "",
+    tol = 100 * fig3.TOLERANCE
+    lines = [f"# Figure 3 at CPU scale: {data}", "",
              f"Sweep: `{sweep_dir}`; data set: {data}; {int(frame[list(STATUSES)].sum().sum())} runs ({totals}).", "",
-             "**Threshold missing: no `inception` (no-BN) accuracy in this sweep, so there are no steps to "
-             "threshold or speed-ups; best accuracies only.**" if math.isnan(threshold) else
-             f"Threshold: {pct(threshold)}, the no-BN Inception's best seed-mean **validation** accuracy (the paper's "
-             "72.2%). Steps to threshold: where a variant's seed-mean validation curve first reaches it, interpolated "
-             "in log(step) between evaluations; speed-up: Inception's steps to its best / the variant's. "
-             "[95% bootstrap intervals over seeds], Inception's seeds resampled too. Test accuracy is reported, never "
-             "used to choose: at the step of the best seed-mean validation accuracy, and at the end.", "",
+             "**Reference level missing: no `inception` (no-BN) accuracy in this sweep, so there are no steps to "
+             "threshold or speed-ups; plateau levels only.**" if math.isnan(threshold) else
+             f"Reference level: {pct(threshold)}, the no-BN Inception's seed-mean **validation** plateau "
+             f"({pct(threshold + fig3.TOLERANCE)}: its mean over the last {100 * fig3.PLATEAU_FRACTION:.0f}% of its "
+             f"steps) minus {tol:.1f} point{'s' if tol != 1 else ''} (the paper's threshold is Inception's maximum, "
+             "72.2%; a maximum of a few noisy seed curves moves with every evaluation's noise). Steps to it: where a "
+             "variant's seed-mean validation curve first reaches it, interpolated in log(step) between evaluations; "
+             "speed-up: Inception's steps to it / the variant's; [95% t intervals over seeds] (bnrepro.analysis.stats: "
+             "leave-one-seed-out jackknife, Inception's seeds left out too). A stopped run keeps its last accuracy, "
+             "a diverged one counts at chance. Test accuracy is reported, never used to choose.", "",
              *([plateau, ""] if plateau else []),
              *provenance, "",
-             "| model | runs | steps run | steps to threshold | speed-up | best val (step) | test there | final test "
-             "| plateau gain, last 25% | paper: steps to 72.2% | paper: max accuracy | paper: speed-up |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| model | runs | steps run | steps to reference | speed-up | val plateau [95%] | best val (step) | "
+             "test there | final test | plateau gain, last 25% | paper: steps to 72.2% | paper: max accuracy | "
+             "paper: speed-up |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in frame.itertuples():
         runs = ", ".join(f"{getattr(r, s)} {s}" for s in STATUSES if getattr(r, s))
-        steps = (interval(r.steps_to_threshold, r.steps_ci_low, r.steps_ci_high, ",.0f") if r.outcome == "reached" else
-                 f"diverged ({r.divergence})" if r.outcome == "diverged" and r.divergence else r.outcome)
-        speedup = interval(r.speedup, r.speedup_ci_low, r.speedup_ci_high, ".1f") + ("x" if r.outcome == "reached" else "")
+        reached = r.outcome == "reached"
+        steps_cell = (bracket(r.steps_to_threshold, r.steps_ci_low, r.steps_ci_high, ",.0f") if reached else
+                      f"diverged ({r.divergence})" if r.outcome == "diverged" and r.divergence else r.outcome)
+        speedup = bracket(r.speedup, r.speedup_ci_low, r.speedup_ci_high, ".1f") + ("x" if reached else "")
+        level = ("n/a" if math.isnan(r.plateau_val_accuracy) else
+                 bracket(100 * r.plateau_val_accuracy, 100 * r.plateau_ci_low, 100 * r.plateau_ci_high, ".2f") + "%")
         best = "n/a" if math.isnan(r.best_val_accuracy) else f"{pct(r.best_val_accuracy)} ({r.best_val_step:,.0f})"
         gain = "-" if math.isnan(r.plateau_gain) else (
             f"+{100 * r.plateau_gain:.2f} pts ({'held' if r.plateau_held else 'not held'})")
         paper = FIG3.get(r.variant, (r.name, "-", "-", "-"))[1:]
         last = "-" if math.isnan(r.last_step) else f"{r.last_step:,.0f}"
-        lines.append(f"| {r.name} | {runs} | {last} | {steps} | {speedup} | {best} | {pct(r.test_at_best_val)} "
-                     f"| {pct(r.final_test_accuracy)} | {gain} | {' | '.join(paper)} |")
-    lines += ["", "Per seed (fig3_seeds.csv): each run's own steps to the threshold, best validation accuracy (step).", "",
-              "| model | seed | steps to threshold | best val (step) | test there | final test |",
-              "| --- | --- | --- | --- | --- | --- |"]
+        lines.append(f"| {r.name} | {runs} | {last} | {steps_cell} | {speedup} | {level} | {best} | "
+                     f"{pct(r.test_at_best_val)} | {pct(r.final_test_accuracy)} | {gain} | {' | '.join(paper)} |")
+    lines += ["", *ladder_lines(steps, frame),
+              "Per seed (fig3_seeds.csv): each run's own steps to the reference level, its plateau and best validation "
+              "accuracy (step).", "",
+              "| model | seed | steps to reference | val plateau | best val (step) | test there | final test |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in seeds.itertuples():
         status = f"diverged ({r.divergence}) at {r.last_step:,.0f}" if r.status == "diverged" else (
             "never" if math.isnan(r.steps_to_threshold) else f"{r.steps_to_threshold:,.0f}")
         best = "n/a" if math.isnan(r.best_val_accuracy) else f"{pct(r.best_val_accuracy)} ({r.best_val_step:,.0f})"
-        lines.append(f"| {fig3_name(r.variant)} | {r.seed} | {status} | {best} | {pct(r.test_at_best_val)} "
-                     f"| {pct(r.final_test_accuracy)} |")
+        lines.append(f"| {fig3_name(r.variant)} | {r.seed} | {status} | {pct(r.plateau_val_accuracy)} | {best} | "
+                     f"{pct(r.test_at_best_val)} | {pct(r.final_test_accuracy)} |")
     return "\n".join(lines) + "\n"
 
 
 def write(sweep_dir: Path, out: Path | None) -> str | list[Path]:
     """The Markdown printed, or fig3.csv, fig3_seeds.csv and fig3.md written into `out`."""
-    frame, seeds = tables(sweep_dir)
-    text = markdown(sweep_dir, frame, seeds)
-    return text if out is None else write_files(out, {"fig3.csv": frame, "fig3_seeds.csv": seeds, "fig3.md": text})
+    frame, steps, seeds = tables(sweep_dir)
+    text = markdown(sweep_dir, frame, steps, seeds)
+    return text if out is None else write_files(out, {"fig3.csv": frame, "fig3_ladder.csv": steps,
+                                                      "fig3_seeds.csv": seeds, "fig3.md": text})
 
 
-main = command(__doc__, write, "directory for fig3.csv, fig3_seeds.csv and fig3.md (default: print the Markdown)")
+main = command(__doc__, write, "directory for fig3.csv, fig3_ladder.csv, fig3_seeds.csv and fig3.md "
+                              "(default: print the Markdown)")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -6,8 +6,9 @@ of their class probabilities), test error, from the runs' saved predictions (bnr
     (writes fig4.csv, one row per member and one per ensemble, and fig4.md; without --out, prints it)
 
 Members: the completed `bn_x30` runs of --members (make fig2's) and of SWEEP_DIR (make fig4's).
-The gain's 95% interval is a bootstrap over test examples (2,000 resamples), every model judged on
-the same resampled examples. No member is chosen on the test split: the best single member is
+The gain's 95% interval is a t interval over test examples (bnrepro.analysis.stats: the jackknife's
+standard error, n = the test examples), every model judged on
+the same examples. No member is chosen on the test split: the best single member is
 named only as the comparison the paper makes.
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pandas as pd
 from bnrepro.analysis.cli import command, write_files
 from bnrepro.analysis.ensemble import correct, ensemble_gain, members
 from bnrepro.analysis.results import provenance_lines
-from bnrepro.analysis.stats import bootstrap
+from bnrepro.analysis.stats import interval
 from bnrepro.analysis.sweeps import wall_times
 from bnrepro.paper import FIG4_ENSEMBLE
 
@@ -37,7 +38,7 @@ def table(sweep_dir: Path, others: list[Path]) -> tuple[pd.DataFrame, tuple[floa
         rows.append({"model": f"ensemble of the {int(first.sum())} from {Path(others[0]).name}", "kind": "ensemble",
                      "test_error": 100 * (1 - part[:, 0].mean())})
     rows.append({"model": f"ensemble of all {len(runs)}", "kind": "ensemble", "test_error": 100 * (1 - c[:, 0].mean())})
-    return pd.DataFrame(rows), bootstrap("fig4_ensemble_gain", [c], ensemble_gain), len(labels)
+    return pd.DataFrame(rows), tuple(interval([c], ensemble_gain)), len(labels)
 
 
 def markdown(sweep_dir: Path, others: list[Path], frame: pd.DataFrame, gain, examples: int) -> str:
@@ -52,7 +53,7 @@ def markdown(sweep_dir: Path, others: list[Path], frame: pd.DataFrame, gain, exa
              *(f"| {r.model} | {r.test_error:.2f}% |" for r in frame.itertuples()), "",
              f"Mean single member: {singles.test_error.mean():.2f}%; best single member: {singles.test_error.min():.2f}%.",
              f"Ensemble of all - best single member: **{gain[0]:+.2f} points** [95% interval {gain[1]:+.2f}, "
-             f"{gain[2]:+.2f}] (bootstrap over test examples).", "",
+             f"{gain[2]:+.2f}] (t interval over test examples, bnrepro.analysis.stats).", "",
              f"Paper (ImageNet): {FIG4_ENSEMBLE}."]
     return "\n".join(lines) + "\n"
 

@@ -97,7 +97,7 @@ def ics_records(run, variant, seed, values):
 
 
 def test_ics_per_run_and_the_claim():
-    from bnrepro.analysis.stats import bootstrap
+    from bnrepro.analysis.stats import interval
     from bnrepro.analysis.why import claims, ics_per_run
 
     metrics = pd.concat([
@@ -110,7 +110,7 @@ def test_ics_per_run_and_the_claim():
     assert t.loc[("a", "mean")].rel_diff == pytest.approx((0.5 + 0.25) / 2)  # layer1 left out
     assert t.loc[("b", "mean")].one_minus_cos == pytest.approx((0.5 + 0.7) / 2)
     c = {x["claim"]: x for x in claims("why_ics", metrics)}
-    ratio = bootstrap("t", c["why_ics_not_lower_rel_diff"]["groups"], c["why_ics_not_lower_rel_diff"]["stat"])[0]
+    ratio = interval(c["why_ics_not_lower_rel_diff"]["groups"], c["why_ics_not_lower_rel_diff"]["stat"]).value
     assert ratio == pytest.approx(((1.0 + 0.5) / 2) / 0.375)
 
 

@@ -5,7 +5,7 @@ bn_statistics, per run (`per_run`): its method (which population estimate, Froze
 Renorm, group norm, inference example weighing), its normalization batch (bn.ghost_batch; null =
 the whole SGD batch; NaN for group norm, which pools no examples), and its final (last evaluation)
 val and test accuracy and error. `table`: method x normalization batch, seed-mean val error with
-its 95% bootstrap interval, test beside it. A diverged run counts at chance (CHANCE): its last
+its 95% t interval (bnrepro.analysis.stats), test beside it. A diverged run counts at chance (CHANCE): its last
 accuracy is not a final one, and leaving it out would hide what small batches do.
 
 A run that scripts/eval_statistics.py evaluated after training (statistics.csv: the EMA run under
@@ -19,7 +19,7 @@ severity the error with the training statistics and with statistics recomputed o
 (`shift_table`), and per run the claim's number (`shift_gap`).
 
 `claims(experiment, data)`: the specs that the report and scorecard.row turn into rows, as
-bnrepro.analysis.why.claims. Seed intervals: bnrepro.analysis.stats.bootstrap, as everywhere.
+bnrepro.analysis.why.claims. Intervals and verdicts: bnrepro.analysis.stats, as everywhere.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from bnrepro.analysis.results import find_runs, load_metrics, run_info
-from bnrepro.analysis.stats import bootstrap
+from bnrepro.analysis.stats import mean_interval
 
 KEYS = ("bn.norm", "bn.population", "bn.momentum", "bn.freeze_after", "bn.ghost_batch", "bn.eval_weight",
         "trainer.batch_size", "model.name")
@@ -145,7 +145,8 @@ def weighing_choice(runs: pd.DataFrame, batch: float) -> tuple[str, float]:
 
 
 def mean_ci(key: str, values: np.ndarray) -> tuple[float, float, float]:
-    return bootstrap(key, [values], lambda g: float(g[0].mean()))
+    """The seed mean and its t interval (stats.mean_interval); `key` names the cell, for readers of the code."""
+    return tuple(mean_interval(values))
 
 
 def table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -244,6 +245,11 @@ def claims(experiment: str, data: pd.DataFrame | None) -> list[dict]:
         spec("bn_statistics_renorm_helps_small", f"at batch {small:g} Batch Renorm's error is below BN's",
              A["renorm_helps"], stat.format(b=small, a=EMA, c=RENORM), [at(EMA), at(RENORM)]),
     ]
+    if experiment == "bn_statistics" and small == 2:  # the MLP at batch 2: +-1 by arithmetic (claims.MLP_BATCH_2)
+        from bnrepro.analysis.claims import MLP_BATCH_2
+        for c in specs:
+            if c["claim"] != "bn_statistics_precise_beats_ema_small":
+                c["illustration"] = MLP_BATCH_2
     if experiment == "bn_statistics":
         return specs + [
             spec("bn_statistics_frozen_tail_helps_small", f"at batch {small:g} a FrozenBN tail lowers PreciseBN's error",

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from bnrepro.analysis.results import load_runs
-from bnrepro.tracking.logger import PREDICTIONS_FILE
+from bnrepro import PREDICTIONS_FILE
 
 
 def members(sweep_dirs: list[Path], variant: str = "bn_x30") -> pd.DataFrame:
@@ -53,6 +53,6 @@ def correct(runs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 def ensemble_gain(c: list[np.ndarray]) -> float:
     """[correct matrix] -> the ensemble's test error minus its best member's (points; < 0: the
-    ensemble is better). The statistic `stats.bootstrap` resamples over test examples."""
+    ensemble is better). The statistic `stats.interval` reads over test examples (rows)."""
     errors = 100 * (1 - c[0].mean(0))
     return float(errors[0] - errors[1:].min())

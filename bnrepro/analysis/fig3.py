@@ -1,17 +1,21 @@
-"""Figure 3's protocol as functions of the run data (configs/experiment/fig2_fashion_mnist.yaml's
-header states it; scripts/table_fig3.py and scripts/scorecard.py both read it from here).
+"""Figure 3's protocol as functions of the run data (configs/experiment/fig2_fashion_mnist.yaml's header
+states it; scripts/table_fig3.py and the scorecard both read it from here).
 
 - Every choice is read from the validation split (`val/accuracy`); test accuracy is reported.
-- Threshold: the maximum of the no-BN Inception's seed-mean validation curve (the paper's 72.2%);
-  Inception's own steps: where that maximum is first reached.
-- Steps to threshold: where a variant's seed-mean validation curve first reaches the threshold,
-  interpolated in log(step) between evaluations (`stats.crossing`); speed-up: Inception's steps /
-  the variant's. Both with 95% bootstrap intervals over seeds, Inception's seeds resampled too
-  (so the threshold's own uncertainty is in every interval).
-- Plateau rule (`stats.plateau_gain`): the seed-mean curve's best rises by less than PLATEAU_GAIN
-  over the last PLATEAU_FRACTION of the run's steps; checked and reported for every variant,
-  required of the no-BN Inception (and Inception-Sigmoid) whose maximum the others are measured
-  against. Those train until it holds (`trainer.stop_at_plateau`, bnrepro/training/loop.py).
+- Reference level (the paper's 72.2%): the no-BN Inception's plateau, its seed-mean validation accuracy
+  averaged over the last PLATEAU_FRACTION of its steps (stats.plateau_level), minus TOLERANCE. Not the
+  curve's maximum: a 3-seed mean curve's maximum moves by more than BN-x5's margin when only the rounding
+  of the runs changes (issue 30), so a verdict read at it flips on float noise.
+- Steps to a level: where a variant's seed-mean validation curve first reaches it, interpolated in
+  log(step) between evaluations (`stats.crossing`); speed-up: Inception's steps to the level / the
+  variant's. At the reference level, and along LADDER, a ladder of fixed levels, so a reader sees whether a
+  speed-up holds across levels or comes from the last few tenths of a point.
+- Intervals: stats.interval (a t interval around the leave-one-seed-out jackknife), Inception's seeds left
+  out too, so the reference level's own uncertainty is in every interval.
+- A run that stopped (its plateau) keeps its last accuracy for the steps after it; a diverged run counts at
+  chance from its divergence on (stats.DIVERGED_RULE): the seed-mean curve is never read on a silent subset.
+- Plateau rule (`stats.plateau_gain`): the seed-mean curve's best rises by less than PLATEAU_GAIN over the
+  last PLATEAU_FRACTION of the run's steps; required of the no-BN Inception (and Inception-Sigmoid).
 """
 from __future__ import annotations
 
@@ -23,20 +27,36 @@ import pandas as pd
 from bnrepro.analysis.results import BASE
 # The plateau rule lives in stats, because the trainer stops by it too; the tables read it from here.
 from bnrepro.analysis.stats import PLATEAU_FRACTION, PLATEAU_GAIN, plateau_gain  # noqa: F401
-from bnrepro.analysis.stats import crossing, mean_curve
+from bnrepro.analysis.stats import crossing, mean_curve, plateau_level
 
 SPLIT = "val"  # what the protocol chooses on
+TOLERANCE = 0.01  # the reference level sits 1 point below Inception's plateau (header: why)
+LADDER = (0.80, 0.85, 0.87, 0.88)  # fixed validation accuracies the speed-up is also read at
+CHANCE = 0.1  # 10 classes
 
 
-def curves(metrics: pd.DataFrame, split: str = SPLIT, name: str = "accuracy"
+def curves(metrics: pd.DataFrame, split: str = SPLIT, name: str = "accuracy", fill: bool = True
            ) -> dict[str, tuple[np.ndarray, np.ndarray, list[str]]]:
-    """Per variant: its evaluation steps, a seeds x steps matrix of the metric (NaN after a run
-    stopped), and the runs (rows) in order. Only the steps the variant was evaluated at."""
+    """Per variant: its evaluation steps, a seeds x steps matrix of the metric, and the runs (rows) in
+    order. With `fill`, a stopped run keeps its last value and a diverged one reads CHANCE after its
+    last evaluation (a run still going stays NaN there)."""
     rows = metrics[(metrics.split == split) & (metrics.name == name)]
+    logged = set(metrics.run[(metrics.name == "diverged") & (metrics.value == 1)])
     out = {}
     for variant, g in rows.groupby("variant"):
         wide = g.pivot_table(index="run", columns="step", values="value").sort_index(axis=1)
-        out[variant] = (wide.columns.to_numpy(float), wide.to_numpy(float), list(wide.index))
+        values = wide.to_numpy(float, copy=True)
+        if fill and "status" in g:
+            status = g.groupby("run").status.first().reindex(wide.index)
+            for i, run in enumerate(wide.index):
+                ok = np.flatnonzero(np.isfinite(values[i]))
+                if not len(ok) or ok[-1] == values.shape[1] - 1:
+                    continue
+                if run in logged or status.iloc[i] == "diverged":
+                    values[i, ok[-1] + 1:] = CHANCE
+                elif status.iloc[i] == "completed":
+                    values[i, ok[-1] + 1:] = values[i, ok[-1]]
+        out[variant] = (wide.columns.to_numpy(float), values, list(wide.index))
     return out
 
 
@@ -49,21 +69,42 @@ def best_of(steps: np.ndarray, g: np.ndarray) -> tuple[float, float]:
     return float(mean[i]), float(steps[i])
 
 
-def steps_to(base: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndarray]):
-    """The statistic `stats.bootstrap` resamples: [Inception's seeds, a variant's seeds] -> the
-    variant's steps to Inception's seed-mean best (NaN: never)."""
+def plateau_of(steps: np.ndarray, g: np.ndarray) -> float:
+    """The seed-mean curve's plateau level (stats.plateau_level)."""
+    return plateau_level(steps, mean_curve(g)) if g.size else math.nan
+
+
+def seed_plateaus(steps: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Each seed's own plateau level: its mean over the last PLATEAU_FRACTION of its steps."""
+    return np.array([plateau_level(steps, row) for row in g], float)
+
+
+def reference(base: tuple[np.ndarray, np.ndarray]) -> float:
+    """The reference level: Inception's plateau minus TOLERANCE."""
+    return plateau_of(*base) - TOLERANCE
+
+
+def _level(base_steps: np.ndarray, g0: np.ndarray, level: float | None) -> float:
+    return plateau_of(base_steps, g0) - TOLERANCE if level is None else level
+
+
+def steps_to(base: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndarray] | None,
+             level: float | None = None):
+    """The statistic stats.interval takes: [Inception's seeds, a variant's seeds] -> the variant's steps
+    to `level` (None: the reference level) on its seed-mean curve (NaN: never). `other` None: Inception's
+    own steps, from [Inception's seeds] alone."""
     def stat(g: list[np.ndarray]) -> float:
-        threshold, _ = best_of(base[0], g[0])
-        return crossing(other[0], mean_curve(g[1]), threshold)
+        steps, curve = (base[0], g[0]) if other is None else (other[0], g[1])
+        return crossing(steps, mean_curve(curve), _level(base[0], g[0], level))
     return stat
 
 
-def speedup(base: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndarray]):
-    """[Inception's seeds, a variant's seeds] -> Inception's steps to its best / the variant's
-    (NaN where the variant never gets there)."""
+def speedup(base: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndarray], level: float | None = None):
+    """[Inception's seeds, a variant's seeds] -> Inception's steps to `level` / the variant's (NaN where
+    the variant never gets there; NaN too where Inception does not)."""
     def stat(g: list[np.ndarray]) -> float:
-        threshold, base_steps = best_of(base[0], g[0])
-        return base_steps / crossing(other[0], mean_curve(g[1]), threshold)
+        at = _level(base[0], g[0], level)
+        return crossing(base[0], mean_curve(g[0]), at) / crossing(other[0], mean_curve(g[1]), at)
     return stat
 
 
@@ -74,9 +115,9 @@ def value_at(steps: np.ndarray, g: np.ndarray, step: float) -> float:
 
 
 def per_seed(metrics: pd.DataFrame, threshold: float) -> pd.DataFrame:
-    """One row per run: its own steps to `threshold` on the validation split (NaN: never), its best
-    validation accuracy and step, its test accuracy at that step, its final test accuracy."""
-    val, test = curves(metrics, SPLIT), curves(metrics, "test")
+    """One row per run: its own steps to `threshold` on the validation split (NaN: never), its plateau
+    level, its best validation accuracy and step, its test accuracy at that step, its final test accuracy."""
+    val, test = curves(metrics, SPLIT, fill=False), curves(metrics, "test", fill=False)
     rows = []
     for variant, (steps, g, runs) in val.items():
         t_steps, t, t_runs = test.get(variant, (np.empty(0), np.empty((0, 0)), []))
@@ -90,6 +131,7 @@ def per_seed(metrics: pd.DataFrame, threshold: float) -> pd.DataFrame:
             best_step = float(steps[best_i]) if best_i is not None else math.nan
             rows.append({"variant": variant, "run": run,
                          "steps_to_threshold": crossing(steps, curve, threshold),
+                         "plateau_val_accuracy": plateau_level(steps, curve),
                          "best_val_accuracy": float(curve[best_i]) if best_i is not None else math.nan,
                          "best_val_step": best_step,
                          "test_at_best_val": float(tc[t_steps == best_step][0]) if (t_steps == best_step).any() else math.nan,

@@ -16,7 +16,7 @@ Per run, on the validation split where a number is read (test is reported beside
   of the variant's best rate).
 Each experiment has a `_conv` twin on the small Inception (why_noisy_bn_conv, ...): the same
 analysis (`study` names it), its claims named after the twin.
-Seed intervals: bnrepro.analysis.stats.bootstrap, as everywhere.
+Intervals, verdicts and the diverged-run rule: bnrepro.analysis.stats, as everywhere.
 """
 from __future__ import annotations
 
@@ -37,6 +37,9 @@ EARLY = 0.25  # the landscape's "early in training": the first quarter of the st
 GOOD = 2.0  # points: a rate "trains well" within this much of the variant's best rate
 ORDER = ("baseline", "noise", "bn", "noisy_bn")
 ICS = ["l2_diff", "rel_diff", "one_minus_cos"]
+_LABELS = {"why_noisy_bn": "why BN helps: noisy BN", "why_ics": "why BN helps: ICS",
+           "why_landscape": "why BN helps: landscape", "lr_range": "why BN helps: rate range"}
+LABELS = {**_LABELS, **{e + CONV: f"{text}, small Inception" for e, text in _LABELS.items()}}  # the scorecard's
 NAMES = {"baseline": "no BN", "noise": "noise, no BN", "bn": "BN", "noisy_bn": "noisy BN"}
 
 
@@ -168,11 +171,16 @@ def largest_good_rate(rates: np.ndarray, g: np.ndarray) -> float:
 CHANCE = 10.0  # points: a diverged run counts as a network that did not learn
 
 
-def _finals(runs: pd.DataFrame, variant: str, diverged_as_chance: bool = False) -> np.ndarray:
+def _finals(runs: pd.DataFrame, variant: str) -> np.ndarray:
+    """Final val accuracy (points) per seed, a diverged run at chance (stats.DIVERGED_RULE)."""
     r = runs[runs.variant == variant]
-    if diverged_as_chance:
-        return np.where(r.status == "diverged", CHANCE, 100 * r.final.to_numpy(float))
-    return 100 * ok(r).final.to_numpy(float)
+    return np.where(r.status == "diverged", CHANCE, 100 * r.final.to_numpy(float))
+
+
+def _diverged(runs: pd.DataFrame, *variants: str) -> str:
+    """The seeds column's note for a statistic a diverged run does not define."""
+    n = int(((runs.status == "diverged") & runs.variant.isin(variants)).sum())
+    return f"{n} diverged run{'s' if n > 1 else ''} left out: no value defined" if n else ""
 
 
 def _mean_diff(g: list[np.ndarray]) -> float:
@@ -206,23 +214,24 @@ def study_claims(experiment: str, metrics: pd.DataFrame | None) -> list[dict]:
     have = metrics is not None
     runs = per_run(metrics) if have else None
 
-    def spec(claim, text, paper, statistic, side, reference, groups, stat):
+    def spec(claim, text, paper, statistic, side, reference, groups, stat, **more):
         return {"claim": claim, "text": text, "paper": paper, "statistic": statistic, "side": side,
-                "reference": reference, "groups": groups if have else [], "stat": stat}
+                "reference": reference, "groups": groups if have else [], "stat": stat, **more}
 
     if experiment == "why_noisy_bn":
         last = [c for c in runs.columns if c.endswith("/rel_movement")][-1] if have else ""
         drift_of = (lambda v: ok(runs[runs.variant == v])[last].dropna().to_numpy(float)) if have else None
         return [
-            spec("why_noisy_bn_like_bn", "noisy BN ends within 1 point of BN, or above it", A["noisy_like_bn"],
-                 "final val accuracy, noisy BN - BN (points)", ">", -1.0,
+            spec("why_noisy_bn_like_bn", "noisy BN ends within 1 point of BN, or above it (a diverged run: chance)",
+                 A["noisy_like_bn"], "final val accuracy, noisy BN - BN (points)", ">", -1.0,
                  [_finals(runs, "noisy_bn"), _finals(runs, "bn")] if have else [], _mean_diff),
             spec("why_noise_without_bn_fails", "the same noise without BN ends below no BN (a diverged run: chance)",
                  A["noise_fails"], "final val accuracy, noise without BN - no BN (points)", "<", 0.0,
-                 [_finals(runs, "noise", True), _finals(runs, "baseline", True)] if have else [], _mean_diff),
+                 [_finals(runs, "noise"), _finals(runs, "baseline")] if have else [], _mean_diff),
             spec("why_noisy_bn_less_stable", "noisy BN's last-layer input drifts more than without BN",
                  A["noisy_less_stable"], "last layer's percentile travel / first spread, noisy BN / no BN (x)", ">",
-                 1.0, [drift_of("noisy_bn"), drift_of("baseline")] if have else [], _ratio),
+                 1.0, [drift_of("noisy_bn"), drift_of("baseline")] if have else [], _ratio,
+                 left_out=_diverged(runs, "noisy_bn", "baseline") if have else ""),
         ]
     if experiment == "why_ics":
         ics = ics_per_run(metrics) if have else None

@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from bnrepro import METRICS_COLUMNS, METRICS_FILE
+from bnrepro import METRICS_COLUMNS, METRICS_FILE, PREDICTIONS_FILE  # noqa: F401 (re-exported)
 from bnrepro.files import atomic_open, write_atomic
 from bnrepro.schema import choice
 from bnrepro.tracking.hparams import curated, experiment_summary, session_end_summary, session_start_summary
@@ -29,7 +29,6 @@ from bnrepro.tracking.hparams import curated, experiment_summary, session_end_su
 # once, at the end, to TensorBoard only).
 HPARAM_METRICS = ("test/accuracy", "test/best_accuracy", "test/loss", "train/loss")
 
-PREDICTIONS_FILE = "test_probs.csv"  # RunLogger.predictions (trainer.save_predictions)
 
 
 def truncate_metrics(path: Path, last_step: int) -> None:
