@@ -129,3 +129,54 @@ def test_member_tensors_are_the_members_own_parameters_and_statistics(kind):
         for j in range(stack.size):
             state = {k: v for k, v in stack.module.member_state_dict(j).items() if not k.endswith("num_batches_tracked")}
             assert state and all(bool((v == 7.0).all()) == (j <= i) for v in state.values()), (i, j)
+
+
+ONE = [*PLATEAU, "seed=0", "trainer.max_steps=300"]
+
+
+def test_a_run_is_reused_only_for_the_stop_mode_it_was_trained_with(make_cfg, tmp_path, capsys):
+    """Bug 2: a plateau-stopped run does not answer a fixed budget, nor a fixed-budget run the plateau
+    rule; both are refused (one paragraph, exit status 2) with the record left as it was, and
+    trainer.resume=false trains what is asked for there."""
+    from bnrepro.training.session import main
+
+    stopped = run_one(make_cfg(*ONE), tmp_path / "plateau")
+    assert stopped["stopped"] == "plateau" and stopped["steps"] < 300
+    budget = run_one(make_cfg(*ONE, "trainer.stop_at_plateau=false"), tmp_path / "budget")
+    assert budget["stopped"] is None and budget["steps"] == 300
+    records = {d: {f: (tmp_path / d / f).read_bytes() for f in ("metrics.csv", "summary.json", "config.yaml")}
+               for d in ("plateau", "budget")}
+    refusals = {
+        ("plateau", "trainer.stop_at_plateau=false"):
+            f"stopped at its plateau at step {stopped['steps']} .*fixed budget of trainer.max_steps=300 .*never trained",
+        ("budget", "trainer.stop_at_plateau=true"):
+            "trained its whole budget of 300 steps .*stop at the plateau .*might have stopped it earlier",
+        ("plateau", "trainer.plateau_min_steps=200"): "checked from step 100.* checked from step 200",
+    }
+    for (where, override), match in refusals.items():
+        with pytest.raises(BnreproError, match=match) as err:
+            run(make_cfg(*ONE, override), tmp_path / where)
+        assert str(tmp_path / where) in str(err.value) and "hydra.run.dir" in str(err.value)
+        with pytest.raises(SystemExit) as exit_:
+            main(lambda: make_cfg(*ONE, override), tmp_path / where)
+        assert exit_.value.code == 2 and "does not answer" in capsys.readouterr().err
+    for d, files in records.items():
+        assert {f: (tmp_path / d / f).read_bytes() for f in files} == files
+    # The same stop mode is still reused, as it is.
+    assert run_one(make_cfg(*ONE), tmp_path / "plateau")["steps"] == stopped["steps"]
+    assert run_one(make_cfg(*ONE, "trainer.stop_at_plateau=false"), tmp_path / "budget") == budget
+    # trainer.resume=false: the fixed budget trained over there, as a straight run trains it.
+    again = run_one(make_cfg(*ONE, "trainer.stop_at_plateau=false", "trainer.resume=false"), tmp_path / "plateau")
+    assert again["stopped"] is None and again["steps"] == 300
+    assert (tmp_path / "plateau" / "metrics.csv").read_bytes() == records["budget"]["metrics.csv"]
+
+
+def test_a_checkpoint_of_another_stop_mode_is_refused(make_cfg, tmp_path):
+    """An interrupted plateau run's checkpoints do not resume a fixed budget (a stacked member may have
+    stopped and been frozen in them), nor a fixed budget's the plateau rule."""
+    for mode, other in (("true", "false"), ("false", "true")):
+        out = tmp_path / mode
+        run_one(make_cfg(*ONE, f"trainer.stop_at_plateau={mode}"), out)
+        (out / "summary.json").unlink()  # as if killed after its last checkpoint
+        with pytest.raises(BnreproError, match="trainer.stop_at_plateau"):
+            run(make_cfg(*ONE, f"trainer.stop_at_plateau={other}"), out)
