@@ -34,8 +34,8 @@ def final_params(monkeypatch):
     def spy(members, *args, **kwargs):
         out = loop.fit(members, *args, **kwargs)
         m = members.module
-        trained.extend([m.member_state_dict(i) for i in range(members.size)] if members.size > 1 or
-                       hasattr(m, "member_state_dict") else [{k: v.clone() for k, v in m.state_dict().items()}])
+        trained.extend([m.member_state_dict(i) for i in range(members.size)] if hasattr(m, "member_state_dict")
+                       else [{k: v.clone() for k, v in m.state_dict().items()}])
         return out
 
     monkeypatch.setattr(session, "fit", spy)

@@ -147,8 +147,8 @@ def layout(cfg: Config, probe: ActivationProbe | None, gradients: GradientProbe 
 def fit(members, data: DataBundle, cfg: Config, logs: list, checkpoints: Checkpointer | None = None
         ) -> tuple[list[FitResult], dict[str, float]]:
     """Train every member for `trainer.max_steps`, or until it diverges or (trainer.stop_at_plateau)
-    its own validation curve plateaus; each member's records go to its own logger in `logs`. Returns each member's result and where the time went
-    (seconds spent evaluating and probing)."""
+    its own validation curve plateaus; each member's records go to its own logger in `logs`.
+    Returns each member's result and where the time went (seconds spent evaluating and probing)."""
     # Plain ints for the hot loop.
     t = cfg.trainer
     max_steps, log_every, probe_every = t.max_steps, t.log_every, cfg.probe.every
