@@ -197,9 +197,10 @@ class TrainerConfig:
     # ensemble averages them: scripts/table_fig4.py).
     save_predictions: bool = False
     # Stop once validation accuracy has plateaued, by Figure 3's rule (bnrepro.analysis.stats.plateau_gain:
-    # the members' mean best rose < 0.3 points over the last 25% of the steps), checked at each evaluation
-    # from step plateau_min_steps on (0: half of max_steps; checked too early, a stall mid-climb passes the rule:
-    # configs/experiment/fig2_fashion_mnist.yaml says where it does). The reference a claim is measured against
+    # the run's best rose < 0.3 points over the last 25% of the steps; each stacked member on its own curve,
+    # frozen once stopped), checked at each evaluation from step plateau_min_steps on (0: half of max_steps;
+    # checked too early, a stall mid-climb passes the rule: configs/experiment/fig2_fashion_mnist.yaml says
+    # where it does). The reference a claim is measured against
     # trains to its plateau this way (configs/variant/inception.yaml); needs data.val_size > 0.
     stop_at_plateau: bool = False
     plateau_min_steps: int = 0

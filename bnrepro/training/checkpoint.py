@@ -17,7 +17,10 @@ there is to save.
 Rerunning the same command into the same run directory resumes from the newest good
 checkpoint (`trainer.resume=true`, the default), truncating metrics.csv after its step; a run
 already completed or diverged there is not redone, nor shortened (a smaller trainer.max_steps
-than it, or than the newest checkpoint, is refused). SIGTERM and Ctrl-C stop the run at the end
+than it, or than the newest checkpoint, is refused). How a run ends is part of what must match
+(`stop_mode`): a run stopped at its plateau does not answer a request for a fixed budget
+(trainer.stop_at_plateau=false), nor a fixed budget one for the plateau rule (which might have
+stopped it earlier); either is refused, finished or checkpointed, with what it holds and the fix. SIGTERM and Ctrl-C stop the run at the end
 of the current step with a checkpoint (a second Ctrl-C aborts at once); so does SIGUSR2 when a
 handler for it was installed (submitit's, which requeues a SLURM job near its time limit), and
 that handler then runs, after the checkpoint.
@@ -52,6 +55,7 @@ STOP_POLL = 50  # steps between the ranks' agreement on a stop request under tor
 _NAME = re.compile(r"^step(\d+)-([0-9a-f]{16})\.pt$")
 # Keys that may change between an interrupted attempt and its resumption: where files are and
 # how the run reports, never what it computes.
+# The stop mode is compared on its own terms (`stop_mode`).
 RESUME_IGNORES = ("data.root", "data.download", "trainer.progress", "trainer.device", "trainer.threads",
                   "trainer.checkpoint_every", "trainer.checkpoint_keep", "trainer.resume", "trainer.max_steps",
                   "trainer.stop_at_plateau", "trainer.plateau_min_steps")
@@ -72,10 +76,57 @@ class CorruptCheckpoint(Exception):
         self.damaged = damaged  # the bytes are not what was written (else: intact but unreadable here)
 
 
+def stop_mode(flat: dict[str, Any]) -> dict[str, Any]:
+    """How a run (its flattened config) ends: nothing for a fixed budget (the keys of a run that
+    does not stop early stay out, so its checkpoints compare as they always have); with
+    trainer.stop_at_plateau, the step the rule is checked from (plateau_min_steps, 0: half of
+    max_steps), which decides where the run stops."""
+    if not flat.get("trainer.stop_at_plateau"):
+        return {}
+    start = flat.get("trainer.plateau_min_steps") or flat["trainer.max_steps"] // 2
+    return {"trainer.stop_at_plateau": True, "trainer.plateau_min_steps": start}
+
+
 def comparable(cfg: Config | dict) -> dict[str, Any]:
-    """The flattened config (a `Config` or a config.yaml's dict) minus RESUME_IGNORES: what must
-    match to resume."""
-    return {k: v for k, v in flatten(plain(cfg)).items() if k not in RESUME_IGNORES}
+    """The flattened config (a `Config` or a config.yaml's dict) minus RESUME_IGNORES, plus its
+    `stop_mode`: what must match to resume, or to reuse a finished run."""
+    flat = flatten(plain(cfg))
+    return {**{k: v for k, v in flat.items() if k not in RESUME_IGNORES}, **stop_mode(flat)}
+
+
+def describe_stop(flat: dict[str, Any], steps: object = None, status: str | None = None,
+                  stopped: str | None = None) -> str:
+    """A run's stop mode in words (with how it ended, for a finished one)."""
+    mode = stop_mode(flat)
+    rule = (f"trainer.stop_at_plateau=true, checked from step {mode['trainer.plateau_min_steps']}" if mode
+            else "trainer.stop_at_plateau=false")
+    if status is None:
+        return (f"a stop at the plateau ({rule}, at most trainer.max_steps={flat['trainer.max_steps']})" if mode else
+                f"the fixed budget of trainer.max_steps={flat['trainer.max_steps']} ({rule})")
+    if status == "diverged":
+        return f"a run that diverged at step {steps} ({rule})"
+    if stopped:
+        return f"a run that stopped at its plateau at step {steps} ({rule})"
+    return f"a run that trained its whole budget of {steps} steps ({rule})"
+
+
+def stop_mismatch(out: Path, saved: dict[str, Any], cfg: Config, previous: dict) -> BnreproError:
+    """The refusal of a finished run whose stop mode is not the one asked for."""
+    held, asked = flatten(plain(saved)), flatten(plain(cfg))
+    what = describe_stop(held, previous.get("steps"), previous.get("status"), previous.get("stopped"))
+    if stop_mode(asked) and stop_mode(held):
+        why = "the rule, checked from another step, might have stopped it at another one"
+    elif stop_mode(asked):
+        why = "the plateau rule was not applied to it, and might have stopped it earlier"
+    elif previous.get("stopped"):
+        why = "the steps after its stop were never trained"
+    else:
+        why = "its config and summary record the other stopping rule"
+    return BnreproError(
+        f"{out} already holds {what}, but this run asks for {describe_stop(asked)}, which that run does not answer: "
+        f"{why}. It is neither reused nor extended in place (its record would mix two stopping rules). Give this run "
+        "its own directory (hydra.run.dir=... / hydra.sweep.dir=...), pass trainer.resume=false to train it over "
+        "again there (replacing the run it holds), or ask for the stop mode it was trained with.")
 
 
 def finished_run(out: Path, cfg: Config) -> dict | None:
@@ -91,7 +142,11 @@ def finished_run(out: Path, cfg: Config) -> dict | None:
         return None
     if previous.get("status") not in ("completed", "diverged"):
         return None
-    if comparable(yaml.safe_load(saved.read_text())) != comparable(cfg):
+    held = yaml.safe_load(saved.read_text())
+    if comparable(held) != comparable(cfg):
+        rest = {k: v for k, v in comparable(held).items() if not k.startswith(("trainer.stop_at", "trainer.plateau"))}
+        if rest == {k: v for k, v in comparable(cfg).items() if not k.startswith(("trainer.stop_at", "trainer.plateau"))}:
+            raise stop_mismatch(out, held, cfg, previous)
         raise BnreproError(f"{out} already holds a finished run with a different config. Give this run its own "
                            "directory (hydra.run.dir=... / hydra.sweep.dir=...), or delete the old one.")
     steps = previous.get("steps")

@@ -120,3 +120,13 @@ def any_rank(flag: bool) -> bool:
     t = torch.tensor([float(flag)], device="cuda" if dist.get_backend() == "nccl" else "cpu")
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
+
+
+def any_rank_each(flags: list[bool]) -> list[bool]:
+    """`any_rank` of each flag, in one collective: per member of a stack, which every rank must
+    stop at the same step."""
+    if not active():
+        return list(flags)
+    t = torch.tensor([float(f) for f in flags], device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in t.tolist()]

@@ -19,9 +19,13 @@ A diverged member of a stack is no longer logged; its arithmetic goes on harmles
 mixes members) until every member has ended.
 
 With `trainer.stop_at_plateau` a run ends early, `stopped: plateau` in its summary, at the first
-evaluation (from `trainer.plateau_min_steps` on) at which Figure 3's plateau rule holds for the
-members' mean validation curve (`stats.plateau_gain`, the same function the tables check it with),
-so the reference trains exactly as long as the protocol asks, and a stack of seeds stops together.
+evaluation (from `trainer.plateau_min_steps` on) at which Figure 3's plateau rule holds for its own
+validation curve (`stats.plateau_gain`, the same function the tables check it with), so the
+reference trains exactly as long as the protocol asks. A member of a stack is checked on its own
+curve too, so it stops at the step its single run stops at: from there on it is frozen (its
+parameters and BN statistics are put back after every step, so neither SGD's momentum and weight
+decay nor train-mode statistics move them) and no longer logged, while the others go on; the
+stack ends when every member has ended or at `trainer.max_steps`.
 """
 from __future__ import annotations
 
@@ -65,7 +69,13 @@ class FitResult:
 
     @property
     def active(self) -> bool:
+        """Not diverged: its record is good (a member stopped at its plateau included)."""
         return self.status == "completed"
+
+    @property
+    def training(self) -> bool:
+        """Still being trained and logged: neither diverged nor stopped."""
+        return self.active and self.stopped is None
 
     def record_best(self, split: str, accuracy: float, step: int) -> float:
         """The split's (test or val) best accuracy so far, counting `accuracy` at `step`."""
@@ -114,15 +124,11 @@ def eval_steps(max_steps: int, every: int, per_decade: int = 0, gap_max: int = 0
     return steps
 
 
-def plateaued(results: list[FitResult]) -> bool:
-    """Whether the members' mean validation curve so far has plateaued (Figure 3's rule; a
-    diverged member's curve ends where it diverged, as the tables read it)."""
-    steps = sorted({step for r in results for step, _ in r.val_curve})
-    index = {step: j for j, step in enumerate(steps)}
-    g = np.full((len(results), len(steps)), np.nan)
-    for i, r in enumerate(results):
-        for step, accuracy in r.val_curve:
-            g[i, index[step]] = accuracy
+def plateaued(result: FitResult) -> bool:
+    """Whether one run's (or stacked member's) validation curve so far has plateaued (Figure 3's
+    rule). Each member is judged on its own curve, so it stops where its single run does."""
+    steps, accuracy = zip(*result.val_curve) if result.val_curve else ((), ())
+    g = np.array(accuracy, float).reshape(1, -1)
     return bool(plateau_gain(np.array(steps, float), g) < PLATEAU_GAIN)  # NaN (too few evaluations): no
 
 
@@ -140,9 +146,9 @@ def layout(cfg: Config, probe: ActivationProbe | None, gradients: GradientProbe 
 
 def fit(members, data: DataBundle, cfg: Config, logs: list, checkpoints: Checkpointer | None = None
         ) -> tuple[list[FitResult], dict[str, float]]:
-    """Train every member for `trainer.max_steps` (or until all have diverged); each member's
-    records go to its own logger in `logs`. Returns each member's result and where the time went
-    (seconds spent evaluating and probing)."""
+    """Train every member for `trainer.max_steps`, or until it diverges or (trainer.stop_at_plateau)
+    its own validation curve plateaus; each member's records go to its own logger in `logs`.
+    Returns each member's result and where the time went (seconds spent evaluating and probing)."""
     # Plain ints for the hot loop.
     t = cfg.trainer
     max_steps, log_every, probe_every = t.max_steps, t.log_every, cfg.probe.every
@@ -179,7 +185,7 @@ def fit(members, data: DataBundle, cfg: Config, logs: list, checkpoints: Checkpo
         for split, batches_of, size in [*splits, ("test", data.test_batches, data.test_size)]:
             totals = members.evaluate(batches_of()).tolist()
             for (loss, correct), r, log in zip(totals, results, logs):
-                if not r.active:
+                if not r.training:
                     continue
                 accuracy = correct / size
                 if split == "val":
@@ -204,9 +210,13 @@ def fit(members, data: DataBundle, cfg: Config, logs: list, checkpoints: Checkpo
     def probe_and_log(step: int) -> None:
         tic = time.perf_counter()
         records = probe(step)
-        histograms = cfg.probe.histogram_every and (len(probe.history[0]) - 1) % cfg.probe.histogram_every == 0
+        probes = max(len(h) for h in probe.history)  # a member still training has them all
+        histograms = cfg.probe.histogram_every and (probes - 1) % cfg.probe.histogram_every == 0
+        for i, r in enumerate(results):
+            if r.stopped:  # its record ends at its stop, as its single run's does
+                probe.history[i].pop()
         for record, inputs, r, log in zip(records, probe.last_inputs, results, logs):
-            if r.active:
+            if r.training:
                 log.log(step, "probe", record)
                 if histograms:
                     log.histograms(step, "probe", inputs)
@@ -216,9 +226,17 @@ def fit(members, data: DataBundle, cfg: Config, logs: list, checkpoints: Checkpo
         tic = time.perf_counter()
         # The rate of this step's update: the SGD step whose effect the measurements are about.
         for split, record in gradients(step, x, y, optimizer.param_groups[0]["lr"]).items():
-            if results[0].active:
+            if results[0].training:
                 logs[0].log(step, split, record)
         timing["probe_time_s"] += time.perf_counter() - tic
+
+    # A member stopped at its plateau keeps the parameters and statistics it stopped with: copies
+    # of its slices, put back after every step (SGD's momentum and weight decay move a parameter
+    # even with a zero gradient, and a train-mode forward pass moves the running statistics).
+    frozen: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+
+    def freeze(i: int) -> None:
+        frozen[i] = [(t, t.clone()) for t in members.member_tensors(i)]
 
     loss_sum = torch.zeros(len(seeds), device=data.device)
     window = 0
@@ -227,11 +245,14 @@ def fit(members, data: DataBundle, cfg: Config, logs: list, checkpoints: Checkpo
     if resumed:
         loss_sum.copy_(torch.as_tensor(resumed["loss_sum"], dtype=loss_sum.dtype).view_as(loss_sum))
         window = resumed["window"]
+        for i, r in enumerate(results):
+            if r.stopped:  # checkpointed with the values it stopped with
+                freeze(i)
     elif probe:
         probe_and_log(0)
     members.module.train()
     step = resumed["step"] if resumed else 0
-    while step < max_steps and any(r.active for r in results):
+    while step < max_steps and any(r.training for r in results):
         step += 1
         x, y = next(batches)
         if population and step == bn_schedule.freeze_step + 1:
@@ -243,6 +264,11 @@ def fit(members, data: DataBundle, cfg: Config, logs: list, checkpoints: Checkpo
         loss_sum += members.forward_backward(x, y)
         optimizer.step()
         schedule.step()
+        if frozen:
+            with torch.no_grad():
+                for tensors in frozen.values():
+                    for live, kept in tensors:
+                        live.copy_(kept)
         window += 1
         last = step == max_steps
         if step % log_every == 0 or last:
@@ -252,7 +278,7 @@ def fit(members, data: DataBundle, cfg: Config, logs: list, checkpoints: Checkpo
             loss_sum.zero_()
             lr = optimizer.param_groups[0]["lr"]
             for total, is_dead, r, log in zip(totals, dead, results, logs):
-                if not r.active:
+                if not r.training:
                     continue
                 r.steps = step
                 if divergence := divergence_of(total / window, r, is_dead == 1.0):
@@ -261,17 +287,23 @@ def fit(members, data: DataBundle, cfg: Config, logs: list, checkpoints: Checkpo
                 else:
                     log.log(step, "train", {"loss": total / window, "lr": lr, "epoch": batches.epoch})
             window = 0
-            if not any(r.active for r in results):
+            if not any(r.training for r in results):
                 break
         if step in evaluations:
             evaluate_and_log(step)
-            # Every rank must leave the loop at the same step: agreed on, as a stop request is.
-            if stop_at_plateau and step >= plateau_from and distributed.any_rank(plateaued(results)):
-                for r in results:
-                    if r.active:
-                        r.stopped = "plateau"
-                logs[0].progress(step)
-                break
+            if stop_at_plateau and step >= plateau_from:
+                # Each member by its own curve; every rank must stop a member at the same step:
+                # agreed on member by member, as a stop request is.
+                stops = distributed.any_rank_each([r.training and plateaued(r) for r in results])
+                for r, stop in zip(results, stops):
+                    if stop:
+                        r.stopped, r.steps = "plateau", step
+                if not any(r.training for r in results):
+                    logs[0].progress(step)
+                    break
+                for i, stop in enumerate(stops):
+                    if stop:
+                        freeze(i)
         if probe and step % probe_every == 0:
             probe_and_log(step)
         if step % log_every == 0 or last:
@@ -284,7 +316,7 @@ def fit(members, data: DataBundle, cfg: Config, logs: list, checkpoints: Checkpo
             if r.active:
                 log.predictions(p, targets)
     for i, (r, log) in enumerate(zip(results, logs)):
-        if r.active:
+        if r.training:
             r.steps = step
         r.drift = probe.drift(i) if probe else {}
         r.final = {k: v for k, v in log.latest.items()

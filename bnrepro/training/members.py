@@ -5,7 +5,9 @@ a single run (`SingleModel`, any network, DDP, autocast, compile), S = len(seeds
 sweep of the MLP trained as one model (`StackedMembers` over `models.stacked.StackedMLP`) or of
 a conv network (`StackedConvMembers` over `models.stacked_conv.StackedConvNet`). All answer the
 same calls with a leading member dimension: the step's losses (S,) and logits (S, B, classes),
-evaluation logits (S, B, classes) and totals (S, 2), probed activations (S, B, C, ...). Each member is initialized exactly
+evaluation logits (S, B, classes) and totals (S, 2), probed activations (S, B, C, ...), and
+`member_tensors(i)`: member i's own slices of the parameters and BN statistics (what the loop
+holds still once the member has stopped at its plateau). Each member is initialized exactly
 as its single run would be (`build_members`), so a stacked member's numbers equal its single
 run's up to float rounding (tests/test_stacked.py, tests/test_stacked_conv.py).
 """
@@ -119,6 +121,10 @@ class SingleModel:
         """Summed loss and number correct over the batches: (1, 2)."""
         return evaluate(self, batches)
 
+    def member_tensors(self, i: int) -> list[Tensor]:
+        """The parameters and floating-point buffers (BN statistics) of the one member."""
+        return [t.detach() for t in (*self.module.parameters(), *self.module.buffers()) if t.is_floating_point()]
+
     def probe_layers(self) -> dict[str, bool]:
         return probe_layers(self.module)
 
@@ -152,6 +158,13 @@ class StackedMembers:
 
     def evaluate(self, batches) -> Tensor:
         return evaluate(self, batches)
+
+    def member_tensors(self, i: int) -> list[Tensor]:
+        """Member i's views of the stacked parameters and running statistics (all (S, ...)); the
+        num_batches_tracked counters, shared by all members, are left out."""
+        m = self.module
+        buffers = [t for name, t in m.named_buffers() if name.startswith(("running_mean", "running_var"))]
+        return [t[i] for t in (*m.params.values(), *buffers)]
 
     def probe_layers(self) -> dict[str, bool]:
         return {f"layer{l}": self.module.bn for l in range(1, self.module.depth + 1)}
@@ -196,6 +209,12 @@ class StackedConvMembers:
 
     def evaluate(self, batches) -> Tensor:
         return evaluate(self, batches)
+
+    def member_tensors(self, i: int) -> list[Tensor]:
+        """Member i's channels of every parameter and floating-point buffer (member-major along dim 0,
+        as `StackedConvNet.member_state_dict` reads them); scalar counters are shared and left out."""
+        tensors = (*self.module.parameters(), *self.module.buffers())
+        return [t.detach().chunk(self.size)[i] for t in tensors if t.dim() and t.is_floating_point()]
 
     def probe_layers(self) -> dict[str, bool]:
         return probe_layers(self.module)
