@@ -67,3 +67,16 @@ def test_the_import_graph_has_no_cycle():
     for name in sorted(graph):
         if name not in state:
             visit(name, [])
+
+
+def test_experiment_headers_are_short_and_their_history_exists():
+    """An experiment's header keeps the command, the expected result, the runtime and one line per
+    choice; what came before lives in the results/<sweep>/history.md it names."""
+    import re
+
+    for path in sorted((REPO / "configs" / "experiment").glob("*.yaml")):
+        lines = path.read_text().splitlines()
+        header = lines[:next(i for i, line in enumerate(lines) if not line.startswith("#"))]
+        assert header[0] == "# @package _global_" and len(header) <= 32, (path.name, len(header))
+        for pointer in re.findall(r"results/[\w.]+/history\.md", "\n".join(header)):
+            assert (REPO / pointer).is_file(), (path.name, pointer)
