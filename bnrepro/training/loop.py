@@ -280,9 +280,11 @@ def fit(members, data: DataBundle, cfg: Config, logs: list, checkpoints: Checkpo
         if checkpoints:
             checkpoints.after_step(step, state, loss_sum, window)
             checked = step
-    if checkpoints and checkpoints.every and step != start and (step % checkpoints.every or checked != step):
-        # The final weights, when no periodic checkpoint holds them (a schedule that is no multiple of
-        # checkpoint_every, an early end): what is evaluated after training (bnrepro/training/posthoc.py).
+    if (checkpoints and checkpoints.every and step != start and step >= checkpoints.every
+            and (step % checkpoints.every or checked != step)):
+        # The final weights of a run that checkpoints, when no periodic checkpoint holds them (a schedule
+        # that is no multiple of checkpoint_every, an early end): what is evaluated after training
+        # (bnrepro/training/posthoc.py). A run shorter than checkpoint_every keeps none, as it asked.
         checkpoints.save(step, state, loss_sum, window)
     if t.save_predictions and any(r.active for r in results):
         probs, targets = predict(members, data.test_batches())
