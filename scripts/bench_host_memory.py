@@ -23,7 +23,7 @@ import sys
 def child(keep: bool, steps: int, evals: int, images: int = 7000) -> dict[str, float | str]:
     import torch
 
-    from bnrepro.bench_conv import fig2_stack, time_stack
+    from bench_conv import fig2_stack, time_stack
     from bnrepro.training.hostmem import keep_host_memory
 
     applied = keep_host_memory() if keep else False

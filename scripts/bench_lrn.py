@@ -19,7 +19,7 @@ import statistics
 
 import torch
 
-from bnrepro.bench_conv import fig2_stack, time_stack
+from bench_conv import fig2_stack, time_stack
 from bnrepro.models import stacked_conv
 from bnrepro.training.hostmem import keep_host_memory
 

@@ -1,5 +1,6 @@
 """Evaluate one trained run on corrupted copies of its test split, with the training statistics and
-with statistics recomputed on the corrupted images (bnrepro/training/shift.py; configs/experiment/bn_shift.yaml).
+with statistics recomputed on the corrupted images (bnrepro/training/shift.py; configs/experiment/bn_shift.yaml):
+the run's final weights, evaluated as its training loop evaluated (bnrepro/training/posthoc.py).
 
     python scripts/eval_shift.py RUN_DIR [--out RUN_DIR/shift.csv] [--test-size N]
 
@@ -16,7 +17,8 @@ import torch
 
 from bnrepro.data import build_data
 from bnrepro.errors import BnreproError
-from bnrepro.training.shift import evaluate_shift, load_config, load_model
+from bnrepro.training.posthoc import load_config, load_model
+from bnrepro.training.shift import evaluate_shift
 
 
 def main(argv=None) -> int:
@@ -32,7 +34,9 @@ def main(argv=None) -> int:
         if args.test_size:
             x, y = x[:args.test_size], y[:args.test_size]
         model, step = load_model(args.run_dir, cfg, data.input_shape, data.num_classes)
-        rows = evaluate_shift(model, x, y, batch_size=cfg.trainer.batch_size, seed=cfg.seed)
+        t = cfg.trainer
+        rows = evaluate_shift(model, x, y, batch_size=t.batch_size, seed=cfg.seed, amp=t.amp,
+                              eval_batch_size=t.eval_batch_size)
     except BnreproError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -1,10 +1,15 @@
 """The benchmark's pieces at tiny sizes (the speed targets are checked by running it, not here)."""
+import sys
+
 import pandas as pd
 import pytest
 import torch
 
-from bnrepro import bench
 from bnrepro.analysis.results import load_runs
+from tests.conftest import REPO
+
+sys.path.insert(0, str(REPO / "scripts"))
+import bench  # noqa: E402  (scripts/bench.py: the benchmarks live outside the library)
 
 
 def test_naive_loop_trains_and_reports_a_rate():
@@ -45,7 +50,7 @@ def test_main_quick_path_at_tiny_size(tmp_path, capsys):
 
 
 def test_conv_report_on_cpu_at_tiny_width(capsys):
-    from bnrepro.bench_conv import conv_report
+    from bench_conv import conv_report
 
     report = conv_report(torch.device("cpu"), quick=True, peak=1.0, batch=4, extra=["model.width_mult=0.125"])
     assert set(report) == {f"{m}_faithful_{k}" for m in ("inception_small", "bn_inception")
@@ -58,7 +63,7 @@ def test_conv_report_on_cpu_at_tiny_width(capsys):
 def test_conv_ratio_at_tiny_size(tmp_path, capsys):
     """The RATIO conv measurement's pieces run: the naive loop, a single run, a 3-seed stack, and
     the whole-machine layout (where there are 2+ cores), each rate and ratio consistent."""
-    from bnrepro.bench_conv import conv_ratio
+    from bench_conv import conv_ratio
 
     report = conv_ratio(["data=synthetic", "data.synthetic.train_size=256", "data.test_size=64",
                          "trainer.eval_batch_size=64"], steps=3, rounds=1, out=tmp_path)

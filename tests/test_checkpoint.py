@@ -158,7 +158,7 @@ def test_finished_run_is_not_redone_and_a_changed_config_is_refused(make_cfg, tm
     summary = run_one(make_cfg(*small(tmp_path), "optim.lr=0.3", "trainer.resume=false", "trainer.max_steps=12"),
                   tmp_path)
     assert summary["status"] == "completed" and "resumed_from" not in summary
-    assert [s for s, _ in checkpoints(tmp_path / CHECKPOINT_DIR)] == [10, 5]
+    assert [s for s, _ in checkpoints(tmp_path / CHECKPOINT_DIR)] == [12, 10, 5]  # 12: its final weights
 
 
 def test_unexpected_exception_is_recorded_as_failed(make_cfg, tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""The package's shape: a library free of Hydra, and an import graph without cycles."""
+"""The package's shape: a library free of Hydra and of benchmarks, and an import graph without cycles."""
 import ast
 import subprocess
 import sys
@@ -7,8 +7,8 @@ from pathlib import Path
 from tests.conftest import REPO
 
 PACKAGE = REPO / "bnrepro"
-# Only these know Hydra: the config module, and the benchmark, which composes configs through it.
-HYDRA_SIDE = {"bnrepro.config", "bnrepro.bench", "bnrepro.bench_conv"}
+# Only the config module knows Hydra (the benchmarks, which compose configs through it, are scripts).
+HYDRA_SIDE = {"bnrepro.config"}
 
 
 def modules() -> dict[str, Path]:
@@ -27,6 +27,11 @@ def test_the_library_imports_neither_hydra_nor_omegaconf():
             "print(sorted(m for m in ('hydra', 'omegaconf') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_benchmarks_live_outside_the_library():
+    assert not [m for m in modules() if "bench" in m.rsplit(".", 1)[-1]]
+    assert (REPO / "scripts" / "bench.py").exists() and (REPO / "scripts" / "bench_conv.py").exists()
 
 
 def imports(name: str, path: Path, known: set[str]) -> set[str]:
@@ -62,3 +67,16 @@ def test_the_import_graph_has_no_cycle():
     for name in sorted(graph):
         if name not in state:
             visit(name, [])
+
+
+def test_experiment_headers_are_short_and_their_history_exists():
+    """An experiment's header keeps the command, the expected result, the runtime and one line per
+    choice; what came before lives in the results/<sweep>/history.md it names."""
+    import re
+
+    for path in sorted((REPO / "configs" / "experiment").glob("*.yaml")):
+        lines = path.read_text().splitlines()
+        header = lines[:next(i for i, line in enumerate(lines) if not line.startswith("#"))]
+        assert header[0] == "# @package _global_" and len(header) <= 32, (path.name, len(header))
+        for pointer in re.findall(r"results/[\w.]+/history\.md", "\n".join(header)):
+            assert (REPO / pointer).is_file(), (path.name, pointer)

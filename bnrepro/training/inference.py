@@ -9,7 +9,10 @@ evaluated under every choice, `evaluate_statistics`, and each row is what a run 
 choice reports at its first evaluation (tests/test_bn_inference.py checks it against such runs). A
 run that evaluates several times draws later batches of the population stream at each, so there the
 rows are the same estimate from other batches: bn_statistics_conv evaluates once, at the end.
-scripts/eval_statistics.py is the command line; configs/experiment/bn_statistics_conv.yaml uses it.
+The run's final weights are read back and every choice evaluated as the training loop evaluates
+(bnrepro/training/posthoc.py: its layout, trainer.amp's autocast, the split's own batches), so the
+`ema` rows are what the run itself logged. scripts/eval_statistics.py is the command line;
+configs/experiment/bn_statistics_conv.yaml uses it.
 """
 from __future__ import annotations
 
@@ -25,17 +28,17 @@ from bnrepro.errors import BnreproError
 from bnrepro.nn.bn import recompute_population_stats
 from bnrepro.nn.bn_variants import recompute_precise_stats
 from bnrepro.schema import choice
-from bnrepro.training.shift import accuracy_and_loss, load_config, load_model
+from bnrepro.training.posthoc import evaluate, load_config, load_model
 
 ALPHAS = (0.1, 0.2, 0.4)  # example weighing's alpha: the share of each example's own statistics
 
 
 def evaluate_statistics(run_dir: str | Path, alphas=ALPHAS) -> list[dict]:
-    """One row per (statistics, alpha, split) of an EMA-trained BN run's newest checkpoint:
+    """One row per (statistics, alpha, split) of an EMA-trained BN run at its final step:
     statistics `ema` (as trained), `average` (Algorithm 2 over bn.population_batches batches),
     `precise` (PreciseBN over bn.precise_examples examples), both from the stream the training
     loop draws them from (seed + 1, no augmentation), and `weighing` at each alpha (on the EMA);
-    split val (when the run has one) and test; accuracy, loss and the checkpoint's step. The MLP gets
+    split val (when the run has one) and test; accuracy, loss and the final step. The MLP gets
     no weighing rows (its units have no positions, so no statistics of their own)."""
     cfg = load_config(run_dir)
     bn = cfg.bn
@@ -51,16 +54,7 @@ def evaluate_statistics(run_dir: str | Path, alphas=ALPHAS) -> list[dict]:
         torch.set_num_threads(t.threads)
     data = build_data(cfg.data, t.batch_size, t.eval_batch_size, "cpu")
     splits = {"val": data.val_batches, "test": data.test_batches} if data.val_size else {"test": data.test_batches}
-    held_out = {s: tuple(torch.cat(c) for c in zip(*batches())) for s, batches in splits.items()}
-    # trainer.channels_last as in training (NHWC convs: the same numbers, faster on CPU)
-    layout = torch.channels_last if t.channels_last and len(data.input_shape) == 3 else torch.contiguous_format
-    held_out = {s: (x.contiguous(memory_format=layout), y) for s, (x, y) in held_out.items()}
-
-    def load(config):
-        net, at = load_model(run_dir, config, data.input_shape, data.num_classes)
-        return net.to(memory_format=layout), at
-
-    model, step = load(cfg)
+    model, step = load_model(run_dir, cfg, data.input_shape, data.num_classes)
 
     def population(recompute, n: int):
         adapted = copy.deepcopy(model)
@@ -72,10 +66,10 @@ def evaluate_statistics(run_dir: str | Path, alphas=ALPHAS) -> list[dict]:
              ("precise", 0.0, population(recompute_precise_stats, -(-bn.precise_examples // t.batch_size)))]
     for alpha in alphas if choice(cfg.model.name) != "mlp" else ():
         weighed = dataclasses.replace(cfg, bn=dataclasses.replace(bn, eval_weight=float(alpha)))
-        cases.append(("weighing", float(alpha), load(weighed)[0]))
+        cases.append(("weighing", float(alpha), load_model(run_dir, weighed, data.input_shape, data.num_classes)[0]))
     rows = []
     for statistics, alpha, net in cases:
-        for split, (x, y) in held_out.items():
-            accuracy, loss = accuracy_and_loss(net, x, y, t.eval_batch_size)
+        for split, batches in splits.items():
+            accuracy, loss = evaluate(net, batches(), t.amp)
             rows.append(dict(statistics=statistics, alpha=alpha, split=split, accuracy=accuracy, loss=loss, step=step))
     return rows

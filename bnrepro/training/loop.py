@@ -252,6 +252,7 @@ def fit(members, data: DataBundle, cfg: Config, logs: list, checkpoints: Checkpo
         probe_and_log(0)
     members.module.train()
     step = resumed["step"] if resumed else 0
+    start = checked = step  # checked: the last step whose end `after_step` saw (its checkpoint, when due)
     while step < max_steps and any(r.training for r in results):
         step += 1
         x, y = next(batches)
@@ -310,6 +311,13 @@ def fit(members, data: DataBundle, cfg: Config, logs: list, checkpoints: Checkpo
             logs[0].progress(step)
         if checkpoints:
             checkpoints.after_step(step, state, loss_sum, window)
+            checked = step
+    if (checkpoints and checkpoints.every and step != start and step >= checkpoints.every
+            and (step % checkpoints.every or checked != step)):
+        # The final weights of a run that checkpoints, when no periodic checkpoint holds them (a schedule
+        # that is no multiple of checkpoint_every, an early end): what is evaluated after training
+        # (bnrepro/training/posthoc.py). A run shorter than checkpoint_every keeps none, as it asked.
+        checkpoints.save(step, state, loss_sum, window)
     if t.save_predictions and any(r.active for r in results):
         probs, targets = predict(members, data.test_batches())
         for p, r, log in zip(probs, results, logs):

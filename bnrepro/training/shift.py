@@ -9,27 +9,23 @@ Wu & Johnson 2021, Sec. 5 ("domain shift": ImageNet-C contrast 40.8 -> 33.1%, ga
 Recomputing on the evaluated images is transductive: each corruption's statistics come from all of
 its N test images at once, the setting of those papers.
 
-`load_config` and `load_model` read a run directory (config.yaml, the newest checkpoint) without Hydra;
-scripts/eval_shift.py is the command line.
+The run is read back and evaluated by bnrepro/training/posthoc.py (its final weights, the training
+loop's own evaluation: the clean `train` row is what the run logged last); scripts/eval_shift.py is
+the command line.
 """
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
-import typing
-from enum import Enum
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import yaml
 from torch import Tensor, nn
 
 from bnrepro.errors import BnreproError
 from bnrepro.nn.bn import is_batchnorm
 from bnrepro.nn.bn_variants import recompute_precise_stats
-from bnrepro.schema import Config
+from bnrepro.training.posthoc import evaluate, split
 
 # Per corruption, its parameter at severities 1, 2, 3 (chosen here for 28 x 28 images in [0, 1],
 # in the spirit of ImageNet-C's, Hendrycks & Dietterich 2019): the noise's std, the contrast's
@@ -67,84 +63,26 @@ def corrupt(x: Tensor, kind: str, severity: int, seed: int = 0) -> Tensor:
     return _blur(x, p)
 
 
-@torch.no_grad()
-def accuracy_and_loss(model: nn.Module, x: Tensor, y: Tensor, batch_size: int) -> tuple[float, float]:
-    """Accuracy and mean cross-entropy of `model` in eval mode (Algorithm 2's inference)."""
-    was = model.training
-    model.eval()
-    correct, loss = 0, 0.0
-    try:
-        for xb, yb in zip(x.split(batch_size), y.split(batch_size)):
-            logits = model(xb).float()
-            correct += int((logits.argmax(1) == yb).sum())
-            loss += float(F.cross_entropy(logits, yb, reduction="sum"))
-    finally:
-        model.train(was)
-    return correct / len(y), loss / len(y)
-
-
 def evaluate_shift(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 128, seed: int = 0,
-                   severities=(1, 2, 3)) -> list[dict]:
+                   severities=(1, 2, 3), amp: bool = False, eval_batch_size: int | None = None) -> list[dict]:
     """One row per (corruption, severity, statistics): statistics `train` (the model as trained) or
     `target` (every BN's statistics recomputed on the corrupted images in batches of `batch_size`,
     the training batch: upstream BNs normalize as in training). The clean test split is the row
-    corruption `none`, severity 0. The model itself is left untouched."""
+    corruption `none`, severity 0. Evaluated as the training loop evaluates (`posthoc.evaluate` in
+    batches of `eval_batch_size`, default `batch_size`; `amp`: the run's trainer.amp, so the clean
+    `train` row is the run's own evaluation). The model itself is left untouched."""
     if not any(is_batchnorm(m) for m in model.modules()):
         raise BnreproError("evaluate_shift: the model has no batch-norm layer, so there are no statistics to "
                            "recompute; train with bn.placement=before and bn.norm=batch.")
     cases = [("none", 0, x)] + [(kind, s, corrupt(x, kind, s, seed)) for kind in CORRUPTIONS for s in severities]
     rows = []
     for kind, severity, xc in cases:
-        acc, loss = accuracy_and_loss(model, xc, y, batch_size)
+        batches = split(xc, y, eval_batch_size or batch_size)
+        acc, loss = evaluate(model, batches, amp)
         rows.append(dict(corruption=kind, severity=severity, statistics="train", accuracy=acc, loss=loss))
         adapted = copy.deepcopy(model)
         n = -(-len(xc) // batch_size)
         recompute_precise_stats(adapted, iter(xc.split(batch_size)), n)
-        acc, loss = accuracy_and_loss(adapted, xc, y, batch_size)
+        acc, loss = evaluate(adapted, batches, amp)
         rows.append(dict(corruption=kind, severity=severity, statistics="target", accuracy=acc, loss=loss))
     return rows
-
-
-def from_plain(cls, values: dict):
-    """The dataclass `cls` from the plain dicts of a run's config.yaml (`schema.plain`), enums and
-    nested groups typed again; keys the schema lacks are ignored (an older run's)."""
-    hints = typing.get_type_hints(cls)
-
-    def coerce(tp, v):
-        if v is None:
-            return None
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if typing.get_origin(tp) is typing.Union:
-            return coerce(args[0], v)
-        if dataclasses.is_dataclass(tp):
-            return from_plain(tp, v)
-        if isinstance(tp, type) and issubclass(tp, Enum):
-            return tp(v)
-        return list(v) if typing.get_origin(tp) in (list, typing.List) else v
-
-    return cls(**{f.name: coerce(hints[f.name], values[f.name]) for f in dataclasses.fields(cls) if f.name in values})
-
-
-def load_config(run_dir: str | Path) -> Config:
-    """A run directory's config.yaml as a typed `Config`."""
-    path = Path(run_dir) / "config.yaml"
-    if not path.exists():
-        raise BnreproError(f"{run_dir} holds no config.yaml: give the directory of one run (a job of a sweep).")
-    return from_plain(Config, yaml.safe_load(path.read_text()))
-
-
-def load_model(run_dir: str | Path, cfg: Config, input_shape: tuple[int, ...], num_classes: int
-               ) -> tuple[nn.Module, int]:
-    """The run's model with its newest checkpoint's weights and BN statistics (CPU, eval mode), and
-    that checkpoint's step."""
-    from bnrepro.models import build_model
-    from bnrepro.training.checkpoint import CHECKPOINT_DIR, checkpoints, read_verified
-
-    found = checkpoints(Path(run_dir) / CHECKPOINT_DIR)
-    if not found:
-        raise BnreproError(f"{run_dir} holds no checkpoint ({CHECKPOINT_DIR}/step*.pt): train it with "
-                           "trainer.checkpoint_every dividing trainer.max_steps (configs/experiment/bn_shift.yaml does).")
-    step, path = found[0]
-    model = build_model(cfg.model, cfg.bn, tuple(input_shape), num_classes, cfg.seed)
-    model.load_state_dict(read_verified(path)["training"]["model"])
-    return model.eval(), step

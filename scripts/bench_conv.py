@@ -1,5 +1,5 @@
 """The Sec. 4.2 Inceptions' speed: the Figure 2 seed sweep against a naive loop (`conv_ratio`, the
-RATIO conv line of bnrepro/bench.py), and images/s of the faithful vs fast trainer with the
+RATIO conv line of scripts/bench.py), and images/s of the faithful vs fast trainer with the
 fraction of peak (`conv_report`: `--device cuda`, or `--conv` on a CPU). A training step here is the
 step of `training.loop.fit`: forward under the trainer's autocast, cross-entropy, backward, SGD, with
 the trainer's channels_last / compile knobs. FLOPs per image are counted once, in float32
@@ -184,7 +184,7 @@ def conv_ratio(data: list[str], steps: int, rounds: int, out: Path) -> dict[str,
                                     cfg.optim.lr * cfg.optim.lr_scale, cfg.optim.momentum)
     r = {"conv_naive": [], "conv_single": [], "conv_stacked": [], "conv_naive_machine": [], "conv_suite_machine": []}
     cores = os.cpu_count() or 1
-    for i in range(rounds):  # interleaved, best of each (bnrepro/bench.py)
+    for i in range(rounds):  # interleaved, best of each (scripts/bench.py)
         torch.set_num_threads(1)
         r["conv_naive"].append(naive())
         r["conv_single"].append(run(compose(*common, "seed=0"), out / f"conv{i}" / "single")[0]["steps_per_s"])
