@@ -751,6 +751,25 @@ def stack_parent_is_not_a_job(make_cfg, tmp_path, capfd):
     assert frame.status.tolist() == ["completed", "completed"]
 
 
+def run_kinds_never_share_a_directory(make_cfg, tmp_path, capfd):
+    """Issue 33, item 1: a stack into a finished single run's directory (and a single run into a
+    stack's) is refused before it writes a byte: no seed=<s>/ beside the single run, no failed
+    summary.json on top of the stack, every file as it was."""
+    from bnrepro.training.session import run
+
+    single, stack = tmp_path / "single", tmp_path / "stack"
+    run_one(make_cfg(*FAST), single)
+    run(make_cfg(*FAST, "seeds=[0,1]"), stack)
+    for directory, overrides, holds in ((single, ["seeds=[0,1]"], "a single run (config.yaml"),
+                                        (stack, ["seed=0"], "a stack of seeds (seeds=[...]) (seed=0/, seed=1/")):
+        before = snapshot(directory)
+        with pytest.raises(BnreproError, match=re.escape(f"{directory} already holds {holds}")):
+            run(make_cfg(*FAST, *overrides), directory)
+        assert snapshot(directory) == before
+    assert not list(single.glob("seed=*")) and not (stack / "summary.json").exists()
+    assert run(make_cfg(*FAST, "seeds=[0,1]"), stack)[1]["status"] == "completed"  # the same kind: reused
+
+
 FAULT_CASES: list = [
     pytest.param(second_writer_is_refused, id="lock-second-writer-refused-then-stale-taken-over"),  # subprocess
     pytest.param(stack_member_in_use_is_refused, id="lock-stack-member-in-use"),
@@ -769,6 +788,7 @@ FAULT_CASES: list = [
     pytest.param(shortened_finished_run_is_refused, id="shrunk-max-steps-finished-refused"),
     pytest.param(shortened_interrupted_run_is_refused, id="shrunk-max-steps-checkpoint-refused"),
     pytest.param(stack_parent_is_not_a_job, id="summarize-stack-parent-not-a-job"),
+    pytest.param(run_kinds_never_share_a_directory, id="stack-into-single-and-single-into-stack-refused"),
 ]
 
 

@@ -87,6 +87,34 @@ def lock_all(directories: list[Path]) -> Iterator[None]:
         yield
 
 
+def kinds_in(directory: Path) -> dict[str, list[str]]:
+    """The kinds of run `directory` holds, each with its evidence: the files a run writes once it
+    has passed its refusals ("single": config.yaml, metrics.csv, checkpoints/step*.pt at the top;
+    "stack": seed=<s>/ members, checkpoints/seeds=.../). A refused run's lone summary.json is
+    neither."""
+    single = [n for n in ("config.yaml", "metrics.csv") if (directory / n).is_file()]
+    single += [f"checkpoints/{p.name}" for p in sorted((directory / "checkpoints").glob("step*.pt"))[:1]]
+    stack = [f"{p.parent.name}/" for p in sorted(directory.glob("seed=*/config.yaml"))]
+    stack += [f"checkpoints/{p.name}/" for p in sorted((directory / "checkpoints").glob("seeds=*")) if p.is_dir()]
+    return {kind: found for kind, found in (("single", single), ("stack", stack)) if found}
+
+
+def refuse_other_kind(directory: Path, stacked: bool) -> None:
+    """The one rule for what lives in a run directory: one kind of run. A stack written into a
+    single run's directory (or a single run into a stack's) would put its members beside that
+    run's files and replace its .hydra/ record, and summaries would list a seed twice."""
+    other = "single" if stacked else "stack"
+    found = kinds_in(directory).get(other)
+    if not found:
+        return
+    theirs = "a single run" if other == "single" else "a stack of seeds (seeds=[...])"
+    ours = "a stack of seeds (seeds=[...])" if stacked else "a single run (seed=...)"
+    raise BnreproError(
+        f"{directory} already holds {theirs} ({', '.join(found[:4])}), and this is {ours}. One directory holds one "
+        "kind of run: writing this one there would mix the two records. Give this run its own directory "
+        "(hydra.run.dir=... / hydra.sweep.dir=...), or delete the old run.")
+
+
 def remove_leftovers(directory: Path) -> list[Path]:
     """Delete the temporary files of killed atomic writes in `directory` and under its
     checkpoints/ (call with its lock held: then no live writer owns one). Returns them."""

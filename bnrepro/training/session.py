@@ -9,7 +9,8 @@ written by the runner once the refusals are passed (`on_start`). Checkpoints go 
 what the single run with `seed=<s>` writes; the stack's checkpoints are in
 `<run dir>/checkpoints/seeds=.../`.
 
-Before anything is written: the config is validated, members already finished in their run
+Before anything is written: a directory holding the other kind of run (a single run's, a
+stack's) is refused (`rundir.refuse_other_kind`), the config is validated, members already finished in their run
 directory with this config are not redone (a different config there is refused), and a
 checkpoint of a different config is refused; a run holds its directory's lock throughout
 (bnrepro/training/rundir.py), so a second writer is refused too.
@@ -174,6 +175,9 @@ def run(cfg: Config, out_dir: str | os.PathLike, threads: int | None = None,
     stacked = cfg.seeds is not None
     locked = list(dict.fromkeys([out, *(out / f"seed={s}" for s in member_seeds(cfg))])) if stacked else [out]
     try:
+        # Before the locks make member directories, and with no failed summary.json: the directory
+        # belongs to the other run, whose record must stay exactly as it is.
+        rundir.refuse_other_kind(out, stacked)
         with rundir.lock_all(locked if distributed.is_main() else []):  # under torchrun only rank 0 writes
             return _train(cfg, out, threads, on_start, sweep)
     except OSError as err:
