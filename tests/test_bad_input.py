@@ -770,6 +770,23 @@ def run_kinds_never_share_a_directory(make_cfg, tmp_path, capfd):
     assert run(make_cfg(*FAST, "seeds=[0,1]"), stack)[1]["status"] == "completed"  # the same kind: reused
 
 
+def torn_metrics_row_is_written_again(make_cfg, tmp_path, capfd):
+    """Issue 33, item 2: killed after its last checkpoint with metrics.csv's last line torn (cut in
+    its value, or in its step): the rerun resumes from an earlier checkpoint, so the final file
+    equals the uninterrupted run's, row for row."""
+    reference = run_one(make_cfg(*FAST), tmp_path / "ref")
+    whole = (tmp_path / "ref" / "metrics.csv").read_bytes()
+    for cut in (9, len(whole.rsplit(b"\n", 2)[-2]) - 1):  # within the value; within the step ("20", no comma)
+        out = tmp_path / f"cut{cut}"
+        run_one(make_cfg(*FAST), out)
+        (out / "summary.json").unlink()
+        (out / "metrics.csv").write_bytes(whole[:-cut])
+        summary = run_one(make_cfg(*FAST), out)
+        assert "metrics.csv's last line is torn" in capfd.readouterr().err
+        assert (out / "metrics.csv").read_bytes() == whole and summary["final"] == reference["final"]
+        assert "step00000010-" in summary["resumed_from"]
+
+
 FAULT_CASES: list = [
     pytest.param(second_writer_is_refused, id="lock-second-writer-refused-then-stale-taken-over"),  # subprocess
     pytest.param(stack_member_in_use_is_refused, id="lock-stack-member-in-use"),
@@ -788,6 +805,7 @@ FAULT_CASES: list = [
     pytest.param(shortened_finished_run_is_refused, id="shrunk-max-steps-finished-refused"),
     pytest.param(shortened_interrupted_run_is_refused, id="shrunk-max-steps-checkpoint-refused"),
     pytest.param(stack_parent_is_not_a_job, id="summarize-stack-parent-not-a-job"),
+    pytest.param(torn_metrics_row_is_written_again, id="torn-metrics-row-rewritten-on-resume"),
     pytest.param(run_kinds_never_share_a_directory, id="stack-into-single-and-single-into-stack-refused"),
 ]
 

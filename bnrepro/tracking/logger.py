@@ -42,6 +42,26 @@ def truncate_metrics(path: Path, last_step: int) -> None:
                 dst.write(line)
 
 
+def intact_through(path: Path) -> int | None:
+    """The last step whose rows `path` (a metrics.csv) surely holds whole when its last line is torn
+    (a crash mid-write, a cut copy); None when it is not torn (or absent). A resumed run must start
+    from a checkpoint no later than this, or the torn row's step is never written again."""
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().split(b"\n")
+    except FileNotFoundError:
+        return None
+    last = lines[-1]  # after the final newline: b"" when the file ends whole
+    if not last:
+        return None
+    step, sep, _ = last.partition(b",")
+    if sep and step.isdigit():
+        return int(step) - 1
+    # The step itself is cut: the row is of the previous whole row's step or later.
+    previous = [int(s) for s in (line.partition(b",")[0] for line in lines[1:-1]) if s.isdigit()]
+    return previous[-1] - 1 if previous else -1
+
+
 def wait_for_a_later_second(run_dir: Path) -> None:
     """TensorBoard reads a run's event files in name order, and a name starts with the second it
     was opened: a resumed run's file must sort after the earlier attempt's for its purge to apply."""

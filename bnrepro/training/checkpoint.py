@@ -15,7 +15,8 @@ is a pure function of (seed, epoch) (`epoch_generator`), so the position (epoch,
 there is to save.
 
 Rerunning the same command into the same run directory resumes from the newest good
-checkpoint (`trainer.resume=true`, the default), truncating metrics.csv after its step; a run
+checkpoint (`trainer.resume=true`, the default), truncating metrics.csv after its step (one
+no later than the rows metrics.csv holds whole: a torn last line is written again); a run
 already completed or diverged there is not redone, nor shortened (a smaller trainer.max_steps
 than it, or than the newest checkpoint, is refused). SIGTERM and Ctrl-C stop the run at the end
 of the current step with a checkpoint (a second Ctrl-C aborts at once); so does SIGUSR2 when a
@@ -231,9 +232,21 @@ class Checkpointer:
         return checkpointer
 
     # Loading
-    def load_latest(self) -> int:
-        """Load the newest good checkpoint into `self.loaded`; its step, or 0 when there is none."""
+    def load_latest(self, upto: int | None = None) -> int:
+        """Load the newest good checkpoint into `self.loaded` (of step <= `upto`, when given: the
+        last step whose metrics rows are whole); its step, or 0 when there is none."""
         found = checkpoints(self.directory)
+        if upto is not None and found and found[0][0] > upto:
+            kept = [(step, path) for step, path in found if step <= upto]
+            print(f"Note: metrics.csv's last line is torn (a write cut short), losing rows of step {upto + 1} or "
+                  f"later, which {found[0][1].name} vouched for: resuming from "
+                  + (f"{kept[0][1].name} instead, so that those rows are written again." if kept else
+                     "step 0 instead (no checkpoint is that early), so that those rows are written again."),
+                  file=sys.stderr)
+            if self.write:  # else a second interruption would resume from one of them, past the rows lost
+                for step, path in found[:len(found) - len(kept)]:
+                    path.unlink(missing_ok=True)
+            found = kept
         for i, (step, path) in enumerate(found):
             try:
                 state = read_verified(path)

@@ -41,7 +41,8 @@ from bnrepro.errors import BnreproError
 from bnrepro.files import unwritable, write_atomic, write_json
 from bnrepro.schema import Config, choice, member_seeds, plain
 from bnrepro.validation import validate
-from bnrepro.tracking.logger import QuietLogger, RunLogger, flatten
+from bnrepro import METRICS_FILE
+from bnrepro.tracking.logger import QuietLogger, RunLogger, flatten, intact_through
 from bnrepro.training import distributed, rundir
 from bnrepro.training.checkpoint import Checkpointer, Interrupted, finished_run
 from bnrepro.training.hostmem import keep_host_memory
@@ -206,7 +207,9 @@ def _train(cfg: Config, out: Path, threads: int | None, on_start: Callable[[], N
         checkpoints = Checkpointer.from_config(out, cfg, write=main_rank)
         if todo and not cfg.trainer.resume:
             checkpoints.clear()
-        start_step = checkpoints.load_latest() if todo else 0  # refuses a checkpoint of another config
+        torn = [t for s in todo if (t := intact_through(dirs[s] / METRICS_FILE)) is not None]
+        # refuses a checkpoint of another config
+        start_step = checkpoints.load_latest(min(torn) if torn else None) if todo else 0
         if start_step > cfg.trainer.max_steps:
             raise BnreproError(
                 f"{checkpoints.last_path} is of step {start_step}, further than trainer.max_steps="
