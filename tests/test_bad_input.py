@@ -787,6 +787,24 @@ def torn_metrics_row_is_written_again(make_cfg, tmp_path, capfd):
         assert "step00000010-" in summary["resumed_from"]
 
 
+def extension_that_rescales_a_bn_schedule_is_refused(make_cfg, tmp_path, capfd):
+    """Issue 33, item 8: FrozenBN's freeze step and Batch Renorm's ramp scale with trainer.max_steps,
+    so a finished (or interrupted) run is not extended in place under them; a plain BN run is."""
+    for extra in (["bn.freeze_after=0.5"], ["bn.norm=renorm", "bn.placement=before"]):
+        out = tmp_path / extra[0]
+        run_one(make_cfg(*FAST, *extra), out)
+        for interrupted in (False, True):
+            if interrupted:
+                (out / "summary.json").unlink()
+            before = snapshot(out)
+            with pytest.raises(BnreproError, match=re.escape(f"{extra[0]}") + ".*trained for trainer.max_steps=20"
+                               ".*in proportion to trainer.max_steps.*own directory"):
+                run_one(make_cfg(*FAST, *extra, "trainer.max_steps=40"), out)
+            assert snapshot(out) == before
+    run_one(make_cfg(*FAST), tmp_path / "plain")
+    assert run_one(make_cfg(*FAST, "trainer.max_steps=40"), tmp_path / "plain")["steps"] == 40
+
+
 FAULT_CASES: list = [
     pytest.param(second_writer_is_refused, id="lock-second-writer-refused-then-stale-taken-over"),  # subprocess
     pytest.param(stack_member_in_use_is_refused, id="lock-stack-member-in-use"),
@@ -806,6 +824,7 @@ FAULT_CASES: list = [
     pytest.param(shortened_interrupted_run_is_refused, id="shrunk-max-steps-checkpoint-refused"),
     pytest.param(stack_parent_is_not_a_job, id="summarize-stack-parent-not-a-job"),
     pytest.param(torn_metrics_row_is_written_again, id="torn-metrics-row-rewritten-on-resume"),
+    pytest.param(extension_that_rescales_a_bn_schedule_is_refused, id="extension-rescaling-bn-schedule-refused"),
     pytest.param(run_kinds_never_share_a_directory, id="stack-into-single-and-single-into-stack-refused"),
 ]
 

@@ -44,7 +44,7 @@ from bnrepro.validation import validate
 from bnrepro import METRICS_FILE
 from bnrepro.tracking.logger import QuietLogger, RunLogger, flatten, intact_through
 from bnrepro.training import distributed, rundir
-from bnrepro.training.checkpoint import Checkpointer, Interrupted, finished_run
+from bnrepro.training.checkpoint import Checkpointer, Interrupted, finished_run, refuse_changed_schedule
 from bnrepro.training.hostmem import keep_host_memory
 from bnrepro.training.loop import fit
 from bnrepro.training.members import build_members, check_stackable
@@ -210,6 +210,8 @@ def _train(cfg: Config, out: Path, threads: int | None, on_start: Callable[[], N
         torn = [t for s in todo if (t := intact_through(dirs[s] / METRICS_FILE)) is not None]
         # refuses a checkpoint of another config
         start_step = checkpoints.load_latest(min(torn) if torn else None) if todo else 0
+        if start_step:
+            refuse_changed_schedule(cfg, checkpoints.loaded, dirs[todo[0]], checkpoints.last_path)
         if start_step > cfg.trainer.max_steps:
             raise BnreproError(
                 f"{checkpoints.last_path} is of step {start_step}, further than trainer.max_steps="
