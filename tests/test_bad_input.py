@@ -805,6 +805,25 @@ def extension_that_rescales_a_bn_schedule_is_refused(make_cfg, tmp_path, capfd):
     assert run_one(make_cfg(*FAST, "trainer.max_steps=40"), tmp_path / "plain")["steps"] == 40
 
 
+def killed_job_with_unreadable_metrics_is_not_running(make_cfg, tmp_path, capfd):
+    """Issue 33, item 4: summary.json gone and metrics.csv unreadable, no process holding the lock:
+    `summarize` says interrupted and names the file, where it said `running`; under a live lock
+    the same job is running."""
+    from bnrepro.analysis.summarize import summarize
+    from bnrepro.training.rundir import lock
+
+    sweep = tmp_path / "sweep"
+    run_one(make_cfg(*FAST), sweep / "seed=0")
+    (sweep / "seed=0" / "summary.json").unlink()
+    (sweep / "seed=0" / "metrics.csv").write_bytes(b"\x00\xff\xfe" * 50)
+    (sweep / "seed=0" / ".lock").write_text("pid 1 on host gone\n")  # left by the killed run, unlocked
+    row = summarize(sweep).iloc[0]
+    assert row.status == "interrupted" and f"{sweep / 'seed=0' / 'metrics.csv'} cannot be read" in row.error
+    assert "no process holds its lock" in row.error
+    with lock(sweep / "seed=0"):
+        assert summarize(sweep).iloc[0].status == "running"
+
+
 FAULT_CASES: list = [
     pytest.param(second_writer_is_refused, id="lock-second-writer-refused-then-stale-taken-over"),  # subprocess
     pytest.param(stack_member_in_use_is_refused, id="lock-stack-member-in-use"),
@@ -825,6 +844,7 @@ FAULT_CASES: list = [
     pytest.param(stack_parent_is_not_a_job, id="summarize-stack-parent-not-a-job"),
     pytest.param(torn_metrics_row_is_written_again, id="torn-metrics-row-rewritten-on-resume"),
     pytest.param(extension_that_rescales_a_bn_schedule_is_refused, id="extension-rescaling-bn-schedule-refused"),
+    pytest.param(killed_job_with_unreadable_metrics_is_not_running, id="summarize-killed-job-unreadable-metrics"),
     pytest.param(run_kinds_never_share_a_directory, id="stack-into-single-and-single-into-stack-refused"),
 ]
 

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from bnrepro import METRICS_COLUMNS, METRICS_FILE
 from bnrepro.errors import BnreproError
 from bnrepro.files import TMP_SUFFIX
 
@@ -85,6 +86,50 @@ def lock_all(directories: list[Path]) -> Iterator[None]:
         for directory in directories:
             stack.enter_context(lock(directory))
         yield
+
+
+def held(directory: Path) -> bool:
+    """Whether a live process holds `directory`'s lock (a run is writing there), asked without
+    taking it (Linux's /proc/locks), so that a run starting meanwhile is never refused for it."""
+    try:
+        st = os.stat(directory / LOCK_FILE)
+    except OSError:
+        return False  # a run removes it as it ends; a killed one leaves it, unlocked
+    key = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        with open("/proc/locks") as f:
+            return any(key in line.split() for line in f)
+    except OSError:  # no /proc: try the lock, and let it go at once
+        fd = os.open(directory / LOCK_FILE, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
+
+def unfinished_record(directory: Path) -> dict[str, str]:
+    """What a run directory without summary.json says of itself, for readers of run records
+    (bnrepro.analysis.results.read_summary): {} (status running) while a live process holds its lock;
+    else it was killed before it could write one, said as status `interrupted`, with its metrics.csv
+    named when that cannot be read either."""
+    if held(directory):
+        return {}
+    metrics = directory / METRICS_FILE
+    try:
+        with open(metrics, encoding="utf-8") as f:
+            header = f.readline().strip()
+        problem = None if header == ",".join(METRICS_COLUMNS) else f"{metrics} is not a metrics file (it starts {header[:40]!r})"
+    except FileNotFoundError:
+        problem = None
+    except (OSError, UnicodeDecodeError) as err:
+        problem = f"{metrics} cannot be read ({getattr(err, 'strerror', None) or err})"
+    return {"status": "interrupted", "error": (
+        f"{directory} has no summary.json and no process holds its lock: the run was killed before it could "
+        "write one (SIGKILL, out of memory, a lost node)" + (f"; {problem}" if problem else "") + ". Rerun its "
+        "command to resume it from its last checkpoint.")}
 
 
 def kinds_in(directory: Path) -> dict[str, list[str]]:
