@@ -209,6 +209,10 @@ def _cross_field(cfg: Config) -> Iterator[str]:
                "when the validation curve has plateaued, but data.val_size=0 holds no validation split out. Set "
                "data.val_size=5000 (any number of held-out training examples), or trainer.stop_at_plateau=false to "
                "train the whole trainer.max_steps.")
+    if cfg.seeds is not None and cfg.seed != 0:  # 0 is the default: not told apart from an unset seed
+        yield (f"seed={cfg.seed} is set beside seeds={show(cfg.seeds)}, which trains the seeds of its list only, so "
+               f"seed={cfg.seed} would be ignored. Drop seed={cfg.seed}, or add it to the list "
+               f"(seeds={show(sorted({*cfg.seeds, cfg.seed}))}).")
     if cfg.model.name == "mlp" and cfg.probe.unit is not None and cfg.probe.unit >= cfg.model.width:
         yield (f"probe.unit={cfg.probe.unit} is not a unit of the MLP's layers of model.width={cfg.model.width} "
                f"units; use probe.unit={cfg.model.width // 2} (any of 0..{cfg.model.width - 1}) or probe.unit=null.")

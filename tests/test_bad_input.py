@@ -90,6 +90,9 @@ CONFIG_CASES: list = [
     ("refused", ["seeds=[]"], "seeds=[] is not valid: seeds must be a non-empty list of distinct seeds"),
     ("refused", ["seeds=[1,1]"], "seeds=[1,1] is not valid"),
     ("refused", ["seed=-1"], "seed=-1 is not valid: seed must be in [0, 4294967295]"),
+    ("refused", ["seeds=[0,1]", "seed=3"], "seed=3 is set beside seeds=[0,1], which trains the seeds of its list only, "
+                                           "so seed=3 would be ignored. Drop seed=3, or add it to the list "
+                                           "(seeds=[0,1,3])."),  # issue 33, item 5
     # 3. choices are enums: Hydra refuses them at composition
     ("hydra", ["trainer.progress=bogus"], (ConfigCompositionException, "trainer.progress")),
     ("hydra", ["probe.mode=bogus"], (ConfigCompositionException, "probe.mode")),
