@@ -316,9 +316,44 @@ def complete_root_of_raw_and_gz_files_is_used_as_is(tmp, monkeypatch):
     for f in IDX_FILES[2:]:
         (tmp / "gz" / f"{f}.gz").rename(raw / f"{f}.gz")
 
-    def check(bundle):
-        assert (bundle.source, bundle.train_size, bundle.test_size) == (str(raw), 120, 50)
+    def check(bundle):  # read through the data cache's folder of this source (issue 33, item 7)
+        cached = tmp / "cache" / str(raw).lstrip("/") / "FashionMNIST" / "raw"
+        assert (bundle.source, bundle.train_size, bundle.test_size) == (str(cached), 120, 50)
+        assert sorted(p.name for p in raw.iterdir()) == sorted([*IDX_FILES[:2], *(f"{f}.gz" for f in IDX_FILES[2:])])
     return ["data=fashion_mnist", f"data.root={tmp / 'data'}"], check
+
+
+@data_case(DataNotFoundError)
+def symlink_loop_as_data_root(tmp, monkeypatch):
+    """Issue 33, item 6: it read as absent, and the system copy was used without a word."""
+    write_mnist(_system_copy(tmp), gz=True)
+    (tmp / "loop").symlink_to(tmp / "loop")
+    return (["data=fashion_mnist", f"data.root={tmp / 'loop'}"],
+            [f"data.root={tmp / 'loop'} is {tmp / 'loop'}, which cannot be resolved", "leads back to itself"])
+
+
+@data_case(DataNotFoundError)
+def dangling_symlink_as_data_root(tmp, monkeypatch):
+    write_mnist(_system_copy(tmp), gz=True)
+    (tmp / "link").symlink_to(tmp / "unmounted")
+    return (["data=fashion_mnist", f"data.root={tmp / 'link'}"],
+            [f"a symbolic link to {tmp / 'unmounted'}, which does not exist"])
+
+
+@data_case()
+def system_copy_as_data_root_is_extracted_into_the_cache(tmp, monkeypatch):
+    """Issue 33, item 7: data.root at a folder of .gz files (the system copy itself) wrote 53 MB of
+    extracted files into it; and a first run extracted into ./data/ of the working directory.
+    Extraction goes to the data cache only."""
+    copy = _system_copy(tmp)
+    write_mnist(copy, gz=True)
+    monkeypatch.chdir(tmp)
+    before = sorted(p.name for p in copy.iterdir())
+
+    def check(bundle):
+        assert sorted(p.name for p in copy.iterdir()) == before and not (tmp / "data").exists()
+        assert bundle.source.startswith(str(tmp / "cache")) and bundle.train_size == 100
+    return ["data=fashion_mnist", f"data.root={copy}"], check
 
 
 @data_case(DataNotFoundError)
