@@ -90,6 +90,12 @@ CONFIG_CASES: list = [
     ("refused", ["seeds=[]"], "seeds=[] is not valid: seeds must be a non-empty list of distinct seeds"),
     ("refused", ["seeds=[1,1]"], "seeds=[1,1] is not valid"),
     ("refused", ["seed=-1"], "seed=-1 is not valid: seed must be in [0, 4294967295]"),
+    # data-dependent refusals, also before any file but the failed summary.json (issue 33, items 16, 17)
+    ("refused", ["trainer.batch_size=5000"], "trainer.batch_size=5000 exceeds the 2000 training examples of synthetic"),
+    ("refused", ["data.val_size=500", "trainer.batch_size=1800"], "data.val_size=500 with trainer.batch_size=1800 leaves "
+     "fewer than one batch of the 2000 training examples of synthetic (data.synthetic.noise=1.0) to train on; choose "
+     "data.val_size=100 or less, or trainer.batch_size=1500 or less."),
+    ("refused", ["seeds=[0,1]", "data.val_size=1990"], "data.val_size=1990 with trainer.batch_size=32 leaves"),
     ("refused", ["seeds=[0,1]", "seed=3"], "seed=3 is set beside seeds=[0,1], which trains the seeds of its list only, "
                                            "so seed=3 would be ignored. Drop seed=3, or add it to the list "
                                            "(seeds=[0,1,3])."),  # issue 33, item 5

@@ -232,6 +232,14 @@ def _train(cfg: Config, out: Path, threads: int | None, on_start: Callable[[], N
         return [finished[s] for s in seeds]
     summaries = {s: {**new_summary(configs[s]), **({"stacked_seeds": todo} if stacked else {})} for s in todo}
     try:
+        if threads := cfg.trainer.threads or threads:
+            torch.set_num_threads(threads)
+        keep_host_memory()  # the same bits, faster on a CPU (results/bench/host_memory.txt)
+        device = distributed.device_for_rank(resolve_device(cfg.trainer.device))
+        # The data's own refusals (a split too large for it, a batch larger than it) come before the
+        # record is written: a refused run leaves its failed summary.json alone, as a bad config does.
+        data = build_data(cfg.data, batch_size=cfg.trainer.batch_size, eval_batch_size=cfg.trainer.eval_batch_size,
+                          device=device)
         if main_rank:
             for d in {out, *dirs.values()}:
                 rundir.remove_leftovers(d)
@@ -240,17 +248,11 @@ def _train(cfg: Config, out: Path, threads: int | None, on_start: Callable[[], N
             for s in todo:
                 dirs[s].mkdir(parents=True, exist_ok=True)
                 save_config(configs[s], dirs[s] / "config.yaml")
-        if threads := cfg.trainer.threads or threads:
-            torch.set_num_threads(threads)
-        keep_host_memory()  # the same bits, faster on a CPU (results/bench/host_memory.txt)
-        device = distributed.device_for_rank(resolve_device(cfg.trainer.device))
         provenances = {s: {**provenance(configs[s], device), **({"stacked_seeds": todo} if stacked else {})}
                        for s in todo}
         if main_rank:
             for s in todo:
                 write_json(dirs[s] / "provenance.json", provenances[s])
-        data = build_data(cfg.data, batch_size=cfg.trainer.batch_size, eval_batch_size=cfg.trainer.eval_batch_size,
-                          device=device)
         members = build_members(cfg, data.input_shape, data.num_classes, device)
         if start_step:
             for s in todo:
