@@ -251,3 +251,17 @@ def validate(cfg: Config) -> None:
     if found:
         more = f" ({len(found) - 1} more problem(s) in this config: fix this one and rerun.)" if len(found) > 1 else ""
         raise BnreproError(found[0] + more)
+
+
+
+def fit_to_data(cfg: Config, train_size: int, name: str) -> tuple[Config, str | None]:
+    """`cfg` with what exceeds the loaded training split capped to it, and the note that says so
+    (None when nothing was): bn.precise_examples beyond the split would pass over it again and
+    again at every evaluation (180 passes took minutes per evaluation), for no truer statistics."""
+    population = choice(cfg.bn.population) if choice(cfg.bn.placement) != "none" else "ema"
+    if population != "precise" or cfg.bn.precise_examples <= train_size:
+        return cfg, None
+    note = (f"bn.precise_examples={cfg.bn.precise_examples} exceeds the {train_size} training examples of {name} "
+            f"({cfg.bn.precise_examples / train_size:.1f} passes over them at every evaluation): PreciseBN uses all "
+            f"{train_size}, once. Pass bn.precise_examples={train_size} or less to silence this note.")
+    return dataclasses.replace(cfg, bn=dataclasses.replace(cfg.bn, precise_examples=train_size)), note

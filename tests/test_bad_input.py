@@ -195,6 +195,10 @@ CONFIG_CASES: list = [
     ("accepted", ["bn.noise.enabled=true", "bn.placement=none"], lambda cfg: cfg.bn.noise.enabled),  # noise without BN
     ("runs", ["bn.noise.enabled=true", "probe.landscape_every=10"], lambda summary, metrics:
      summary["status"] == "completed" and (metrics.split == "landscape").any()),
+    ("runs", ["bn.population=precise", "bn.precise_examples=10000000", "trainer.max_steps=10"],  # issue 33, item 14
+     lambda summary, metrics: summary["status"] == "completed" and summary["data_notes"] == [
+         "bn.precise_examples=10000000 exceeds the 2000 training examples of synthetic (5000.0 passes over them at "
+         "every evaluation): PreciseBN uses all 2000, once. Pass bn.precise_examples=2000 or less to silence this note."]),
     ("runs", ["probe.every=0"], lambda summary, metrics: summary["status"] == "completed"
      and "probe" not in set(metrics.split)),  # 0 is the documented "off"
     ("runs", ["probe.mode=eval", "trainer.progress=lines"], lambda summary, metrics: summary["status"] == "completed"

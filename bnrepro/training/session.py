@@ -40,7 +40,7 @@ from bnrepro.data import build_data
 from bnrepro.errors import BnreproError
 from bnrepro.files import unwritable, write_atomic, write_json
 from bnrepro.schema import Config, choice, member_seeds, plain
-from bnrepro.validation import validate
+from bnrepro.validation import fit_to_data, validate
 from bnrepro import METRICS_FILE
 from bnrepro.tracking.logger import QuietLogger, RunLogger, flatten, intact_through
 from bnrepro.training import distributed, rundir
@@ -240,6 +240,10 @@ def _train(cfg: Config, out: Path, threads: int | None, on_start: Callable[[], N
         # record is written: a refused run leaves its failed summary.json alone, as a bad config does.
         data = build_data(cfg.data, batch_size=cfg.trainer.batch_size, eval_batch_size=cfg.trainer.eval_batch_size,
                           device=device)
+        cfg, note = fit_to_data(cfg, data.train_size, data.name)
+        if note:
+            print(f"Note: {note}", file=sys.stderr)
+            data = dataclasses.replace(data, notes=(*data.notes, note))
         if main_rank:
             for d in {out, *dirs.values()}:
                 rundir.remove_leftovers(d)
