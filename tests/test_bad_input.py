@@ -872,6 +872,22 @@ def killed_job_with_unreadable_metrics_is_not_running(make_cfg, tmp_path, capfd)
         assert summarize(sweep).iloc[0].status == "running"
 
 
+def long_job_name_is_cut_to_a_valid_directory(make_cfg, tmp_path, capfd):
+    """Issue 33, item 11: a sweep job's name (its overrides) over 255 bytes was two chained 'File name
+    too long' tracebacks when Hydra made its directory. Whole leading items are kept, then a hash of
+    the whole name, so two cut names stay apart; short names are unchanged."""
+    from bnrepro.config import run_name
+
+    long = "probe.percentiles=[" + ",".join(str(i / 10) for i in range(1, 300)) + "]"
+    names = [run_name([f"seed={s}", "data=synthetic", long]) for s in (0, 1)]
+    for s, name in enumerate(names):
+        assert len(name.encode()) <= 255 and name.startswith(f"seed={s},data=synthetic,hash=")
+        (tmp_path / name).mkdir()
+    assert names[0] != names[1] and run_name(["seed=0", "data=synthetic"]) == "seed=0,data=synthetic"
+    timed = run_name([long], prefix="2026-01-01_00-00-00")
+    assert timed.startswith("2026-01-01_00-00-00_hash=") and len(timed.encode()) <= 255
+
+
 FAULT_CASES: list = [
     pytest.param(second_writer_is_refused, id="lock-second-writer-refused-then-stale-taken-over"),  # subprocess
     pytest.param(stack_member_in_use_is_refused, id="lock-stack-member-in-use"),
@@ -893,6 +909,7 @@ FAULT_CASES: list = [
     pytest.param(torn_metrics_row_is_written_again, id="torn-metrics-row-rewritten-on-resume"),
     pytest.param(extension_that_rescales_a_bn_schedule_is_refused, id="extension-rescaling-bn-schedule-refused"),
     pytest.param(killed_job_with_unreadable_metrics_is_not_running, id="summarize-killed-job-unreadable-metrics"),
+    pytest.param(long_job_name_is_cut_to_a_valid_directory, id="sweep-job-name-over-255-bytes-cut"),
     pytest.param(run_kinds_never_share_a_directory, id="stack-into-single-and-single-into-stack-refused"),
 ]
 
