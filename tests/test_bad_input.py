@@ -888,6 +888,44 @@ def long_job_name_is_cut_to_a_valid_directory(make_cfg, tmp_path, capfd):
     assert timed.startswith("2026-01-01_00-00-00_hash=") and len(timed.encode()) <= 255
 
 
+def full_disk_in_tensorboards_thread_is_one_paragraph(make_cfg, tmp_path, capfd):
+    """Issue 33, item 12: the disk filling while TensorBoard's writer thread writes printed that
+    thread's 'Exception in thread ... OSError: [Errno 28]' before the run's own paragraph. The
+    runner's hook leaves the error to the main thread (which raises it at its next write)."""
+    import errno
+    import queue
+    import threading
+
+    from tensorboard.summary.writer.event_file_writer import _AsyncWriterThread
+
+    from bnrepro.tracking.logger import quiet_writer_threads
+
+    class FullDisk:
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def flush(self):
+            pass
+
+    original, seen = threading.excepthook, []
+    try:
+        threading.excepthook = lambda args: seen.append(args.exc_type)  # stands for Python's printing hook
+        quiet_writer_threads()
+        jobs = queue.Queue()
+        writer = _AsyncWriterThread(jobs, FullDisk(), 120)
+        writer.start()
+        jobs.put(b"event")
+        writer.join(10)
+        assert isinstance(writer.exception, OSError)  # kept for the main thread to raise
+        assert seen == []
+        bug = threading.Thread(target=lambda: 1 / 0)  # any other thread's error keeps its traceback
+        bug.start()
+        bug.join()
+        assert seen == [ZeroDivisionError]
+    finally:
+        threading.excepthook = original
+
+
 FAULT_CASES: list = [
     pytest.param(second_writer_is_refused, id="lock-second-writer-refused-then-stale-taken-over"),  # subprocess
     pytest.param(stack_member_in_use_is_refused, id="lock-stack-member-in-use"),
@@ -910,6 +948,7 @@ FAULT_CASES: list = [
     pytest.param(extension_that_rescales_a_bn_schedule_is_refused, id="extension-rescaling-bn-schedule-refused"),
     pytest.param(killed_job_with_unreadable_metrics_is_not_running, id="summarize-killed-job-unreadable-metrics"),
     pytest.param(long_job_name_is_cut_to_a_valid_directory, id="sweep-job-name-over-255-bytes-cut"),
+    pytest.param(full_disk_in_tensorboards_thread_is_one_paragraph, id="full-disk-tensorboard-thread-no-traceback"),
     pytest.param(run_kinds_never_share_a_directory, id="stack-into-single-and-single-into-stack-refused"),
 ]
 

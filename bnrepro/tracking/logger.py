@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -30,6 +31,25 @@ from bnrepro.tracking.hparams import curated, experiment_summary, session_end_su
 HPARAM_METRICS = ("test/accuracy", "test/best_accuracy", "test/loss", "train/loss")
 
 PREDICTIONS_FILE = "test_probs.csv"  # RunLogger.predictions (trainer.save_predictions)
+
+
+def quiet_writer_threads() -> None:
+    """Keep TensorBoard's writer thread from printing its own traceback when a write of it fails
+    because the disk is full (or the like): the thread keeps the error, the main thread raises it
+    at its next TensorBoard call, and the run reports it as one paragraph (bnrepro.files.unwritable).
+    Any other error of any thread keeps its traceback."""
+    from bnrepro.files import unwritable
+
+    previous = threading.excepthook
+    if getattr(previous, "bnrepro", False):
+        return
+
+    def hook(args) -> None:
+        if not (type(args.thread).__name__ == "_AsyncWriterThread" and isinstance(args.exc_value, OSError)
+                and unwritable(args.exc_value)):
+            previous(args)
+    hook.bnrepro = True
+    threading.excepthook = hook
 
 
 def truncate_metrics(path: Path, last_step: int) -> None:

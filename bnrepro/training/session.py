@@ -42,7 +42,7 @@ from bnrepro.files import unwritable, write_atomic, write_json
 from bnrepro.schema import Config, choice, member_seeds, plain
 from bnrepro.validation import fit_to_data, validate
 from bnrepro import METRICS_FILE
-from bnrepro.tracking.logger import QuietLogger, RunLogger, flatten, intact_through
+from bnrepro.tracking.logger import QuietLogger, RunLogger, flatten, intact_through, quiet_writer_threads
 from bnrepro.training import distributed, rundir
 from bnrepro.training.checkpoint import Checkpointer, Interrupted, finished_run, refuse_changed_schedule
 from bnrepro.training.hostmem import keep_host_memory
@@ -324,6 +324,7 @@ def main(load: Callable[[], Config], out_dir: str | os.PathLike, sweep_dir: str 
     """
     if hasattr(signal, "SIGXFSZ") and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    quiet_writer_threads()  # a full disk under TensorBoard's thread: the paragraph alone
     try:
         run(load(), out_dir, threads, on_start, sweep)
     except BnreproError as err:
