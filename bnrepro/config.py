@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import hashlib
 import os
 import sys
 import typing
@@ -61,8 +62,28 @@ def run_name(task, exclude=(), sweep_dir: str | None = None, prefix: str = "") -
             items.append((key, value))
     order = {k: i for i, k in enumerate([*swept, *(k for k in LEADING if k not in swept)])}
     items.sort(key=lambda kv: (order.get(kv[0].lstrip("+~"), len(order)), kv[0]))
-    name = ",".join(f"{k}={v}" for k, v in items)
-    return "_".join(p for p in (prefix, name) if p) or "run"
+    return fit_name(prefix, [f"{k}={v}" for k, v in items])
+
+
+NAME_MAX = 255  # bytes in one path component, on every common file system
+
+
+def fit_name(prefix: str, items: list[str]) -> str:
+    """`prefix` and the `key=value` items joined (`prefix_k=v,k=v`), or, past NAME_MAX bytes, as many
+    whole leading items as fit with `hash=<digest of the whole name>` appended so that cut names
+    stay apart: Hydra cannot make a longer directory (a traceback), and config.yaml keeps every
+    override anyway."""
+    def join(parts: list[str]) -> str:
+        return "_".join(p for p in (prefix, ",".join(parts)) if p) or "run"
+
+    name = join(items)
+    if len(name.encode()) <= NAME_MAX:
+        return name
+    tail = "hash=" + hashlib.sha256(name.encode()).hexdigest()[:12]
+    kept = list(items)
+    while kept and len(join([*kept, tail]).encode()) > NAME_MAX:
+        kept.pop()
+    return join([*kept, tail]).encode()[:NAME_MAX].decode(errors="ignore")
 
 
 register()

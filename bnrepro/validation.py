@@ -209,6 +209,10 @@ def _cross_field(cfg: Config) -> Iterator[str]:
                "when the validation curve has plateaued, but data.val_size=0 holds no validation split out. Set "
                "data.val_size=5000 (any number of held-out training examples), or trainer.stop_at_plateau=false to "
                "train the whole trainer.max_steps.")
+    if cfg.seeds is not None and cfg.seed != 0:  # 0 is the default: not told apart from an unset seed
+        yield (f"seed={cfg.seed} is set beside seeds={show(cfg.seeds)}, which trains the seeds of its list only, so "
+               f"seed={cfg.seed} would be ignored. Drop seed={cfg.seed}, or add it to the list "
+               f"(seeds={show(sorted({*cfg.seeds, cfg.seed}))}).")
     if cfg.model.name == "mlp" and cfg.probe.unit is not None and cfg.probe.unit >= cfg.model.width:
         yield (f"probe.unit={cfg.probe.unit} is not a unit of the MLP's layers of model.width={cfg.model.width} "
                f"units; use probe.unit={cfg.model.width // 2} (any of 0..{cfg.model.width - 1}) or probe.unit=null.")
@@ -247,3 +251,17 @@ def validate(cfg: Config) -> None:
     if found:
         more = f" ({len(found) - 1} more problem(s) in this config: fix this one and rerun.)" if len(found) > 1 else ""
         raise BnreproError(found[0] + more)
+
+
+
+def fit_to_data(cfg: Config, train_size: int, name: str) -> tuple[Config, str | None]:
+    """`cfg` with what exceeds the loaded training split capped to it, and the note that says so
+    (None when nothing was): bn.precise_examples beyond the split would pass over it again and
+    again at every evaluation (180 passes took minutes per evaluation), for no truer statistics."""
+    population = choice(cfg.bn.population) if choice(cfg.bn.placement) != "none" else "ema"
+    if population != "precise" or cfg.bn.precise_examples <= train_size:
+        return cfg, None
+    note = (f"bn.precise_examples={cfg.bn.precise_examples} exceeds the {train_size} training examples of {name} "
+            f"({cfg.bn.precise_examples / train_size:.1f} passes over them at every evaluation): PreciseBN uses all "
+            f"{train_size}, once. Pass bn.precise_examples={train_size} or less to silence this note.")
+    return dataclasses.replace(cfg, bn=dataclasses.replace(cfg.bn, precise_examples=train_size)), note

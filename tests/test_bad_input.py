@@ -90,6 +90,15 @@ CONFIG_CASES: list = [
     ("refused", ["seeds=[]"], "seeds=[] is not valid: seeds must be a non-empty list of distinct seeds"),
     ("refused", ["seeds=[1,1]"], "seeds=[1,1] is not valid"),
     ("refused", ["seed=-1"], "seed=-1 is not valid: seed must be in [0, 4294967295]"),
+    # data-dependent refusals, also before any file but the failed summary.json (issue 33, items 16, 17)
+    ("refused", ["trainer.batch_size=5000"], "trainer.batch_size=5000 exceeds the 2000 training examples of synthetic"),
+    ("refused", ["data.val_size=500", "trainer.batch_size=1800"], "data.val_size=500 with trainer.batch_size=1800 leaves "
+     "fewer than one batch of the 2000 training examples of synthetic (data.synthetic.noise=1.0) to train on; choose "
+     "data.val_size=100 or less, or trainer.batch_size=1500 or less."),
+    ("refused", ["seeds=[0,1]", "data.val_size=1990"], "data.val_size=1990 with trainer.batch_size=32 leaves"),
+    ("refused", ["seeds=[0,1]", "seed=3"], "seed=3 is set beside seeds=[0,1], which trains the seeds of its list only, "
+                                           "so seed=3 would be ignored. Drop seed=3, or add it to the list "
+                                           "(seeds=[0,1,3])."),  # issue 33, item 5
     # 3. choices are enums: Hydra refuses them at composition
     ("hydra", ["trainer.progress=bogus"], (ConfigCompositionException, "trainer.progress")),
     ("hydra", ["probe.mode=bogus"], (ConfigCompositionException, "probe.mode")),
@@ -186,6 +195,10 @@ CONFIG_CASES: list = [
     ("accepted", ["bn.noise.enabled=true", "bn.placement=none"], lambda cfg: cfg.bn.noise.enabled),  # noise without BN
     ("runs", ["bn.noise.enabled=true", "probe.landscape_every=10"], lambda summary, metrics:
      summary["status"] == "completed" and (metrics.split == "landscape").any()),
+    ("runs", ["bn.population=precise", "bn.precise_examples=10000000", "trainer.max_steps=10"],  # issue 33, item 14
+     lambda summary, metrics: summary["status"] == "completed" and summary["data_notes"] == [
+         "bn.precise_examples=10000000 exceeds the 2000 training examples of synthetic (5000.0 passes over them at "
+         "every evaluation): PreciseBN uses all 2000, once. Pass bn.precise_examples=2000 or less to silence this note."]),
     ("runs", ["probe.every=0"], lambda summary, metrics: summary["status"] == "completed"
      and "probe" not in set(metrics.split)),  # 0 is the documented "off"
     ("runs", ["probe.mode=eval", "trainer.progress=lines"], lambda summary, metrics: summary["status"] == "completed"
@@ -313,9 +326,44 @@ def complete_root_of_raw_and_gz_files_is_used_as_is(tmp, monkeypatch):
     for f in IDX_FILES[2:]:
         (tmp / "gz" / f"{f}.gz").rename(raw / f"{f}.gz")
 
-    def check(bundle):
-        assert (bundle.source, bundle.train_size, bundle.test_size) == (str(raw), 120, 50)
+    def check(bundle):  # read through the data cache's folder of this source (issue 33, item 7)
+        cached = tmp / "cache" / str(raw).lstrip("/") / "FashionMNIST" / "raw"
+        assert (bundle.source, bundle.train_size, bundle.test_size) == (str(cached), 120, 50)
+        assert sorted(p.name for p in raw.iterdir()) == sorted([*IDX_FILES[:2], *(f"{f}.gz" for f in IDX_FILES[2:])])
     return ["data=fashion_mnist", f"data.root={tmp / 'data'}"], check
+
+
+@data_case(DataNotFoundError)
+def symlink_loop_as_data_root(tmp, monkeypatch):
+    """Issue 33, item 6: it read as absent, and the system copy was used without a word."""
+    write_mnist(_system_copy(tmp), gz=True)
+    (tmp / "loop").symlink_to(tmp / "loop")
+    return (["data=fashion_mnist", f"data.root={tmp / 'loop'}"],
+            [f"data.root={tmp / 'loop'} is {tmp / 'loop'}, which cannot be resolved", "leads back to itself"])
+
+
+@data_case(DataNotFoundError)
+def dangling_symlink_as_data_root(tmp, monkeypatch):
+    write_mnist(_system_copy(tmp), gz=True)
+    (tmp / "link").symlink_to(tmp / "unmounted")
+    return (["data=fashion_mnist", f"data.root={tmp / 'link'}"],
+            [f"a symbolic link to {tmp / 'unmounted'}, which does not exist"])
+
+
+@data_case()
+def system_copy_as_data_root_is_extracted_into_the_cache(tmp, monkeypatch):
+    """Issue 33, item 7: data.root at a folder of .gz files (the system copy itself) wrote 53 MB of
+    extracted files into it; and a first run extracted into ./data/ of the working directory.
+    Extraction goes to the data cache only."""
+    copy = _system_copy(tmp)
+    write_mnist(copy, gz=True)
+    monkeypatch.chdir(tmp)
+    before = sorted(p.name for p in copy.iterdir())
+
+    def check(bundle):
+        assert sorted(p.name for p in copy.iterdir()) == before and not (tmp / "data").exists()
+        assert bundle.source.startswith(str(tmp / "cache")) and bundle.train_size == 100
+    return ["data=fashion_mnist", f"data.root={copy}"], check
 
 
 @data_case(DataNotFoundError)
@@ -751,6 +799,133 @@ def stack_parent_is_not_a_job(make_cfg, tmp_path, capfd):
     assert frame.status.tolist() == ["completed", "completed"]
 
 
+def run_kinds_never_share_a_directory(make_cfg, tmp_path, capfd):
+    """Issue 33, item 1: a stack into a finished single run's directory (and a single run into a
+    stack's) is refused before it writes a byte: no seed=<s>/ beside the single run, no failed
+    summary.json on top of the stack, every file as it was."""
+    from bnrepro.training.session import run
+
+    single, stack = tmp_path / "single", tmp_path / "stack"
+    run_one(make_cfg(*FAST), single)
+    run(make_cfg(*FAST, "seeds=[0,1]"), stack)
+    for directory, overrides, holds in ((single, ["seeds=[0,1]"], "a single run (config.yaml"),
+                                        (stack, ["seed=0"], "a stack of seeds (seeds=[...]) (seed=0/, seed=1/")):
+        before = snapshot(directory)
+        with pytest.raises(BnreproError, match=re.escape(f"{directory} already holds {holds}")):
+            run(make_cfg(*FAST, *overrides), directory)
+        assert snapshot(directory) == before
+    assert not list(single.glob("seed=*")) and not (stack / "summary.json").exists()
+    assert run(make_cfg(*FAST, "seeds=[0,1]"), stack)[1]["status"] == "completed"  # the same kind: reused
+
+
+def torn_metrics_row_is_written_again(make_cfg, tmp_path, capfd):
+    """Issue 33, item 2: killed after its last checkpoint with metrics.csv's last line torn (cut in
+    its value, or in its step): the rerun resumes from an earlier checkpoint, so the final file
+    equals the uninterrupted run's, row for row."""
+    reference = run_one(make_cfg(*FAST), tmp_path / "ref")
+    whole = (tmp_path / "ref" / "metrics.csv").read_bytes()
+    for cut in (9, len(whole.rsplit(b"\n", 2)[-2]) - 1):  # within the value; within the step ("20", no comma)
+        out = tmp_path / f"cut{cut}"
+        run_one(make_cfg(*FAST), out)
+        (out / "summary.json").unlink()
+        (out / "metrics.csv").write_bytes(whole[:-cut])
+        summary = run_one(make_cfg(*FAST), out)
+        assert "metrics.csv's last line is torn" in capfd.readouterr().err
+        assert (out / "metrics.csv").read_bytes() == whole and summary["final"] == reference["final"]
+        assert "step00000010-" in summary["resumed_from"]
+
+
+def extension_that_rescales_a_bn_schedule_is_refused(make_cfg, tmp_path, capfd):
+    """Issue 33, item 8: FrozenBN's freeze step and Batch Renorm's ramp scale with trainer.max_steps,
+    so a finished (or interrupted) run is not extended in place under them; a plain BN run is."""
+    for extra in (["bn.freeze_after=0.5"], ["bn.norm=renorm", "bn.placement=before"]):
+        out = tmp_path / extra[0]
+        run_one(make_cfg(*FAST, *extra), out)
+        for interrupted in (False, True):
+            if interrupted:
+                (out / "summary.json").unlink()
+            before = snapshot(out)
+            with pytest.raises(BnreproError, match=re.escape(f"{extra[0]}") + ".*trained for trainer.max_steps=20"
+                               ".*in proportion to trainer.max_steps.*own directory"):
+                run_one(make_cfg(*FAST, *extra, "trainer.max_steps=40"), out)
+            assert snapshot(out) == before
+    run_one(make_cfg(*FAST), tmp_path / "plain")
+    assert run_one(make_cfg(*FAST, "trainer.max_steps=40"), tmp_path / "plain")["steps"] == 40
+
+
+def killed_job_with_unreadable_metrics_is_not_running(make_cfg, tmp_path, capfd):
+    """Issue 33, item 4: summary.json gone and metrics.csv unreadable, no process holding the lock:
+    `summarize` says interrupted and names the file, where it said `running`; under a live lock
+    the same job is running."""
+    from bnrepro.analysis.summarize import summarize
+    from bnrepro.training.rundir import lock
+
+    sweep = tmp_path / "sweep"
+    run_one(make_cfg(*FAST), sweep / "seed=0")
+    (sweep / "seed=0" / "summary.json").unlink()
+    (sweep / "seed=0" / "metrics.csv").write_bytes(b"\x00\xff\xfe" * 50)
+    (sweep / "seed=0" / ".lock").write_text("pid 1 on host gone\n")  # left by the killed run, unlocked
+    row = summarize(sweep).iloc[0]
+    assert row.status == "interrupted" and f"{sweep / 'seed=0' / 'metrics.csv'} cannot be read" in row.error
+    assert "no process holds its lock" in row.error
+    with lock(sweep / "seed=0"):
+        assert summarize(sweep).iloc[0].status == "running"
+
+
+def long_job_name_is_cut_to_a_valid_directory(make_cfg, tmp_path, capfd):
+    """Issue 33, item 11: a sweep job's name (its overrides) over 255 bytes was two chained 'File name
+    too long' tracebacks when Hydra made its directory. Whole leading items are kept, then a hash of
+    the whole name, so two cut names stay apart; short names are unchanged."""
+    from bnrepro.config import run_name
+
+    long = "probe.percentiles=[" + ",".join(str(i / 10) for i in range(1, 300)) + "]"
+    names = [run_name([f"seed={s}", "data=synthetic", long]) for s in (0, 1)]
+    for s, name in enumerate(names):
+        assert len(name.encode()) <= 255 and name.startswith(f"seed={s},data=synthetic,hash=")
+        (tmp_path / name).mkdir()
+    assert names[0] != names[1] and run_name(["seed=0", "data=synthetic"]) == "seed=0,data=synthetic"
+    timed = run_name([long], prefix="2026-01-01_00-00-00")
+    assert timed.startswith("2026-01-01_00-00-00_hash=") and len(timed.encode()) <= 255
+
+
+def full_disk_in_tensorboards_thread_is_one_paragraph(make_cfg, tmp_path, capfd):
+    """Issue 33, item 12: the disk filling while TensorBoard's writer thread writes printed that
+    thread's 'Exception in thread ... OSError: [Errno 28]' before the run's own paragraph. The
+    runner's hook leaves the error to the main thread (which raises it at its next write)."""
+    import errno
+    import queue
+    import threading
+
+    from tensorboard.summary.writer.event_file_writer import _AsyncWriterThread
+
+    from bnrepro.tracking.logger import quiet_writer_threads
+
+    class FullDisk:
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def flush(self):
+            pass
+
+    original, seen = threading.excepthook, []
+    try:
+        threading.excepthook = lambda args: seen.append(args.exc_type)  # stands for Python's printing hook
+        quiet_writer_threads()
+        jobs = queue.Queue()
+        writer = _AsyncWriterThread(jobs, FullDisk(), 120)
+        writer.start()
+        jobs.put(b"event")
+        writer.join(10)
+        assert isinstance(writer.exception, OSError)  # kept for the main thread to raise
+        assert seen == []
+        bug = threading.Thread(target=lambda: 1 / 0)  # any other thread's error keeps its traceback
+        bug.start()
+        bug.join()
+        assert seen == [ZeroDivisionError]
+    finally:
+        threading.excepthook = original
+
+
 FAULT_CASES: list = [
     pytest.param(second_writer_is_refused, id="lock-second-writer-refused-then-stale-taken-over"),  # subprocess
     pytest.param(stack_member_in_use_is_refused, id="lock-stack-member-in-use"),
@@ -769,6 +944,12 @@ FAULT_CASES: list = [
     pytest.param(shortened_finished_run_is_refused, id="shrunk-max-steps-finished-refused"),
     pytest.param(shortened_interrupted_run_is_refused, id="shrunk-max-steps-checkpoint-refused"),
     pytest.param(stack_parent_is_not_a_job, id="summarize-stack-parent-not-a-job"),
+    pytest.param(torn_metrics_row_is_written_again, id="torn-metrics-row-rewritten-on-resume"),
+    pytest.param(extension_that_rescales_a_bn_schedule_is_refused, id="extension-rescaling-bn-schedule-refused"),
+    pytest.param(killed_job_with_unreadable_metrics_is_not_running, id="summarize-killed-job-unreadable-metrics"),
+    pytest.param(long_job_name_is_cut_to_a_valid_directory, id="sweep-job-name-over-255-bytes-cut"),
+    pytest.param(full_disk_in_tensorboards_thread_is_one_paragraph, id="full-disk-tensorboard-thread-no-traceback"),
+    pytest.param(run_kinds_never_share_a_directory, id="stack-into-single-and-single-into-stack-refused"),
 ]
 
 

@@ -69,16 +69,19 @@ def test_root_relative_to_cwd_and_user_expanded(tmp_path, monkeypatch):
 def test_gz_files_in_root_are_extracted(tmp_path):
     raw = tmp_path / "data" / "MNIST" / "raw"
     write_mnist(raw, gz=True)
-    assert build(data_cfg("mnist", tmp_path / "data")).train_size == 100
-    assert all((raw / f).is_file() for f in IDX_FILES)
+    bundle = build(data_cfg("mnist", tmp_path / "data"))
+    # Extracted into the data cache, never into the user's folder (issue 33, item 7).
+    cached = tmp_path / "cache" / str(raw).lstrip("/") / "MNIST" / "raw"
+    assert bundle.train_size == 100 and bundle.source == str(cached)
+    assert all((cached / f).is_file() for f in IDX_FILES) and not any((raw / f).exists() for f in IDX_FILES)
 
 
 def test_fashion_mnist_from_system_copy(tmp_path, system_copy):
     write_mnist(system_copy, n_train=80, gz=True)
     root = tmp_path / "data"
     bundle = build(data_cfg("fashion_mnist", root))
-    raw = root / "FashionMNIST" / "raw"
-    assert bundle.source == str(raw) and bundle.train_size == 80
+    raw = tmp_path / "cache" / str(system_copy).lstrip("/") / "FashionMNIST" / "raw"
+    assert bundle.source == str(raw) and bundle.train_size == 80 and not root.exists()  # the cache, not ./data
     assert sorted(p.name for p in raw.iterdir()) == sorted(IDX_FILES)  # no temporary leftovers
     shutil.rmtree(system_copy)  # the second load needs only what the first extracted
     assert build(data_cfg("fashion_mnist", root)).train_size == 80
@@ -141,7 +144,7 @@ def test_truncated_gz_is_corrupt_and_leaves_no_partial_file(tmp_path, system_cop
     with pytest.raises(DataCorruptError, match="train-images-idx3-ubyte.gz") as err:
         build(data_cfg("fashion_mnist", tmp_path / "data"))
     assert "apt-get install --reinstall dataset-fashion-mnist" in str(err.value)
-    raw = tmp_path / "data" / "FashionMNIST" / "raw"
+    raw = tmp_path / "cache" / str(system_copy).lstrip("/") / "FashionMNIST" / "raw"
     assert "train-images-idx3-ubyte" not in [p.name for p in raw.iterdir()]
     assert not [p for p in raw.iterdir() if p.name.startswith(".")]
 
@@ -339,3 +342,19 @@ def test_imagenet_errors(tmp_path, imagenet_root):
     with pytest.raises(DataNotFoundError, match=r"imagenet/val/<wnid>/\*\.JPEG.*class folders") as err:
         build(imagenet_cfg(tmp_path / "empty"))
     assert str(tmp_path / "empty" / "imagenet" / "train") in str(err.value)
+
+
+def test_empty_gz_is_named_and_fixing_it_is_enough(tmp_path):
+    """Issue 33, item 15: an empty .gz extracts to an empty file; the error named that extracted file
+    and said to delete it, which extracted the same empty file again. It names the archive, and
+    replacing the archive is all it takes."""
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    write_mnist(raw, gz=True)
+    good = (raw / "t10k-labels-idx1-ubyte.gz").read_bytes()
+    (raw / "t10k-labels-idx1-ubyte.gz").write_bytes(b"")
+    with pytest.raises(DataCorruptError) as err:
+        build(data_cfg("mnist", tmp_path / "data"))
+    msg = str(err.value)
+    assert msg.startswith(f"MNIST file {raw / 't10k-labels-idx1-ubyte.gz'} (extracted to ") and "now removed" in msg
+    (raw / "t10k-labels-idx1-ubyte.gz").write_bytes(good)
+    assert build(data_cfg("mnist", tmp_path / "data")).test_size == 50

@@ -61,3 +61,32 @@ def test_summary_names_the_divergence(make_cfg, tmp_path):
     summary = run_one(make_cfg(*SMOKE, "variant=baseline", "model.activation=relu", "optim.lr=1e10"), tmp_path)
     assert (summary["status"], summary["divergence"], summary["steps"]) == ("diverged", "nonfinite", 5)
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["variant"] == "baseline"
+
+
+def test_small_init_sigmoid_network_is_not_dead(make_cfg, tmp_path, monkeypatch):
+    """Issue 33, item 9: a sigmoid MLP at init_std=0.003 has logits that vary across the batch by less
+    than the input-independence test resolves, yet it gets a gradient everywhere and learns: it was
+    recorded 'diverged, dead'. Single and stacked alike."""
+    from bnrepro.training import loop
+
+    flagged = []
+    monkeypatch.setattr(loop, "input_independent", lambda logits: flagged.append(1) or input_independent(logits))
+    for i, seeds in enumerate(([], ["seeds=[0,1]"])):
+        cfg = make_cfg(*SMOKE, "variant=baseline", "model.init_std=0.003", "optim.lr=0.01", "probe.every=0",
+                       "trainer.max_steps=60", *seeds)
+        data = build_data(cfg.data, batch_size=cfg.trainer.batch_size, eval_batch_size=cfg.trainer.eval_batch_size,
+                          device=torch.device("cpu"))
+        members = build_members(cfg, data.input_shape, data.num_classes, torch.device("cpu"))
+        members.forward_backward(*next(iter(data.train_batches(cfg.seeds if cfg.seeds is not None else cfg.seed))))
+        assert (input_independent(members.last_logits) == 1.0).all()  # what alone used to end the run
+        dirs = [tmp_path / f"{i}-{j}" for j in range(members.size)]
+        for d in dirs:
+            d.mkdir()
+        logs = [RunLogger(d, {}, cfg.trainer.max_steps, "none") for d in dirs]
+        try:
+            results, _ = fit(members, data, cfg, logs)
+        finally:
+            for log in logs:
+                log.close()
+        assert [(r.status, r.divergence, r.steps) for r in results] == [("completed", None, 60)] * members.size
+    assert flagged

@@ -9,6 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from bnrepro.analysis.summarize import SUMMARY_CSV, main, summarize
+from bnrepro.training.rundir import lock
 from tests.conftest import CONFIGS, REPO, SMOKE, run_one
 
 
@@ -70,22 +71,26 @@ def test_summarize_lists_running_and_failed_jobs(make_cfg, tmp_path, capsys):
     smoke = [*SMOKE, "trainer.threads=1"]
     run_one(make_cfg(*smoke, "seed=0"), sweep / "seed=0")
     run_one(make_cfg(*smoke, "seed=1"), sweep / "seed=1")
-    (sweep / "seed=1" / "summary.json").unlink()  # still running (or killed without a word)
+    (sweep / "seed=1" / "summary.json").unlink()  # killed without a word
     with pytest.raises(Exception):
         run_one(make_cfg(*smoke, "seed=2", "trainer.batch_size=5000"), sweep / "seed=2")
     (sweep / "seed=3" / ".hydra").mkdir(parents=True)  # just started: only Hydra's files so far
     (sweep / "seed=3" / ".hydra" / "config.yaml").write_text("variant: bn\nseed: 3\n")
 
-    frame = summarize(sweep).set_index("run")
-    assert frame.status.to_dict() == {"seed=0": "completed", "seed=1": "running", "seed=2": "failed",
+    with lock(sweep / "seed=3"):  # a job that has started holds its lock
+        frame = summarize(sweep).set_index("run")
+    # seed=1: no summary and no process holds its lock: killed, not running (issue 33)
+    assert frame.status.to_dict() == {"seed=0": "completed", "seed=1": "interrupted", "seed=2": "failed",
                                       "seed=3": "running"}
+    assert "no process holds its lock" in frame.loc["seed=1", "error"]
     assert frame.loc["seed=1", "steps"] == 20  # how far it got, from its metrics.csv
     assert "batch_size=5000" in frame.loc["seed=2", "error"]
     assert frame.loc["seed=3", "seed"] == 3
 
-    assert main([str(sweep)]) == 0
+    with lock(sweep / "seed=3"):
+        assert main([str(sweep)]) == 0
     out = capsys.readouterr().out
-    assert "4 jobs: 2 running, 1 completed, 1 failed" in out and "seed=2" in out
+    assert "4 jobs: 1 completed, 1 interrupted, 1 failed, 1 running" in out and "seed=2" in out
     assert pd.read_csv(sweep / SUMMARY_CSV).shape[0] == 4
 
 

@@ -49,7 +49,7 @@ def test_stacked_seeds_share_the_val_split(make_cfg, tmp_path):
 
 def test_a_val_size_that_leaves_no_batch_is_one_clear_error(make_cfg):
     """(A negative data.val_size is a row of tests/test_bad_input.py's config table.)"""
-    with pytest.raises(BnreproError, match="data.val_size=1990 leaves fewer than one batch"):
+    with pytest.raises(BnreproError, match="data.val_size=1990 with trainer.batch_size=32 leaves fewer than one batch"):
         build_data(make_cfg("data=synthetic", "data.val_size=1990").data, batch_size=32, eval_batch_size=64, device="cpu")
 
 

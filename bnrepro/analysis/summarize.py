@@ -5,8 +5,8 @@
 reads every job directory under SWEEP_DIR (each job's own summary.json, written however the job
 ended) and writes SWEEP_DIR/summary.csv: one row per job with its status (completed, diverged,
 failed with the error, interrupted, damaged = a summary.json that is not valid JSON (its path in
-the error), or running = no final summary yet: still running, or killed before it could write
-one; a stack's parent directory is not a job, its `seed=<s>/` members are), final and best metrics and wall time; it prints the same as a table.
+the error), running = no final summary yet and a process holds the job's lock, or interrupted
+with the reason when none does (killed before it could write one); a stack's parent directory is not a job, its `seed=<s>/` members are), final and best metrics and wall time; it prints the same as a table.
 During a multirun every job refreshes summary.csv as it ends (bnrepro.training.session.main), so the table is
 there even when Hydra stops at the end of a sweep with a failed job.
 """
@@ -22,6 +22,7 @@ from bnrepro import METRICS_FILE
 from bnrepro.analysis.cli import command
 from bnrepro.analysis.results import find_jobs, read_summary, run_info
 from bnrepro.files import atomic_open
+from bnrepro.training.rundir import unfinished_record
 
 SUMMARY_CSV = "summary.csv"
 COLUMNS = ["run", "variant", "seed", "experiment", "data", "status", "steps", "test_accuracy", "test_loss",
@@ -40,10 +41,11 @@ def last_step(run_dir: Path) -> int | None:
 
 
 def job_row(run_dir: Path, sweep_dir: Path) -> dict[str, object]:
-    summary = read_summary(run_dir)
+    # No summary.json: running only while a process holds the job's lock (else killed, said so).
+    summary = read_summary(run_dir) or unfinished_record(run_dir)
     final = summary.get("final") or {}
     row = {
-        **run_info(run_dir, sweep_dir),
+        **run_info(run_dir, sweep_dir), "status": summary.get("status", "running"),
         "steps": summary.get("steps", last_step(run_dir)),
         "test_accuracy": final.get("test/accuracy"), "test_loss": final.get("test/loss"),
         "train_loss": final.get("train/loss"), "best_accuracy": summary.get("best_accuracy"),

@@ -13,6 +13,7 @@ would otherwise look empty and fall through silently).
 """
 from __future__ import annotations
 
+import errno
 import gzip
 import os
 import shutil
@@ -35,8 +36,16 @@ TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-
 # (the very files torchvision downloads). Tests monkeypatch this.
 SYSTEM_COPIES = {"fashion_mnist": ["/usr/share/datasets/fashion-mnist"]}
 APT_PACKAGES = {"fashion_mnist": "dataset-fashion-mnist"}
-# Where .gz files are extracted when data.root is not writable (e.g. a read-only shared root).
+# The one place the suite writes data (BNREPRO_DATA_CACHE overrides it): files extracted from .gz
+# (a folder per source, so a cache filled from one never stands in for another) and torchvision's
+# downloads. Never a source folder (a system copy, the user's data.root) or the working directory.
 CACHE_DIR = "~/.cache/bnrepro"
+DOWNLOADS = "torchvision-downloads"
+
+
+def cache_dir() -> Path:
+    """The data cache (CACHE_DIR, or the BNREPRO_DATA_CACHE environment variable), absolute."""
+    return Path(os.environ.get("BNREPRO_DATA_CACHE") or CACHE_DIR).expanduser().absolute()
 
 
 def data_root(cfg: DataConfig) -> Path:
@@ -44,6 +53,22 @@ def data_root(cfg: DataConfig) -> Path:
     A file there is refused: nothing under it could be found, so every data set would silently
     come from the next source."""
     root = Path(str(cfg.root)).expanduser().absolute()
+    try:
+        os.stat(root)
+    except FileNotFoundError:
+        if root.is_symlink():  # pointing nowhere: not the same as a root not made yet
+            raise DataNotFoundError(
+                f"data.root={cfg.root} is {root}, a symbolic link to {os.readlink(root)}, which does not exist, so "
+                "none of the data sets could be found there and they would silently come from the next source. "
+                "Point the link (or data.root, or BNREPRO_DATA) at the directory that holds the data sets.") from None
+    except OSError as err:
+        if err.errno != errno.ELOOP:  # e.g. a path through a file: nothing there, as for a missing root
+            return root
+        raise DataNotFoundError(
+            f"data.root={cfg.root} is {root}, which cannot be resolved ({err.strerror}: a symbolic link that leads "
+            "back to itself), so none of the data sets could be found there and they would silently "
+            "come from the next source. Point data.root (or BNREPRO_DATA) at the directory that holds the data "
+            "sets, or fix the link.") from None
     if root.exists() and not root.is_dir():
         raise DataNotFoundError(
             f"data.root={cfg.root} is {root}, a file, not a directory. data.root (or the BNREPRO_DATA "
@@ -83,15 +108,35 @@ def expected_files(cls: type) -> dict[str, str | None]:
     return {**dict(cls.train_list + cls.test_list), cls.meta["filename"]: cls.meta["md5"]}
 
 
+def archive_of(path: Path) -> Path | None:
+    """The file a file of the data cache was extracted from (cache/<source folder>/<layout>/raw/NAME
+    from /<source folder>/NAME.gz, or NAME copied), if it is one and its source is still there."""
+    try:
+        rel = Path(path).absolute().relative_to(cache_dir())
+    except ValueError:
+        return None
+    if len(rel.parts) < 4 or rel.parts[0] == DOWNLOADS:
+        return None
+    source_dir = Path("/", *rel.parts[:-3])
+    return next((p for p in (source_dir / f"{rel.name}.gz", source_dir / rel.name) if p.is_file()), None)
+
+
 def corrupt(name: str, path: Path, problem: str) -> DataCorruptError:
-    """The error for one bad file: which, what is wrong, and how to get a good copy."""
+    """The error for one bad file: which, what is wrong, and how to get a good copy. A bad file the
+    data cache extracted is named by its archive, which is what must be replaced (deleting the
+    extracted copy alone would extract the same bytes again), and is removed from the cache, so
+    that the next run extracts the replaced archive."""
+    if (archive := archive_of(path)) is not None:
+        Path(path).unlink(missing_ok=True)
+        problem = f"(extracted to {path}, now removed from the data cache) {problem}"
+        path = archive
     package = APT_PACKAGES.get(name)
     if package and any(Path(path).is_relative_to(d) for d in SYSTEM_COPIES.get(name, [])):
         fix = f"It belongs to a system copy: reinstall it with `sudo apt-get install --reinstall {package}`."
     else:
-        fix = ("Delete it and fetch it again: rerun with data.download=true where the network allows, "
-               "or copy a good file into place (a file extracted from a .gz or a system copy is "
-               "extracted again on the next run).")
+        fix = ("Replace it: delete it and rerun with data.download=true where the network allows, or copy a "
+               f"good file into place (what the run extracts from a .gz goes to the data cache, {cache_dir()}, "
+               "and is extracted again on the next run).")
     return DataCorruptError(f"{TITLES[name]} file {path} {problem}. {fix}")
 
 
@@ -106,23 +151,26 @@ def locate(name: str, cfg: DataConfig) -> Path:
     if sources:  # data.root holds this data set: all of it, or it is refused
         if len(sources) < len(files):
             raise DataNotFoundError(_partial(name, cls, folder, files, sources))
-        return root if not _missing(cls, root, files) else _extract(name, folder, root)
+        return root if not _missing(cls, root, files) else _extract(name, folder)
     gz = " or .gz" if issubclass(cls, MNIST) else ""
     looked = [f"data.root: {folder} (none of its files{gz})"]
     if issubclass(cls, MNIST):
         for copy in map(Path, SYSTEM_COPIES.get(name, [])):
-            extracted = _extract(name, copy, root)
+            extracted = _extract(name, copy)
             if extracted:
                 return extracted
             looked.append(f"the system copy {copy}" + (" (not there)" if not copy.is_dir()
                                                           else " (no complete set of .gz files)"))
+    downloads = cache_dir() / DOWNLOADS  # an earlier download, whole, serves without the network
+    if not _missing(cls, downloads, files):
+        return downloads
     if cfg.download:
-        failure = _download(cls, root)
-        if not _missing(cls, root, files):
-            return root
-        looked.append(f"torchvision's download into {root} (failed: {failure or 'files still missing'})")
+        failure = _download(cls, downloads)
+        if not _missing(cls, downloads, files):
+            return downloads
+        looked.append(f"torchvision's download into {downloads} (failed: {failure or 'files still missing'})")
     else:
-        looked.append("torchvision's download (disabled: data.download=false)")
+        looked.append(f"the data cache {downloads}; torchvision's download (disabled: data.download=false)")
     raise DataNotFoundError(_not_found(name, cls, looked))
 
 
@@ -170,17 +218,18 @@ def _partial(name: str, cls: type, folder: Path, files: dict[str, str | None], s
             f"folder away so that {' or '.join(nexts)} provides the whole data set.")
 
 
-def _extract(name: str, source_dir: Path, root: Path) -> Path | None:
-    """Make root's torchvision layout (or, if root is not writable, a cache folder of source_dir's
-    own) hold every file of `name`, from source_dir's flat files or their .gz; the root used, or
-    None if source_dir lacks some file."""
+def _extract(name: str, source_dir: Path) -> Path | None:
+    """Make the data cache's folder of source_dir hold every file of `name` in torchvision's layout,
+    from source_dir's flat files or their .gz; that root, or None if source_dir lacks some file."""
     cls = TORCHVISION[name]
     files = expected_files(cls)
+    # A cache folder per source, so that a cache filled from one source never stands in for another.
+    target = cache_dir() / str(source_dir).lstrip("/")
+    if not _missing(cls, target, files):  # extracted whole before: the source itself is not needed
+        return target
     sources = _sources(cls, source_dir, files)
     if len(sources) < len(files):
         return None
-    # A cache folder per source, so that a cache filled from one source never stands in for another.
-    target = root if _writable(data_dir(cls, root)) else Path(CACHE_DIR).expanduser() / str(source_dir).lstrip("/")
     raw = data_dir(cls, target)
     raw.mkdir(parents=True, exist_ok=True)
     for f in _missing(cls, target, files):
@@ -196,14 +245,6 @@ def _extract_atomic(name: str, source: Path, dest: Path) -> None:
             shutil.copyfileobj(src, dst)
     except (gzip.BadGzipFile, EOFError, zlib.error) as err:
         raise corrupt(name, source, f"is not a complete gzip file ({err})") from err
-
-
-def _writable(directory: Path) -> bool:
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return False
-    return os.access(directory, os.W_OK)
 
 
 def _download(cls: type, root: Path) -> str | None:

@@ -57,12 +57,18 @@ VAL_SEED = 2015
 def hold_out(x: Tensor, y: Tensor, val_size: int, batch_size: int, where: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(x_train, y_train, x_val, y_val): `val_size` examples drawn once from the training split by
     a fixed permutation (VAL_SEED), the rest in their original order for training."""
+    if batch_size > len(y):  # no split of any size would leave a batch: the batch size is what is wrong
+        raise BnreproError(
+            f"trainer.batch_size={batch_size} exceeds the {len(y)} training examples of {where}, so not one "
+            f"batch could be drawn; choose trainer.batch_size={len(y) - val_size if len(y) > val_size else len(y)}"
+            " or less" + (f" (data.val_size={val_size} of them are held out besides)." if val_size else "."))
     if val_size == 0:
         return x, y, x[:0], y[:0]
     if val_size > len(y) - batch_size:
         raise BnreproError(
-            f"data.val_size={val_size} leaves fewer than one batch of the {len(y)} training examples of "
-            f"{where} to train on; choose data.val_size={max(0, len(y) - batch_size) // 2} or less.")
+            f"data.val_size={val_size} with trainer.batch_size={batch_size} leaves fewer than one batch of the "
+            f"{len(y)} training examples of {where} to train on; choose data.val_size="
+            f"{max(0, len(y) - batch_size) // 2} or less, or trainer.batch_size={max(1, len(y) - val_size)} or less.")
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(VAL_SEED)).to(y.device)
     val, train = order[:val_size], order[val_size:].sort().values
     return x[train], y[train], x[val], y[val]

@@ -29,6 +29,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from bnrepro.choices import choice
 from bnrepro.errors import BnreproError
 from bnrepro.nn.bn import BatchNorm, _check_input, _per_channel, _reduce_dims, scale_shift, update_running_stats
 
@@ -247,3 +248,15 @@ def recompute_precise_stats(model: nn.Module, batches, num_batches: int) -> int:
         bn.running_var.copy_(var)
         bn.num_batches_tracked.copy_(count)
     return seen
+
+
+def length_dependent(bn) -> list[str]:
+    """The options of `bn` (a BNConfig) whose schedule `BNSchedule` scales with trainer.max_steps, as
+    `key=value`: a run cannot be extended in place with them (its steps so far followed the shorter
+    schedule, so it would match no straight run of the new length)."""
+    if choice(bn.placement) == "none":
+        return []
+    found = [f"bn.freeze_after={bn.freeze_after}"] if bn.freeze_after is not None and bn.freeze_after < 1.0 else []
+    if choice(bn.norm) == "renorm" and bn.renorm_warmup > 0:
+        found.append(f"bn.norm=renorm with bn.renorm_warmup={bn.renorm_warmup}")
+    return found

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -31,6 +32,25 @@ HPARAM_METRICS = ("test/accuracy", "test/best_accuracy", "test/loss", "train/los
 
 
 
+def quiet_writer_threads() -> None:
+    """Keep TensorBoard's writer thread from printing its own traceback when a write of it fails
+    because the disk is full (or the like): the thread keeps the error, the main thread raises it
+    at its next TensorBoard call, and the run reports it as one paragraph (bnrepro.files.unwritable).
+    Any other error of any thread keeps its traceback."""
+    from bnrepro.files import unwritable
+
+    previous = threading.excepthook
+    if getattr(previous, "bnrepro", False):
+        return
+
+    def hook(args) -> None:
+        if not (type(args.thread).__name__ == "_AsyncWriterThread" and isinstance(args.exc_value, OSError)
+                and unwritable(args.exc_value)):
+            previous(args)
+    hook.bnrepro = True
+    threading.excepthook = hook
+
+
 def truncate_metrics(path: Path, last_step: int) -> None:
     """Keep the header and the rows of steps <= last_step, atomically; a torn last line goes too."""
     with open(path, newline="") as src, atomic_open(path, "w", newline="") as dst:
@@ -39,6 +59,26 @@ def truncate_metrics(path: Path, last_step: int) -> None:
             step = line.split(",", 1)[0]
             if line.endswith("\n") and step.isdigit() and int(step) <= last_step:
                 dst.write(line)
+
+
+def intact_through(path: Path) -> int | None:
+    """The last step whose rows `path` (a metrics.csv) surely holds whole when its last line is torn
+    (a crash mid-write, a cut copy); None when it is not torn (or absent). A resumed run must start
+    from a checkpoint no later than this, or the torn row's step is never written again."""
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().split(b"\n")
+    except FileNotFoundError:
+        return None
+    last = lines[-1]  # after the final newline: b"" when the file ends whole
+    if not last:
+        return None
+    step, sep, _ = last.partition(b",")
+    if sep and step.isdigit():
+        return int(step) - 1
+    # The step itself is cut: the row is of the previous whole row's step or later.
+    previous = [int(s) for s in (line.partition(b",")[0] for line in lines[1:-1]) if s.isdigit()]
+    return previous[-1] - 1 if previous else -1
 
 
 def wait_for_a_later_second(run_dir: Path) -> None:

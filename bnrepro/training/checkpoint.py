@@ -15,7 +15,8 @@ is a pure function of (seed, epoch) (`epoch_generator`), so the position (epoch,
 there is to save.
 
 Rerunning the same command into the same run directory resumes from the newest good
-checkpoint (`trainer.resume=true`, the default), truncating metrics.csv after its step; a run
+checkpoint (`trainer.resume=true`, the default), truncating metrics.csv after its step (one
+no later than the rows metrics.csv holds whole: a torn last line is written again); a run
 already completed or diverged there is not redone, nor shortened (a smaller trainer.max_steps
 than it, or than the newest checkpoint, is refused). How a run ends is part of what must match
 (`stop_mode`): a run stopped at its plateau does not answer a request for a fixed budget
@@ -46,6 +47,7 @@ import yaml
 
 from bnrepro.errors import BnreproError
 from bnrepro.files import atomic_open
+from bnrepro.nn.bn_variants import length_dependent
 from bnrepro.schema import Config, plain
 from bnrepro.tracking.logger import flatten
 from bnrepro.training import distributed
@@ -162,6 +164,28 @@ def finished_run(out: Path, cfg: Config) -> dict | None:
     return previous
 
 
+def refuse_changed_schedule(cfg: Config, loaded: dict, run_dir: Path, path: Path) -> None:
+    """Refuse to resume `loaded` (a checkpoint at `path`) under another trainer.max_steps when a BN
+    schedule scales with it (FrozenBN's freeze step, Batch Renorm's ramp: `length_dependent`): the
+    steps so far followed the old length's schedule, so the result would match no straight run.
+    (The plateau rule's start moves too, but only later: checks that did not stop the run before
+    would not have stopped a straight one either.)"""
+    saved = loaded.get("max_steps")
+    if saved is None:  # a checkpoint of an older version: its attempt's config.yaml says
+        try:
+            saved = yaml.safe_load((run_dir / "config.yaml").read_text())["trainer"]["max_steps"]
+        except (OSError, yaml.YAMLError, KeyError, TypeError):
+            return
+    if saved == cfg.trainer.max_steps or not (schedules := length_dependent(cfg.bn)):
+        return
+    raise BnreproError(
+        f"trainer.max_steps={cfg.trainer.max_steps} would continue the run in {run_dir} (checkpoint {path.name}, "
+        f"step {loaded['step']}), which was trained for trainer.max_steps={saved}; but {' and '.join(schedules)} "
+        "schedule(s) BN in proportion to trainer.max_steps, so its steps so far followed the other length's "
+        "schedule and the result would match no straight run of either length. Give this run its own directory "
+        f"(hydra.run.dir=...), trainer.resume=false to start over there, or keep trainer.max_steps={saved}.")
+
+
 # --- RNG state, as tensors and plain values (loadable with weights_only=True) -------------------
 
 def rng_state() -> dict[str, Any]:
@@ -272,6 +296,7 @@ class Checkpointer:
         self.directory = Path(out_dir) / CHECKPOINT_DIR
         self.every, self.keep, self.config, self.write = every, max(1, keep), config, write
         self.loaded: dict[str, Any] | None = None
+        self.max_steps: int | None = None  # saved beside the config, which leaves it out: see `extends`
         self.last_path: Path | None = None
         self.signum: int | None = None
         self._previous: dict[int, Any] = {}
@@ -281,14 +306,27 @@ class Checkpointer:
         """The checkpoints of the run `cfg` describes in `out_dir`: its own checkpoints/ for one
         seed, checkpoints/seeds=.../ for a stack (whose members have run directories of their own)."""
         checkpointer = cls(out_dir, cfg.trainer.checkpoint_every, cfg.trainer.checkpoint_keep, comparable(cfg), write)
+        checkpointer.max_steps = cfg.trainer.max_steps
         if cfg.seeds is not None:
             checkpointer.directory = checkpointer.directory / f"seeds={','.join(map(str, cfg.seeds))}"
         return checkpointer
 
     # Loading
-    def load_latest(self) -> int:
-        """Load the newest good checkpoint into `self.loaded`; its step, or 0 when there is none."""
+    def load_latest(self, upto: int | None = None) -> int:
+        """Load the newest good checkpoint into `self.loaded` (of step <= `upto`, when given: the
+        last step whose metrics rows are whole); its step, or 0 when there is none."""
         found = checkpoints(self.directory)
+        if upto is not None and found and found[0][0] > upto:
+            kept = [(step, path) for step, path in found if step <= upto]
+            print(f"Note: metrics.csv's last line is torn (a write cut short), losing rows of step {upto + 1} or "
+                  f"later, which {found[0][1].name} vouched for: resuming from "
+                  + (f"{kept[0][1].name} instead, so that those rows are written again." if kept else
+                     "step 0 instead (no checkpoint is that early), so that those rows are written again."),
+                  file=sys.stderr)
+            if self.write:  # else a second interruption would resume from one of them, past the rows lost
+                for step, path in found[:len(found) - len(kept)]:
+                    path.unlink(missing_ok=True)
+            found = kept
         for i, (step, path) in enumerate(found):
             try:
                 state = read_verified(path)
@@ -350,7 +388,8 @@ class Checkpointer:
             log.sync()
         self.directory.mkdir(parents=True, exist_ok=True)
         self.last_path = write_atomic(self.directory, step, {
-            "step": step, "config": self.config, "window": window_state, "training": state.state_dict()})
+            "step": step, "config": self.config, "max_steps": self.max_steps, "window": window_state,
+            "training": state.state_dict()})
         for _, old in checkpoints(self.directory)[self.keep:]:
             old.unlink(missing_ok=True)
         return self.last_path

@@ -12,7 +12,9 @@ ways, and both end a member as `diverged` (the sweep goes on):
   anywhere in the window poisons the sum.
 - `dead`: a too-large step pushed every ReLU of some layer below zero for every input, so the
   logits no longer depend on the input (the same row for every example of the batch) and no
-  gradient reaches any weight but the classifier's bias: training cannot recover. Checked at two
+  gradient reaches the layers below it (the first layer's is exactly 0): training cannot recover.
+  Both are asked (`dead_now`): near-constant logits alone also fit a live network at a small
+  initialization, which learns. Checked at two
   consecutive log steps, so momentum still carrying the weights cannot revive what we called dead.
   A sigmoid network at chance is not dead: its output still varies with the input.
 A diverged member of a stack is no longer logged; its arithmetic goes on harmlessly (nothing
@@ -46,7 +48,7 @@ from bnrepro.tracking.landscape import GradientProbe
 from bnrepro.tracking.probes import ActivationProbe
 from bnrepro.training import distributed
 from bnrepro.training.checkpoint import Checkpointer, TrainingState
-from bnrepro.training.members import predict
+from bnrepro.training.members import input_gradient, predict
 from bnrepro.training.optim import build_optimizer
 
 
@@ -101,6 +103,13 @@ def input_independent(logits: torch.Tensor) -> torch.Tensor:
         return torch.zeros(logits.shape[:-2], device=logits.device)
     spread = (logits.amax(-2) - logits.amin(-2)).amax(-1)
     return (spread <= 1e-6 * (1.0 + logits.abs().flatten(-2).amax(-1))).float()
+
+
+def dead_now(members) -> torch.Tensor:
+    """1.0 per member whose logits ignore the input and whose first layer got no gradient at all
+    (exactly 0): a small but live network (a sigmoid MLP at init_std=0.003) has logits that vary
+    by less than float precision notices, yet it learns; only a dead one gets no gradient."""
+    return input_independent(members.last_logits) * (input_gradient(members) == 0).float()
 
 
 def divergence_of(loss: float, result: FitResult, dead: bool) -> str | None:
@@ -275,7 +284,7 @@ def fit(members, data: DataBundle, cfg: Config, logs: list, checkpoints: Checkpo
         if step % log_every == 0 or last:
             # One read-back for the window: the losses and whether the logits ignored the input,
             # averaged over ranks so every rank takes the same decision (dead only when dead everywhere).
-            totals, dead = distributed.average(torch.stack([loss_sum, input_independent(members.last_logits)])).tolist()
+            totals, dead = distributed.average(torch.stack([loss_sum, dead_now(members)])).tolist()
             loss_sum.zero_()
             lr = optimizer.param_groups[0]["lr"]
             for total, is_dead, r, log in zip(totals, dead, results, logs):

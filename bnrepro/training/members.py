@@ -83,6 +83,18 @@ def predict(members, batches) -> tuple[Tensor, Tensor]:
     return torch.cat(probs, 1), torch.cat(targets)
 
 
+def input_gradient(members) -> Tensor:
+    """Per member (S,), the largest |gradient| the last step left on its first layer's weight: 0
+    exactly when nothing the loss depends on still depends on the input through a live path (a
+    layer of dead ReLUs cuts every path to exact zeros). A tiny but healthy network's gradient is
+    tiny, never 0."""
+    module = members.module
+    grad = module.grads["w1"] if isinstance(members, StackedMembers) else next(module.parameters()).grad
+    if grad is None:
+        return torch.zeros(members.size, device=members.device)
+    return grad.detach().reshape(members.size, -1).abs().amax(1).float()
+
+
 class SingleModel:
     """One network as a stack of one: DDP under torchrun, trainer.amp/channels_last/compile."""
 

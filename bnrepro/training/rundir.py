@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from bnrepro import METRICS_COLUMNS, METRICS_FILE
 from bnrepro.errors import BnreproError
 from bnrepro.files import TMP_SUFFIX
 
@@ -85,6 +86,78 @@ def lock_all(directories: list[Path]) -> Iterator[None]:
         for directory in directories:
             stack.enter_context(lock(directory))
         yield
+
+
+def held(directory: Path) -> bool:
+    """Whether a live process holds `directory`'s lock (a run is writing there), asked without
+    taking it (Linux's /proc/locks), so that a run starting meanwhile is never refused for it."""
+    try:
+        st = os.stat(directory / LOCK_FILE)
+    except OSError:
+        return False  # a run removes it as it ends; a killed one leaves it, unlocked
+    key = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        with open("/proc/locks") as f:
+            return any(key in line.split() for line in f)
+    except OSError:  # no /proc: try the lock, and let it go at once
+        fd = os.open(directory / LOCK_FILE, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
+
+def unfinished_record(directory: Path) -> dict[str, str]:
+    """What a run directory without summary.json says of itself, for readers of run records
+    (bnrepro.analysis.results.read_summary): {} (status running) while a live process holds its lock;
+    else it was killed before it could write one, said as status `interrupted`, with its metrics.csv
+    named when that cannot be read either."""
+    if held(directory):
+        return {}
+    metrics = directory / METRICS_FILE
+    try:
+        with open(metrics, encoding="utf-8") as f:
+            header = f.readline().strip()
+        problem = None if header == ",".join(METRICS_COLUMNS) else f"{metrics} is not a metrics file (it starts {header[:40]!r})"
+    except FileNotFoundError:
+        problem = None
+    except (OSError, UnicodeDecodeError) as err:
+        problem = f"{metrics} cannot be read ({getattr(err, 'strerror', None) or err})"
+    return {"status": "interrupted", "error": (
+        f"{directory} has no summary.json and no process holds its lock: the run was killed before it could "
+        "write one (SIGKILL, out of memory, a lost node)" + (f"; {problem}" if problem else "") + ". Rerun its "
+        "command to resume it from its last checkpoint.")}
+
+
+def kinds_in(directory: Path) -> dict[str, list[str]]:
+    """The kinds of run `directory` holds, each with its evidence: the files a run writes once it
+    has passed its refusals ("single": config.yaml, metrics.csv, checkpoints/step*.pt at the top;
+    "stack": seed=<s>/ members, checkpoints/seeds=.../). A refused run's lone summary.json is
+    neither."""
+    single = [n for n in ("config.yaml", "metrics.csv") if (directory / n).is_file()]
+    single += [f"checkpoints/{p.name}" for p in sorted((directory / "checkpoints").glob("step*.pt"))[:1]]
+    stack = [f"{p.parent.name}/" for p in sorted(directory.glob("seed=*/config.yaml"))]
+    stack += [f"checkpoints/{p.name}/" for p in sorted((directory / "checkpoints").glob("seeds=*")) if p.is_dir()]
+    return {kind: found for kind, found in (("single", single), ("stack", stack)) if found}
+
+
+def refuse_other_kind(directory: Path, stacked: bool) -> None:
+    """The one rule for what lives in a run directory: one kind of run. A stack written into a
+    single run's directory (or a single run into a stack's) would put its members beside that
+    run's files and replace its .hydra/ record, and summaries would list a seed twice."""
+    other = "single" if stacked else "stack"
+    found = kinds_in(directory).get(other)
+    if not found:
+        return
+    theirs = "a single run" if other == "single" else "a stack of seeds (seeds=[...])"
+    ours = "a stack of seeds (seeds=[...])" if stacked else "a single run (seed=...)"
+    raise BnreproError(
+        f"{directory} already holds {theirs} ({', '.join(found[:4])}), and this is {ours}. One directory holds one "
+        "kind of run: writing this one there would mix the two records. Give this run its own directory "
+        "(hydra.run.dir=... / hydra.sweep.dir=...), or delete the old run.")
 
 
 def remove_leftovers(directory: Path) -> list[Path]:

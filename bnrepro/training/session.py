@@ -9,7 +9,8 @@ written by the runner once the refusals are passed (`on_start`). Checkpoints go 
 what the single run with `seed=<s>` writes; the stack's checkpoints are in
 `<run dir>/checkpoints/seeds=.../`.
 
-Before anything is written: the config is validated, members already finished in their run
+Before anything is written: a directory holding the other kind of run (a single run's, a
+stack's) is refused (`rundir.refuse_other_kind`), the config is validated, members already finished in their run
 directory with this config are not redone (a different config there is refused), and a
 checkpoint of a different config is refused; a run holds its directory's lock throughout
 (bnrepro/training/rundir.py), so a second writer is refused too.
@@ -39,10 +40,11 @@ from bnrepro.data import build_data
 from bnrepro.errors import BnreproError
 from bnrepro.files import unwritable, write_atomic, write_json
 from bnrepro.schema import Config, choice, member_seeds, plain
-from bnrepro.validation import validate
-from bnrepro.tracking.logger import QuietLogger, RunLogger, flatten
+from bnrepro.validation import fit_to_data, validate
+from bnrepro import METRICS_FILE
+from bnrepro.tracking.logger import QuietLogger, RunLogger, flatten, intact_through, quiet_writer_threads
 from bnrepro.training import distributed, rundir
-from bnrepro.training.checkpoint import Checkpointer, Interrupted, finished_run
+from bnrepro.training.checkpoint import Checkpointer, Interrupted, finished_run, refuse_changed_schedule
 from bnrepro.training.hostmem import keep_host_memory
 from bnrepro.training.loop import fit
 from bnrepro.training.members import build_members, check_stackable
@@ -174,6 +176,9 @@ def run(cfg: Config, out_dir: str | os.PathLike, threads: int | None = None,
     stacked = cfg.seeds is not None
     locked = list(dict.fromkeys([out, *(out / f"seed={s}" for s in member_seeds(cfg))])) if stacked else [out]
     try:
+        # Before the locks make member directories, and with no failed summary.json: the directory
+        # belongs to the other run, whose record must stay exactly as it is.
+        rundir.refuse_other_kind(out, stacked)
         with rundir.lock_all(locked if distributed.is_main() else []):  # under torchrun only rank 0 writes
             return _train(cfg, out, threads, on_start, sweep)
     except OSError as err:
@@ -202,7 +207,11 @@ def _train(cfg: Config, out: Path, threads: int | None, on_start: Callable[[], N
         checkpoints = Checkpointer.from_config(out, cfg, write=main_rank)
         if todo and not cfg.trainer.resume:
             checkpoints.clear()
-        start_step = checkpoints.load_latest() if todo else 0  # refuses a checkpoint of another config
+        torn = [t for s in todo if (t := intact_through(dirs[s] / METRICS_FILE)) is not None]
+        # refuses a checkpoint of another config
+        start_step = checkpoints.load_latest(min(torn) if torn else None) if todo else 0
+        if start_step:
+            refuse_changed_schedule(cfg, checkpoints.loaded, dirs[todo[0]], checkpoints.last_path)
         if start_step > cfg.trainer.max_steps:
             raise BnreproError(
                 f"{checkpoints.last_path} is of step {start_step}, further than trainer.max_steps="
@@ -223,6 +232,18 @@ def _train(cfg: Config, out: Path, threads: int | None, on_start: Callable[[], N
         return [finished[s] for s in seeds]
     summaries = {s: {**new_summary(configs[s]), **({"stacked_seeds": todo} if stacked else {})} for s in todo}
     try:
+        if threads := cfg.trainer.threads or threads:
+            torch.set_num_threads(threads)
+        keep_host_memory()  # the same bits, faster on a CPU (results/bench/host_memory.txt)
+        device = distributed.device_for_rank(resolve_device(cfg.trainer.device))
+        # The data's own refusals (a split too large for it, a batch larger than it) come before the
+        # record is written: a refused run leaves its failed summary.json alone, as a bad config does.
+        data = build_data(cfg.data, batch_size=cfg.trainer.batch_size, eval_batch_size=cfg.trainer.eval_batch_size,
+                          device=device)
+        cfg, note = fit_to_data(cfg, data.train_size, data.name)
+        if note:
+            print(f"Note: {note}", file=sys.stderr)
+            data = dataclasses.replace(data, notes=(*data.notes, note))
         if main_rank:
             for d in {out, *dirs.values()}:
                 rundir.remove_leftovers(d)
@@ -231,17 +252,11 @@ def _train(cfg: Config, out: Path, threads: int | None, on_start: Callable[[], N
             for s in todo:
                 dirs[s].mkdir(parents=True, exist_ok=True)
                 save_config(configs[s], dirs[s] / "config.yaml")
-        if threads := cfg.trainer.threads or threads:
-            torch.set_num_threads(threads)
-        keep_host_memory()  # the same bits, faster on a CPU (results/bench/host_memory.txt)
-        device = distributed.device_for_rank(resolve_device(cfg.trainer.device))
         provenances = {s: {**provenance(configs[s], device), **({"stacked_seeds": todo} if stacked else {})}
                        for s in todo}
         if main_rank:
             for s in todo:
                 write_json(dirs[s] / "provenance.json", provenances[s])
-        data = build_data(cfg.data, batch_size=cfg.trainer.batch_size, eval_batch_size=cfg.trainer.eval_batch_size,
-                          device=device)
         members = build_members(cfg, data.input_shape, data.num_classes, device)
         if start_step:
             for s in todo:
@@ -309,6 +324,7 @@ def main(load: Callable[[], Config], out_dir: str | os.PathLike, sweep_dir: str 
     """
     if hasattr(signal, "SIGXFSZ") and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    quiet_writer_threads()  # a full disk under TensorBoard's thread: the paragraph alone
     try:
         run(load(), out_dir, threads, on_start, sweep)
     except BnreproError as err:
