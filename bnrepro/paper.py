@@ -43,7 +43,7 @@ FIG1 = {
 }
 
 # Figure 4 (Sec. 4.2.3): the ensemble of six BN-x30-based networks, 144 crops, on ImageNet.
-FIG4_ENSEMBLE = "4.9% top-5 validation error (4.82% test); single BN-Inception 144 crops 5.82%"
+FIG4_ENSEMBLE = "4.9% top-5 validation error (4.82% test); single BN-Inception 144 crops 5.82% (Sec. 4.2.3, Fig. 4)"
 
 # Not the paper: the later work issue 17 tests it against (configs/experiment/why_*.yaml, lr_range.yaml).
 SANTURKAR = "Santurkar et al. 2018"  # "How Does Batch Normalization Help Optimization?"

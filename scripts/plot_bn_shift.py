@@ -24,7 +24,7 @@ STATISTICS = {"train": "training statistics", "target": "recomputed on the corru
 
 def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
     shift = bns.load_shift(sweep_dir)
-    t = bns.shift_table(shift)
+    t = bns.shift_table(shift).replace([float("inf"), -float("inf")], float("nan"))  # unbounded: no bar
     kinds = [k for k in dict.fromkeys(t.corruption) if k != "none"]
     fig, axes = plt.subplots(1, len(kinds), figsize=(4 * len(kinds), 4), sharey=True, layout="constrained",
                              squeeze=False)

@@ -23,7 +23,7 @@ from bnrepro.analysis.plots import plt, save
 def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
     metrics = bns.load(sweep_dir)
     runs = bns.per_run(metrics)
-    t = bns.table(runs)
+    t = bns.table(runs).replace([float("inf"), -float("inf")], float("nan"))  # unbounded (one seed): no bar
     fig, ax = plt.subplots(figsize=(7.5, 4.8), layout="constrained")
     for i, label in enumerate(bns.methods(runs)):
         r, color = t[t.method == label], f"C{i % 10}"

@@ -38,7 +38,11 @@ RUN_COLUMNS = {"bn_statistics": ["run", "method", "batch", "seed", "data", "mode
 
 
 def ci(error: float, lo: float, hi: float) -> str:
-    return "n/a" if math.isnan(error) else f"{error:.2f} [{lo:.2f}, {hi:.2f}]"
+    if math.isnan(error):
+        return "n/a"
+    if not (math.isfinite(lo) and math.isfinite(hi)):  # one seed: no spread to bound it by
+        return f"{error:.2f} [unbounded]"
+    return f"{error:.2f} [{lo:.2f}, {hi:.2f}]"
 
 
 def method_lines(runs: pd.DataFrame) -> list[str]:

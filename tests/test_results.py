@@ -86,3 +86,24 @@ def test_scripts_handle_diverged_and_running_runs(sweep, tmp_path, make_cfg):
     assert (tmp_path / "fig1.png").exists()
     text = script("report_fig1.py", copy)
     assert "1 diverged" in text and "1 running" in text
+
+
+def test_damaged_run_files_are_named_and_the_other_runs_read(sweep, tmp_path):
+    """Issue 33 item 13: a summary.json holding `[]` and a torn metrics.csv, read by summarize and plot_fig1:
+    one paragraph naming each bad file, no traceback, the other runs still read."""
+    import shutil
+
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep, copy)
+    (copy / "seed=0,variant=bn" / "summary.json").write_text("[]")
+    (copy / "seed=1,variant=bn" / "metrics.csv").write_bytes(b'step,split\n1,"tr\x00\xff\n"unterminated')
+    proc = subprocess.run([sys.executable, "-m", "bnrepro.analysis.summarize", str(copy)], capture_output=True,
+                          text=True, timeout=120, cwd=REPO)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "damaged" in proc.stdout and "seed=0,variant=bn" in proc.stdout
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "plot_fig1.py"), str(copy), "--out",
+                           str(tmp_path / "out")], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"Skipped {copy / 'seed=1,variant=bn' / 'metrics.csv'}: not a readable metrics file" in proc.stderr
+    assert (tmp_path / "out" / "fig1.png").is_file()
+    assert sorted(load_runs(copy).status) == ["completed", "completed", "completed", "damaged"]

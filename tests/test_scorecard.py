@@ -66,7 +66,7 @@ def test_ids_and_verdicts(root):
     assert (row.ours, row.ci_low, row.ci_high) == pytest.approx((inception / bn,) * 3)
     assert (row.seeds, row.data, row.scope) == ("3 vs 3", "synthetic8", "paper")
     for r in frame.itertuples():  # every verdict is the stated rule applied to its own row
-        if r.verdict in ("reproduced", "partly", "not reproduced") and not r.power.startswith("not robust"):
+        if r.verdict in ("reproduced", "partly", "not reproduced") and "not robust" not in r.power:
             assert r.verdict == verdict(r.ours, r.ci_low, r.ci_high, r.side, r.reference, r.paper_size,
                                         [x for x in (r.loo_low, r.loo_high) if not math.isnan(x)])
 

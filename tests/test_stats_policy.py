@@ -82,7 +82,7 @@ def test_reproduced_must_survive_leaving_any_one_seed_out():
             "groups": [np.array([2.0, 2.2, 2.1, 2.3])], "stat": lambda g: float(g[0].mean())}
     assert score(spec)["verdict"] == "reproduced"
     shaky = score({**spec, "groups": [np.array([0.3, 0.5, 0.4])]})
-    assert shaky["verdict"] == "partly" and shaky["power"].startswith("not robust: without seed")
+    assert shaky["verdict"] == "partly" and shaky["power"].startswith("underpowered, not robust: without seed")
 
 
 def test_illustrations_are_shown_not_scored():

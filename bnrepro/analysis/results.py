@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -62,10 +63,14 @@ def read_summary(run_dir: Path) -> dict[str, object]:
     if not path.exists():
         return {}
     try:
-        return json.loads(path.read_text())
-    except ValueError as err:
+        summary = json.loads(path.read_text())
+    except (ValueError, OSError) as err:
         return {"status": "damaged", "error": f"{path} is not valid JSON ({err}); rerun the job's command to "
                                               "resume it from its last checkpoint, which rewrites it."}
+    if not isinstance(summary, dict):
+        return {"status": "damaged", "error": f"{path} holds a JSON {type(summary).__name__}, not a run's summary "
+                                              "(an object); rerun the job's command to resume it, which rewrites it."}
+    return summary
 
 
 def config_value(cfg: dict, key: str):
@@ -98,17 +103,35 @@ def load_runs(sweep_dir: str | Path, keys: tuple[str, ...] = ()) -> pd.DataFrame
     return pd.DataFrame([run_info(d, root, keys) for d in find_runs(root)])
 
 
+def read_metrics(path: Path) -> pd.DataFrame | None:
+    """One run's metrics.csv; None, with one paragraph on stderr naming the file, where it cannot be read
+    (torn by a crash, a bad copy), so that one damaged run does not stop the figures of a whole sweep."""
+    try:
+        frame = pd.read_csv(path)
+        missing = {"step", "split", "name", "value"} - set(frame.columns)
+        if missing:
+            raise ValueError(f"no column {', '.join(sorted(missing))}")
+        return frame
+    except (ValueError, OSError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        print(f"Skipped {path}: not a readable metrics file ({str(err).strip() or type(err).__name__}). Rerun the "
+              "job's command to resume it from its last checkpoint, which rewrites it; the other runs are read.",
+              file=sys.stderr)
+        return None
+
+
 def load_metrics(sweep_dir: str | Path, keys: tuple[str, ...] = ()) -> pd.DataFrame:
     """Every run's metrics in long form (step, split, name, value) plus the run columns."""
     root = Path(sweep_dir)
     frames = []
     for run_dir in find_runs(root):
-        frame = pd.read_csv(run_dir / METRICS_FILE)
+        frame = read_metrics(run_dir / METRICS_FILE)
+        if frame is None:
+            continue
         for key, value in run_info(run_dir, root, keys).items():
             frame[key] = value
         frames.append(frame)
     if not frames:
-        raise FileNotFoundError(f"No runs (no {METRICS_FILE}) under {root}.")
+        raise FileNotFoundError(f"No readable runs (no readable {METRICS_FILE}) under {root}.")
     return pd.concat(frames, ignore_index=True)
 
 

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from bnrepro.analysis.stats import Estimate, interval, power_note, verdict
+from bnrepro.analysis.stats import SIZE_FACTOR, Estimate, interval, power_note, seeds_needed, verdict
 
 COLUMNS = ["claim", "scope", "experiment", "claim_text", "paper", "statistic", "side", "reference", "paper_size",
            "ours", "ci_low", "ci_high", "interval", "seeds", "loo_low", "loo_high", "data", "verdict", "power",
@@ -54,7 +54,9 @@ def robust(spec: dict, v: str, size: float) -> tuple[str, str]:
                           [x for x in e.loo if math.isfinite(x)])
             if sub != "reproduced":
                 where = f"group {k + 1}, seed {i + 1}" if len(groups) > 1 else f"seed {i + 1}"
-                return "partly", f"not robust: without {where} it reads {sub} ({shown_estimate(e)})"
+                m = seeds_needed(e, spec["reference"])
+                more = f"; ~{m + 1 if m <= 1000 else '>1000'} seeds per group would hold it" if m else ""
+                return "partly", f"underpowered, not robust: without {where} it reads {sub} ({shown_estimate(e)}){more}"
     return v, ""
 
 
@@ -73,7 +75,10 @@ def score(spec: dict, experiment: str = "", figure: str = "", data: str = "", sc
     v = verdict(e.value, e.lo, e.hi, spec["side"], spec["reference"], size, loo, reason if have else "")
     v, fragile = robust(spec, v, size)
     if spec.get("illustration") and have:
-        scope, v = ILLUSTRATION, f"{ILLUSTRATION} ({spec['illustration']})"
+        scope, v, fragile = ILLUSTRATION, f"{ILLUSTRATION} ({spec['illustration']})", ""
+    if v == "partly" and not fragile and math.isfinite(size) and math.isfinite(e.value) and e.value > 0 and not (
+            size / SIZE_FACTOR <= e.value <= size * SIZE_FACTOR):  # the direction is resolved, the size is not the paper's
+        fragile = f"size: ours {number(e.value)}x, the paper's {number(size)}x, outside a factor of {SIZE_FACTOR:g}"
     seeds = " vs ".join(map(str, e.n)) if e.n else "0"
     if spec.get("left_out"):
         seeds += f" ({spec['left_out']})"
