@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import sys
 from typing import Iterator
 
 import numpy as np
@@ -305,4 +306,20 @@ def build_members(cfg: Config, input_shape: tuple[int, ...], num_classes: int, d
         return StackedMembers(StackedMLP([m.to(device) for m in models]))
     stacked = StackedConvNet(models).to(device)
     stacked.seed_dropout(rng)
+    if note := dropout_note(device, cfg.model.dropout):
+        print(note, file=sys.stderr)
     return StackedConvMembers(stacked, cfg.trainer.amp)
+
+
+def dropout_note(device: torch.device, dropout: float) -> str | None:
+    """What a stacked conv run with dropout on an accelerator must say: its members draw their masks from
+    CPU generators (bnrepro/models/stacked_conv.py's MemberDropout, started where a CPU single run's global
+    generator stands), while a single run there draws from the device's own generator, which has no
+    per-member streams to split. Same distribution, other masks: such a stack is a valid run of its seeds,
+    not a bit-for-bit twin of their single runs on that device (on the CPU it is)."""
+    if torch.device(device).type == "cpu" or not dropout:
+        return None
+    return (f"Note: on {torch.device(device).type}, the stacked members' dropout masks (model.dropout={dropout:g}) "
+            "come from per-member CPU generators, a single run's there from the device's generator: the same "
+            "distribution, other masks, so each seed is a valid run but not bit-identical to its single run "
+            "(on the CPU it is).")
