@@ -156,7 +156,7 @@ def test_stacked_conv_member_dies_where_its_single_run_does(make_cfg, tmp_path, 
 def test_a_stack_with_dropout_on_an_accelerator_says_its_masks_differ_from_single_runs():
     """Issue 33 item 10: on a GPU a single run's dropout draws from the device's generator, a stack's members
     from CPU generators; the run must say so rather than claim bit-identical seeds (CPU: no note)."""
-    from bnrepro.training.members import dropout_note
+    from bnrepro.models.stacked_conv import dropout_note
 
     assert dropout_note(torch.device("cpu"), 0.4) is None and dropout_note(torch.device("cuda"), 0.0) is None
     note = dropout_note(torch.device("cuda"), 0.4)

@@ -251,3 +251,17 @@ def member_losses(logits: Tensor, y: Tensor) -> Tensor:
     """Each member's mean cross-entropy, (S,), from logits (S, B, classes) and targets (S, B) or (B,)."""
     s, n = logits.shape[:2]
     return F.cross_entropy(logits.flatten(0, 1), y.expand(s, n).flatten(), reduction="none").view(s, n).mean(1)
+
+
+def dropout_note(device: torch.device, dropout: float) -> str | None:
+    """What a stacked conv run with dropout on an accelerator must say: its members draw their masks from
+    CPU generators (bnrepro/models/stacked_conv.py's MemberDropout, started where a CPU single run's global
+    generator stands), while a single run there draws from the device's own generator, which has no
+    per-member streams to split. Same distribution, other masks: such a stack is a valid run of its seeds,
+    not a bit-for-bit twin of their single runs on that device (on the CPU it is)."""
+    if torch.device(device).type == "cpu" or not dropout:
+        return None
+    return (f"Note: on {torch.device(device).type}, the stacked members' dropout masks (model.dropout={dropout:g}) "
+            "come from per-member CPU generators, a single run's there from the device's generator: the same "
+            "distribution, other masks, so each seed is a valid run but not bit-identical to its single run "
+            "(on the CPU it is).")

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from bnrepro.errors import BnreproError
 from bnrepro.models import build_model
 from bnrepro.models.stacked import StackedMLP
-from bnrepro.models.stacked_conv import StackedConvNet, eval_totals, member_losses
+from bnrepro.models.stacked_conv import StackedConvNet, dropout_note, eval_totals, member_losses
 from bnrepro.nn.bn import recompute_population_stats
 from bnrepro.nn.bn_variants import recompute_precise_stats
 from bnrepro.schema import Config, choice, member_seeds
@@ -310,16 +310,3 @@ def build_members(cfg: Config, input_shape: tuple[int, ...], num_classes: int, d
         print(note, file=sys.stderr)
     return StackedConvMembers(stacked, cfg.trainer.amp)
 
-
-def dropout_note(device: torch.device, dropout: float) -> str | None:
-    """What a stacked conv run with dropout on an accelerator must say: its members draw their masks from
-    CPU generators (bnrepro/models/stacked_conv.py's MemberDropout, started where a CPU single run's global
-    generator stands), while a single run there draws from the device's own generator, which has no
-    per-member streams to split. Same distribution, other masks: such a stack is a valid run of its seeds,
-    not a bit-for-bit twin of their single runs on that device (on the CPU it is)."""
-    if torch.device(device).type == "cpu" or not dropout:
-        return None
-    return (f"Note: on {torch.device(device).type}, the stacked members' dropout masks (model.dropout={dropout:g}) "
-            "come from per-member CPU generators, a single run's there from the device's generator: the same "
-            "distribution, other masks, so each seed is a valid run but not bit-identical to its single run "
-            "(on the CPU it is).")
