@@ -41,7 +41,8 @@ def sweep(tmp_path_factory):
 
 
 def runs(out):
-    return sorted(p for p in out.iterdir() if p.is_dir())
+    """The sweep's own runs (not the per-variant views of bnrepro/tracking/replay.py)."""
+    return sorted(p for p in out.iterdir() if p.is_dir() and p.name != "by_variant")
 
 
 def test_sweep_runs_are_named_deciding_keys_first(sweep):
@@ -78,17 +79,21 @@ def test_hparams_curated_swept_first_and_typed(sweep):
         experiment = hparams_data(events, metadata.EXPERIMENT_TAG).experiment
         infos = list(experiment.hparam_infos)
         assert [i.name for i in infos[:2]] == ["variant", "seed"] and all(i.differs for i in infos[:2])
-        assert not any(i.differs for i in infos[2:]) and len(infos) < 20
+        # a sweep's table: variant, seed and what differs from the runs already there (the variants' BN)
+        assert {i.name for i in infos[2:]} <= {"bn.placement"} and all(i.differs for i in infos) and len(infos) < 20
         seed = infos[1]
-        assert [v.number_value for v in seed.domain_discrete.values] == [0, 1]
+        # text, so that the table prints seed 0 as `0`, not TensorBoard's `0.0000`
+        assert [v.string_value for v in seed.domain_discrete.values] == ["0", "1"]
         start = hparams_data(events, metadata.SESSION_START_INFO_TAG).session_start_info.hparams
-        assert set(start) == {i.name for i in infos}
+        assert {i.name for i in infos} < set(start) and len(start) < 20  # every curated value, for any later column
+        assert start["seed"].string_value in ("0", "1") and start["trainer.max_steps"].string_value == "20"
+        assert "bn.norm" not in start or start["bn.placement"].string_value != "none"  # no norm, no bn.norm
         assert not {"data.root", "trainer.device", "trainer.progress", "trainer.threads", "seeds"} & set(start)
         assert not any(v.string_value in ("None", "") and v.WhichOneof("kind") == "string_value" for v in start.values())
         cfg_lr = start["optim.lr"].number_value * start["optim.lr_scale"].number_value
         assert start["optim.lr_effective"].number_value == pytest.approx(cfg_lr)
         types = {i.name: i.type for i in infos}
-        assert types["variant"] == api_pb2.DATA_TYPE_STRING and types["optim.lr"] == api_pb2.DATA_TYPE_FLOAT64
+        assert types["variant"] == api_pb2.DATA_TYPE_STRING and start["optim.lr"].WhichOneof("kind") == "number_value"
         metrics = [m.name.tag for m in experiment.metric_infos]
         assert {"test/accuracy", "test/best_accuracy", "drift/layer3/unit_spread_ratio"} <= set(metrics)
         assert set(metrics) <= set(events.Tags()["scalars"])  # each metric column has its values
@@ -148,3 +153,66 @@ def test_plot_scripts_put_their_figures_in_the_images_tab(tmp_path):
     assert events.Tags()["images"] == ["fig9"]
     (image,) = events.Images("fig9")
     assert image.encoded_image_string == png.read_bytes() and image.width > 0 and image.height > 0
+
+
+def test_the_sweep_has_one_table_of_what_differs(sweep):
+    """The sweep's own table (an event file at SWEEP, run `.`): variant and seed, and only keys that
+    differ between its runs (bn.placement: the variants differ in it), val/ metrics when there is a split."""
+    out, _ = sweep
+    events = EventAccumulator(str(out)).Reload()
+    experiment = hparams_data(events, metadata.EXPERIMENT_TAG).experiment
+    names = [i.name for i in experiment.hparam_infos]
+    assert names[:2] == ["variant", "seed"] and set(names) == {"variant", "seed", "bn.placement"}
+    assert all(i.differs for i in experiment.hparam_infos)
+    assert {"test/accuracy", "test/best_accuracy"} <= {m.name.tag for m in experiment.metric_infos}
+    assert metadata.SESSION_START_INFO_TAG not in events.PluginTagToContent(metadata.PLUGIN_NAME)  # no session
+
+
+def test_per_variant_runs_average_the_seeds(sweep):
+    """by_variant/<variant>/: the seeds' mean (and range for accuracy), with margin charts of their own,
+    so that each band is one variant's colour."""
+    out, _ = sweep
+    views = sorted(p.name for p in (out / "by_variant").iterdir())
+    assert views == ["variant=baseline", "variant=bn"]
+    for view in views:
+        events = EventAccumulator(str(out / "by_variant" / view), size_guidance={"scalars": 0}).Reload()
+        layout = layout_pb2.Layout()
+        layout.ParseFromString(events.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0])
+        (category,) = layout.category
+        assert category.title == "Fig. 1: MLP, per variant (mean of seeds)"
+        charts = {c.title: c for c in category.chart}
+        last = charts["Fig. 1(b, c): layer3, last hidden: typical unit"].margin.series[0]
+        assert (last.value, last.lower, last.upper) == ("seed_mean/probe/layer3/unit_p50", "seed_mean/probe/layer3/unit_p15",
+                                                        "seed_mean/probe/layer3/unit_p85")
+        seeds = [pd.read_csv(r / "metrics.csv") for r in runs(out) if r.name.startswith(view + ",")]
+        assert len(seeds) == 2
+        for tag in ("probe/layer3/unit_p50", "test/accuracy"):
+            split, name = tag.split("/", 1)
+            values = pd.concat(s[(s.split == split) & (s.name == name)] for s in seeds).groupby("step").value
+            points = events.Scalars("seed_mean/" + tag)
+            assert [p.step for p in points] == list(values.mean().index)
+            assert [p.value for p in points] == pytest.approx(values.mean().tolist(), rel=1e-5)
+        assert [p.value for p in events.Scalars("seed_max/test/accuracy")] == pytest.approx(
+            values.max().tolist(), rel=1e-5)
+        assert not any(p.is_file() for p in (out / "by_variant").rglob("*") if not p.name.startswith("events."))
+
+
+def test_diverged_runs_are_left_out_of_the_means(tmp_path):
+    """A diverged seed's probes (which explode before the loss does) stay out of its variant's band."""
+    from bnrepro.config import compose
+    from bnrepro.tracking.replay import refresh_views
+    from bnrepro.training.session import run
+
+    for seed in (0, 1):
+        run(compose(*SMOKE, "variant=baseline", f"seed={seed}"), tmp_path / f"seed={seed}")
+    # seed 1 as a run that diverged at its last step (a real one differs in its rate, so in its group)
+    summary = json.loads((tmp_path / "seed=1" / "summary.json").read_text())
+    (tmp_path / "seed=1" / "summary.json").write_text(json.dumps({**summary, "status": "diverged"}))
+    refresh_views(tmp_path)
+    (view,) = (tmp_path / "by_variant").iterdir()
+    events = EventAccumulator(str(view), size_guidance={"scalars": 0}).Reload()
+    kept = pd.read_csv(tmp_path / "seed=0" / "metrics.csv")
+    kept = kept[(kept.split == "probe") & (kept.name == "layer1/all_p50")]
+    assert [p.value for p in events.Scalars("seed_mean/probe/layer1/all_p50")] == pytest.approx(kept.value.tolist(), rel=1e-5)
+    text = events.Tensors("runs/text_summary")[0].tensor_proto.string_val[0].decode()
+    assert "Left out: seed=1 (diverged)" in text
