@@ -130,7 +130,8 @@ class RunLogger:
 
     def __init__(self, out_dir: Path, hparam_dict: dict[str, Any], max_steps: int, progress: str = "auto",
                  name: str | None = None, resume_step: int = 0, swept: Sequence[str] = (),
-                 domains: Mapping[str, Sequence[Any]] | None = None, metrics: Sequence[str] = ()):
+                 domains: Mapping[str, Sequence[Any]] | None = None, metrics: Sequence[str] = (),
+                 table: bool = True):
         self.out_dir = Path(out_dir)
         self.name = name or self.out_dir.name
         self.max_steps = max_steps
@@ -153,12 +154,13 @@ class RunLogger:
         # HParams (bnrepro/tracking/hparams.py), in this run's own writer (add_hparams() would open
         # a second, timestamp-named sub-run): the experiment and the session's start now, its end
         # with the true status at `end` (TensorBoard keeps the first of each it reads).
-        # A sweep's run lists variant, seed and what differs in the sweep as its table's columns (the
-        # sweep's own table, tracking/replay.py, usually wins); its session holds every curated key,
-        # so that any column a later table lists has its value. A single run lists them all.
+        # `table`: a single run's own table of every curated key. A sweep's run writes none: TensorBoard
+        # takes the first table it finds, in no set order, so the sweep's one table, of what differs
+        # between its runs, is written beside them after every job (tracking/replay.py). Its session
+        # holds every curated key, so that any column that table lists has its value.
         shown = curated(hparam_dict, swept)
-        columns = {k: v for k, v in shown.items() if not swept or k in swept or k in ("variant", "seed")}
-        self.tb.file_writer.add_summary(experiment_summary(columns, [*HPARAM_METRICS, *metrics], swept, domains))
+        if table:
+            self.tb.file_writer.add_summary(experiment_summary(shown, [*HPARAM_METRICS, *metrics], swept, domains))
         self.tb.file_writer.add_summary(session_start_summary(shown))
         self.status: str | None = None
         self._bar = None

@@ -8,8 +8,9 @@ never from a live run: a sweep's per-variant runs and table, and whole committed
   chart has one band per variant, coloured by variant and named in the run list. Diverged and failed
   runs are left out of the means (their exploding probe values would stretch every axis; the
   count left out is in the run's Text tab). And the sweep's own HParams table, in an event file at
-  SWEEP itself (run `.`, which TensorBoard reads before any run below it and so takes as the
-  table): variant, seed and only the keys that differ between its runs, whenever one was added.
+  SWEEP itself (run `.`; the only table in a sweep, since TensorBoard takes the first it finds, in
+  no set order): variant, seed and only the keys that differ between its runs, whenever one was
+  added.
 - `replay_run(RUN)`: a run's events rebuilt from its files, as the live run writes them (its
   scalars at their real times, its layout, HParams session and end status, its summary.json as
   text), for the committed sweeps (`results/<sweep>/rundata.tar.xz` holds no event files).
@@ -119,9 +120,21 @@ def shown(cfg: Mapping[str, Any]) -> dict[str, Any]:
     return curated(flatten(cfg)) if cfg else {}
 
 
-def metric_tags(metrics: Iterable[str]) -> list[str]:
+def drift_tags(cfg: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    """The drift statistics a run shows in HParams: tag -> (drift key, statistic), as
+    training/session.py's `drift_metrics` (the MLP's last hidden layer, with probes)."""
+    model, probe = cfg.get("model") or {}, cfg.get("probe") or {}
+    if model.get("name") != "mlp" or not (probe.get("every") or 0) > 0:
+        return {}
+    layer = f"layer{model.get('depth')}"
+    return {f"drift/{layer}/{kind}_{stat}": (f"{layer}/{kind}", stat)
+            for kind in ("unit", "all") for stat in ("rel_movement", "spread_ratio")}
+
+
+def metric_tags(metrics: Iterable[str], cfgs: Iterable[Mapping[str, Any]] = ()) -> list[str]:
     present = set(metrics)
-    return [t for t in (*HPARAM_METRICS, *VAL_METRICS) if t in present]
+    drift = dict.fromkeys(t for cfg in cfgs for t in drift_tags(cfg))
+    return [t for t in (*HPARAM_METRICS, *VAL_METRICS) if t in present] + list(drift)
 
 
 def replay_run(run_dir: Path) -> None:
@@ -135,15 +148,15 @@ def replay_run(run_dir: Path) -> None:
     tb = writer(run_dir, REPLAY_SUFFIX)
     try:
         tb.add_custom_scalars(run_layout((cfg.get("model") or {}).get("name"), frame.tag.unique()))
-        # The run's own table (a sweep's table at SWEEP wins over it, see refresh_views).
-        hparams = shown(cfg)
-        from bnrepro.tracking.hparams import experiment_summary
-
-        tb.file_writer.add_summary(experiment_summary(hparams, metric_tags(frame.tag)), 0, float(frame.wall.min()))
-        tb.file_writer.add_summary(session_start_summary(hparams), 0, float(frame.wall.min()))
+        # No table of its own, as a sweep's live run (tracking/logger.py): the sweep's (refresh_views).
+        tb.file_writer.add_summary(session_start_summary(shown(cfg)), 0, float(frame.wall.min()))
         for tag, step, value, wall in zip(frame.tag, frame.step, frame.value, frame.wall):
             tb.add_scalar(tag, float(value), int(step), walltime=float(wall))
         last_step, last_wall = int(frame.step.max()), float(frame.wall.max())
+        drift = summary.get("drift") or {}
+        for tag, (layer, stat) in drift_tags(cfg).items():
+            if isinstance((value := (drift.get(layer) or {}).get(stat)), (int, float)):
+                tb.add_scalar(tag, float(value), last_step, walltime=last_wall)
         if summary:
             tb.add_text("summary.json", "```json\n" + json.dumps(summary, indent=2, default=str) + "\n```",
                         last_step, walltime=last_wall)
@@ -197,7 +210,7 @@ def refresh_views(sweep_dir: str | Path) -> list[Path]:
     all_tags = set().union(*(set(r[1].split + "/" + r[1].name) for r in records))
     table = writer(root, VIEW_SUFFIX)
     try:
-        table.file_writer.add_summary(sweep_experiment([r[3] for r in records], metric_tags(all_tags)))
+        table.file_writer.add_summary(sweep_experiment([r[3] for r in records], metric_tags(all_tags, [r[2] for r in records])))
     finally:
         table.close()
     written = [root]

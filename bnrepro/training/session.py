@@ -285,7 +285,8 @@ def _train(cfg: Config, out: Path, threads: int | None, on_start: Callable[[], N
         with contextlib.ExitStack() as stack:
             logs = [stack.enter_context(logger(dirs[s], flatten(plain(configs[s])), cfg.trainer.max_steps,
                                                choice(cfg.trainer.progress) if i == 0 else "none", name, start_step,
-                                               swept=list(swept), domains=domains, metrics=metrics))
+                                               swept=list(swept), domains=domains, metrics=metrics,
+                                               table=sweep is None))
                     for i, s in enumerate(todo)]
             stack.enter_context(checkpoints)
             train_start = time.perf_counter()
@@ -363,7 +364,7 @@ def main(load: Callable[[], Config], out_dir: str | os.PathLike, sweep_dir: str 
             # this command sweeps (a run added to an existing sweep with another rate).
             hparams = curated(flatten(plain(cfg)))
             sweep = {**{k: [] for k in replay.sweep_keys(Path(sweep_dir), hparams)}, **(sweep or {})}
-        run(cfg, out_dir, threads, on_start, sweep)
+        run(cfg, out_dir, threads, on_start, sweep if sweep_dir is not None else None)
     except BnreproError as err:
         if sweep_dir is not None:
             raise
