@@ -23,7 +23,7 @@ from pathlib import Path
 from bnrepro.analysis.registry import sweep
 from bnrepro.analysis.results import find_runs
 from bnrepro.analysis.rundata import NAME, unpack
-from bnrepro.tracking.replay import VIEWS, figures, refresh_views, replay_run
+from bnrepro.tracking.replay import VIEWS, differing_keys, figures, read_config, refresh_views, replay_run
 
 
 def committed(results: Path, names: list[str]) -> list[str]:
@@ -50,8 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         if not sweep_dir.is_dir():
             unpack(args.results / name / NAME, sweep_dir)
         runs = [r for r in find_runs(sweep_dir) if VIEWS not in r.relative_to(sweep_dir).parts]
+        extra = differing_keys(read_config(r) for r in runs)
         for run_dir in runs:
-            replay_run(run_dir)
+            replay_run(run_dir, extra)
         views = refresh_views(sweep_dir)
         pngs = sorted((args.results / name).glob("*.png"))
         if pngs:

@@ -32,7 +32,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from bnrepro import METRICS_FILE
 from bnrepro.analysis.results import find_runs, load_yaml, read_metrics, read_summary
-from bnrepro.tracking.hparams import curated, differing, session_end_summary, session_start_summary, sweep_experiment
+from bnrepro.tracking.hparams import NEVER, curated, differing, session_end_summary, session_start_summary, sweep_experiment
 from bnrepro.tracking.logger import HPARAM_METRICS, VAL_METRICS, flatten
 
 VIEWS = "by_variant"  # SWEEP/by_variant/<variant>/: the per-variant runs
@@ -115,9 +115,16 @@ def read_config(run_dir: Path) -> dict[str, Any]:
     return {}
 
 
-def shown(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """A run's curated hyperparameters (tracking/hparams.py), as the live run shows them."""
-    return curated(flatten(cfg)) if cfg else {}
+def shown(cfg: Mapping[str, Any], extra: Iterable[str] = ()) -> dict[str, Any]:
+    """A run's curated hyperparameters (tracking/hparams.py), as the live run shows them, with the
+    `extra` keys (those that differ in its sweep) first."""
+    return curated(flatten(cfg), extra) if cfg else {}
+
+
+def differing_keys(cfgs: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The keys of the whole config whose values differ between `cfgs` (bn.population in a study of
+    it, not only the curated few), less those that only say where or how a run is carried out."""
+    return [k for k in differing([flatten(c) for c in cfgs if c], ()) if k not in NEVER and k != "seed"]
 
 
 def drift_tags(cfg: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
@@ -137,8 +144,9 @@ def metric_tags(metrics: Iterable[str], cfgs: Iterable[Mapping[str, Any]] = ()) 
     return [t for t in (*HPARAM_METRICS, *VAL_METRICS) if t in present] + list(drift)
 
 
-def replay_run(run_dir: Path) -> None:
-    """`run_dir`'s events, from its files (module docstring)."""
+def replay_run(run_dir: Path, extra: Iterable[str] = ()) -> None:
+    """`run_dir`'s events, from its files (module docstring); `extra`: the keys that differ in its
+    sweep (`differing_keys`), in its session beside the curated ones."""
     frame = read_metrics(run_dir / METRICS_FILE)
     if frame is None:
         return
@@ -149,7 +157,7 @@ def replay_run(run_dir: Path) -> None:
     try:
         tb.add_custom_scalars(run_layout((cfg.get("model") or {}).get("name"), frame.tag.unique()))
         # No table of its own, as a sweep's live run (tracking/logger.py): the sweep's (refresh_views).
-        tb.file_writer.add_summary(session_start_summary(shown(cfg)), 0, float(frame.wall.min()))
+        tb.file_writer.add_summary(session_start_summary(shown(cfg, extra)), 0, float(frame.wall.min()))
         for tag, step, value, wall in zip(frame.tag, frame.step, frame.value, frame.wall):
             tb.add_scalar(tag, float(value), int(step), walltime=float(wall))
         last_step, last_wall = int(frame.step.max()), float(frame.wall.max())
@@ -166,12 +174,13 @@ def replay_run(run_dir: Path) -> None:
         tb.close()
 
 
-def sweep_keys(sweep_dir: Path, hparams: Mapping[str, Any]) -> list[str]:
-    """The keys that differ between a run about to start (`hparams`, curated) and the runs already
+def sweep_keys(sweep_dir: Path, cfg: Mapping[str, Any]) -> list[str]:
+    """The keys that differ between a run about to start (`cfg`, its plain config) and the runs already
     in its sweep: what its own table lists besides variant and seed (a run added to an older sweep
     with another rate shows the rate)."""
-    sessions = [shown(read_config(d)) for d in find_runs(sweep_dir) if VIEWS not in d.relative_to(sweep_dir).parts]
-    return [k for k in differing([*sessions, hparams]) if k in hparams]
+    cfgs = [read_config(d) for d in find_runs(sweep_dir) if VIEWS not in d.relative_to(sweep_dir).parts]
+    extra = differing_keys([*cfgs, cfg])
+    return [k for k in differing([*(shown(c, extra) for c in cfgs), shown(cfg, extra)]) if k in shown(cfg, extra)]
 
 
 def _status(summary: Mapping[str, Any], frame: pd.DataFrame) -> str:
@@ -192,9 +201,12 @@ def refresh_views(sweep_dir: str | Path) -> list[Path]:
         if frame is None:
             continue
         cfg = read_config(run_dir)
-        records.append((run_dir, frame, cfg, shown(cfg), _status(read_summary(run_dir), frame)))
+        records.append([run_dir, frame, cfg, {}, _status(read_summary(run_dir), frame)])
     if not records:
         return []
+    extra = differing_keys([r[2] for r in records])
+    for r in records:
+        r[3] = shown(r[2], extra)
     columns = differing([r[3] for r in records])
     # A group is named by the keys that tell it apart, less those its variant implies (bn.placement).
     by_variant: dict[Any, set] = {}

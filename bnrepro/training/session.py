@@ -42,7 +42,6 @@ from bnrepro.files import unwritable, write_atomic, write_json
 from bnrepro.schema import Config, choice, member_seeds, plain
 from bnrepro.validation import fit_to_data, validate
 from bnrepro import METRICS_FILE
-from bnrepro.tracking.hparams import curated
 from bnrepro.tracking.logger import VAL_METRICS, QuietLogger, RunLogger, flatten, intact_through, quiet_writer_threads
 from bnrepro.training import distributed, rundir
 from bnrepro.training.checkpoint import Checkpointer, Interrupted, finished_run, refuse_changed_schedule
@@ -362,8 +361,7 @@ def main(load: Callable[[], Config], out_dir: str | os.PathLike, sweep_dir: str 
 
             # The table lists what differs between this run and the sweep's others, not only what
             # this command sweeps (a run added to an existing sweep with another rate).
-            hparams = curated(flatten(plain(cfg)))
-            sweep = {**{k: [] for k in replay.sweep_keys(Path(sweep_dir), hparams)}, **(sweep or {})}
+            sweep = {**{k: [] for k in replay.sweep_keys(Path(sweep_dir), plain(cfg))}, **(sweep or {})}
         run(cfg, out_dir, threads, on_start, sweep if sweep_dir is not None else None)
     except BnreproError as err:
         if sweep_dir is not None:
