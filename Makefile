@@ -25,7 +25,7 @@ WHY_SWEEPS := $(foreach e,$(WHY_STUDIES),outputs/results/$(e)_fashion_mnist outp
 
 .PHONY: setup demo test fig1 fig1_sensitivity fig2_lr fig2 fig2_single fig2_decay fig4 placement norms why why_noisy_bn why_ics \
 	why_landscape lr_range why_conv why_noisy_bn_conv why_ics_conv why_landscape_conv lr_range_conv \
-	bn_statistics bn_statistics_conv bn_shift figures report bench lock clean
+	bn_statistics bn_statistics_conv bn_shift figures tensorboard report bench lock clean
 SWEEPS := $(FIG1_SWEEP) $(FIG1_SENS_SWEEP) $(FIG2_LR_SWEEP) $(FIG2_SWEEP) $(FIG2_SINGLE_SWEEP) $(FIG2_DECAY_SWEEP) $(FIG4_SWEEP) $(PLACEMENT_MLP_SWEEP) $(PLACEMENT_CONV_SWEEP) \
 	$(NORMS_SWEEP) $(WHY_SWEEPS) $(BN_STATS_SWEEP) $(BN_STATS_CONV_SWEEP) $(BN_SHIFT_SWEEP)
 # A sweep's compact run data, results/<sweep>/rundata.tar.xz (scripts/pack_sweep.py): refreshed
@@ -253,6 +253,12 @@ bn_shift: setup
 # so the reports come out byte for byte the same. `scripts/figures.py NAME` renders one result.
 figures: setup
 	$(PY) scripts/figures.py
+
+# The committed sweeps in TensorBoard (`make figures` names it): event files written from their run data
+# into outputs/results/<sweep>/ (never committed), with per-variant runs, HParams and the figures.
+tensorboard: setup
+	$(PY) scripts/tensorboard_runs.py
+	@echo "browse with: .venv/bin/tensorboard --logdir outputs/results"
 
 # The reproduction scorecard alone: results/scorecard.csv, its section of results/README.md and the
 # README's status table (bnrepro/analysis/scorecard.py; the policy: bnrepro/analysis/stats.py).

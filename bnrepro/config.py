@@ -103,18 +103,45 @@ def unknown_keys(node: dict, schema: type, prefix: str = "") -> Iterator[tuple[s
             yield from unknown_keys(value, hints[key], f"{prefix}{key}.")
 
 
+def unknown_key_error(key: str, fields: list[str]) -> BnreproError:
+    """`key` is not in the schema: the error naming it and the closest key there is."""
+    parent, _, name = key.rpartition(".")
+    where = f"{parent}." if parent else ""
+    close = difflib.get_close_matches(name, fields, n=1)
+    hint = (f"did you mean {where}{close[0]}? Set it as {where}{close[0]}=... (no '+')" if close else
+            f"the keys of {parent or 'the config'} are: {', '.join(fields)}")
+    return BnreproError(f"{key} is not a key of the config, so the run would ignore it; {hint}. "
+                        "`python experiments/train.py --cfg job` prints every key the config has.")
+
+
 def check_keys(cfg: DictConfig) -> None:
     """Refuse a key the schema does not have, naming it and the closest key the schema has."""
     plain_cfg = OmegaConf.to_container(cfg, resolve=False)  # no interpolation is resolved here
     plain_cfg.pop("hydra", None)
     for key, fields in unknown_keys(plain_cfg, Config):
-        parent, _, name = key.rpartition(".")
-        where = f"{parent}." if parent else ""
-        close = difflib.get_close_matches(name, fields, n=1)
-        hint = (f"did you mean {where}{close[0]}? Set it as {where}{close[0]}=... (no '+')" if close else
-                f"the keys of {parent or 'the config'} are: {', '.join(fields)}")
-        raise BnreproError(f"{key} is not a key of the config, so the run would ignore it; {hint}. "
-                           "`python experiments/train.py --cfg job` prints every key the config has.")
+        raise unknown_key_error(key, fields)
+
+
+def check_override_keys(args: list[str]) -> None:
+    """Refuse a command-line override of a key the schema lacks (`trainer.max_step=10`) with the
+    closest key, before Hydra composes: Hydra's own error suggests appending it with `+`, which
+    `check_keys` then refuses. `+`/`~` overrides, Hydra's keys and config-group paths are left to
+    Hydra and `check_keys`."""
+    for arg in args:
+        key, sep, _ = arg.partition("=")
+        if not sep or arg.startswith(("-", "+", "~")) or "/" in key or "@" in key or key.startswith("hydra."):
+            continue
+        schema = Config
+        parts = key.split(".")
+        for i, part in enumerate(parts):
+            fields = [f.name for f in dataclasses.fields(schema)]
+            if part not in fields:
+                raise unknown_key_error(key, fields) if i == len(parts) - 1 else unknown_key_error(
+                    ".".join(parts[:i + 1]), fields)
+            hint = typing.get_type_hints(schema)[part]
+            if not dataclasses.is_dataclass(hint):
+                break
+            schema = hint
 
 
 def typed(cfg: DictConfig) -> Config:
@@ -238,6 +265,13 @@ class OutputDirCheck(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         self._check(config.hydra.sweep.dir)
+        print(f"Sweep: output in {Path(config.hydra.sweep.dir).absolute()}", file=sys.stderr, flush=True)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        # Hydra skips this when a job failed; each job's own last lines name the sweep then.
+        sweep_dir = Path(config.hydra.sweep.dir).absolute()
+        print(f"Sweep done: output in {sweep_dir} (summary.csv; tensorboard --logdir {sweep_dir})",
+              file=sys.stderr, flush=True)
 
     @staticmethod
     def _check(directory: str) -> None:

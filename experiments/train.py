@@ -35,6 +35,11 @@ def run_hydra() -> None:
     such an error itself (one paragraph, no traceback) and exits 1 before the task function runs;
     once it has run, status 1 keeps its meaning (a bug, or a failed job of a sweep)."""
     try:
+        config.check_override_keys(sys.argv[1:])  # `trainer.max_step=10` gets the suggestion too
+    except config.BnreproError as err:
+        print(f"Error: {err}", file=sys.stderr)
+        sys.exit(2)
+    try:
         main()
     except SystemExit as exit_:
         if exit_.code == 1 and not started:

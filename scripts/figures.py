@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     slowest = ", ".join(f"{name} {s:.1f} s" for s, name in sorted(took, reverse=True)[:3])
     print(f"{len(took)} scripts in {time.perf_counter() - start:.1f} s (slowest: {slowest}); results in "
           f"{args.results}/", file=sys.stderr)
+    print(f"TensorBoard: make tensorboard (python scripts/tensorboard_runs.py) writes event files for the sweeps "
+          f"in {args.root}/", file=sys.stderr)
     if failed:
         print("Failed: " + "; ".join(failed), file=sys.stderr)
         return 1

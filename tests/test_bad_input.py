@@ -179,7 +179,9 @@ CONFIG_CASES: list = [
     # 6. Hydra's own composition errors: exit status 2 from the command line
     ("hydra", ["trainer.max_step=10"], (ConfigCompositionException, "trainer.max_step")),
     ("hydra", ["variant=bn_x99"], (MissingConfigException, "variant/bn_x99")),
-    ("cli", ["trainer.max_step=10", *NO_DATA], ["trainer.max_step"]),  # every Hydra error: the same exit path
+    # a typo'd key without `+` gets the same suggestion as with it (issue 34), before Hydra composes
+    ("cli", ["trainer.max_step=10", *NO_DATA], ["trainer.max_step is not a key", "did you mean trainer.max_steps?"]),
+    ("cli", ["trainer.max_steps=ten", *NO_DATA], ["trainer.max_steps"]),  # every Hydra error: the same exit path
     # correct acceptances: the rules do not over-refuse
     ("accepted", ["bn.momentum=null"], lambda cfg: cfg.bn.momentum is None),
     ("accepted", ["trainer.device=cpu"], lambda cfg: cfg.trainer.device == "cpu"),
@@ -231,7 +233,7 @@ def test_config_case(make_cfg, tmp_path, kind, overrides, expected):
         proc = cli([*overrides, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
         clear_error(proc, *expected)
         assert "data.download=true" not in proc.stderr  # the bad key is reported, not the missing data
-        assert not (tmp_path / "run" / "config.yaml").exists()
+        assert not (tmp_path / "run").exists()  # Hydra made it; a refused run leaves no directory (issue 34)
     else:
         raise AssertionError(f"unknown kind {kind!r}")
 

@@ -172,6 +172,10 @@ def test_diverging_run_is_recorded_and_exits_zero(tmp_path):
     assert json.loads((out / "summary.json").read_text())["status"] == "diverged"
     metrics = pd.read_csv(out / "metrics.csv")
     assert ((metrics.name == "diverged") & (metrics.value == 1)).any()
+    step = int(metrics[metrics.name == "diverged"].step.iloc[0])
+    # the console says so on the step it happens, and where the run is, at its start and end
+    assert f"diverged at step {step} (the loss became" in proc.stderr, proc.stderr[-2000:]
+    assert f"writing to {out}" in proc.stderr and f"diverged: output in {out}" in proc.stderr
 
 
 def test_missing_data_is_one_clear_error_without_traceback(tmp_path):

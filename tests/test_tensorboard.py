@@ -41,7 +41,8 @@ def sweep(tmp_path_factory):
 
 
 def runs(out):
-    return sorted(p for p in out.iterdir() if p.is_dir())
+    """The sweep's own runs (not the per-variant views of bnrepro/tracking/replay.py)."""
+    return sorted(p for p in out.iterdir() if p.is_dir() and p.name != "by_variant")
 
 
 def test_sweep_runs_are_named_deciding_keys_first(sweep):
@@ -70,27 +71,30 @@ def test_layout_holds_margin_charts(sweep):
 
 
 def test_hparams_curated_swept_first_and_typed(sweep):
+    """Each run: one session with every curated value (no table of its own: the sweep's, below, is
+    the one TensorBoard shows); the sweep's table: the swept keys first, typed, seed as text."""
     out, _ = sweep
+    table = hparams_data(EventAccumulator(str(out)).Reload(), metadata.EXPERIMENT_TAG).experiment
+    infos = list(table.hparam_infos)
+    assert [i.name for i in infos[:2]] == ["variant", "seed"] and all(i.differs for i in infos)
+    assert {i.name for i in infos[2:]} <= {"bn.placement"} and len(infos) < 20  # only what differs
+    # text, so that the table prints seed 0 as `0`, not TensorBoard's `0.0000`
+    assert sorted(v.string_value for v in infos[1].domain_discrete.values) == ["0", "1"]
+    metrics = [m.name.tag for m in table.metric_infos]
+    assert {"test/accuracy", "test/best_accuracy", "drift/layer3/unit_spread_ratio"} <= set(metrics)
     for run in runs(out):
         events = EventAccumulator(str(run)).Reload()
         tags = events.PluginTagToContent(metadata.PLUGIN_NAME)
-        assert set(tags) == {metadata.EXPERIMENT_TAG, metadata.SESSION_START_INFO_TAG, metadata.SESSION_END_INFO_TAG}
-        experiment = hparams_data(events, metadata.EXPERIMENT_TAG).experiment
-        infos = list(experiment.hparam_infos)
-        assert [i.name for i in infos[:2]] == ["variant", "seed"] and all(i.differs for i in infos[:2])
-        assert not any(i.differs for i in infos[2:]) and len(infos) < 20
-        seed = infos[1]
-        assert [v.number_value for v in seed.domain_discrete.values] == [0, 1]
+        assert set(tags) == {metadata.SESSION_START_INFO_TAG, metadata.SESSION_END_INFO_TAG}
         start = hparams_data(events, metadata.SESSION_START_INFO_TAG).session_start_info.hparams
-        assert set(start) == {i.name for i in infos}
+        assert {i.name for i in infos} < set(start) and len(start) < 20  # every curated value, for any column
+        assert start["trainer.max_steps"].string_value == "20"
+        assert start["bn.placement"].string_value != "none" or "bn.norm" not in start  # no norm, no bn.norm
         assert not {"data.root", "trainer.device", "trainer.progress", "trainer.threads", "seeds"} & set(start)
         assert not any(v.string_value in ("None", "") and v.WhichOneof("kind") == "string_value" for v in start.values())
         cfg_lr = start["optim.lr"].number_value * start["optim.lr_scale"].number_value
         assert start["optim.lr_effective"].number_value == pytest.approx(cfg_lr)
-        types = {i.name: i.type for i in infos}
-        assert types["variant"] == api_pb2.DATA_TYPE_STRING and types["optim.lr"] == api_pb2.DATA_TYPE_FLOAT64
-        metrics = [m.name.tag for m in experiment.metric_infos]
-        assert {"test/accuracy", "test/best_accuracy", "drift/layer3/unit_spread_ratio"} <= set(metrics)
+        assert start["variant"].WhichOneof("kind") == "string_value" and start["optim.lr"].WhichOneof("kind") == "number_value"
         assert set(metrics) <= set(events.Tags()["scalars"])  # each metric column has its values
 
 
@@ -148,3 +152,102 @@ def test_plot_scripts_put_their_figures_in_the_images_tab(tmp_path):
     assert events.Tags()["images"] == ["fig9"]
     (image,) = events.Images("fig9")
     assert image.encoded_image_string == png.read_bytes() and image.width > 0 and image.height > 0
+    assert image.wall_time == pytest.approx(png.stat().st_mtime)  # a real date, not 1 January 1970
+
+
+def test_a_single_run_has_its_own_table(tmp_path):
+    """Outside a sweep a run's table lists every curated key, with val/ metrics where there is a split."""
+    from bnrepro.config import compose
+    from bnrepro.training.session import run
+
+    run(compose(*[o for o in SMOKE if o != "data.val_size=0"], "data.val_size=200"), tmp_path)
+    events = EventAccumulator(str(tmp_path)).Reload()
+    table = hparams_data(events, metadata.EXPERIMENT_TAG).experiment
+    assert {"variant", "seed", "optim.lr", "trainer.max_steps"} <= {i.name for i in table.hparam_infos}
+    metrics = {m.name.tag for m in table.metric_infos}
+    assert {"val/accuracy", "val/best_accuracy", "val/loss"} <= metrics <= set(events.Tags()["scalars"])
+
+
+def test_per_variant_runs_average_the_seeds(sweep):
+    """by_variant/<variant>/: the seeds' mean (and range for accuracy), with margin charts of their own,
+    so that each band is one variant's colour."""
+    out, _ = sweep
+    views = sorted(p.name for p in (out / "by_variant").iterdir())
+    assert views == ["variant=baseline", "variant=bn"]
+    for view in views:
+        events = EventAccumulator(str(out / "by_variant" / view), size_guidance={"scalars": 0}).Reload()
+        layout = layout_pb2.Layout()
+        layout.ParseFromString(events.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0])
+        (category,) = layout.category
+        assert category.title == "Fig. 1: MLP, per variant (mean of seeds)"
+        charts = {c.title: c for c in category.chart}
+        last = charts["Fig. 1(b, c): layer3, last hidden: typical unit"].margin.series[0]
+        assert (last.value, last.lower, last.upper) == ("seed_mean/probe/layer3/unit_p50", "seed_mean/probe/layer3/unit_p15",
+                                                        "seed_mean/probe/layer3/unit_p85")
+        seeds = [pd.read_csv(r / "metrics.csv") for r in runs(out) if r.name.startswith(view + ",")]
+        assert len(seeds) == 2
+        for tag in ("probe/layer3/unit_p50", "test/accuracy"):
+            split, name = tag.split("/", 1)
+            values = pd.concat(s[(s.split == split) & (s.name == name)] for s in seeds).groupby("step").value
+            points = events.Scalars("seed_mean/" + tag)
+            assert [p.step for p in points] == list(values.mean().index)
+            assert [p.value for p in points] == pytest.approx(values.mean().tolist(), rel=1e-5)
+        assert [p.value for p in events.Scalars("seed_max/test/accuracy")] == pytest.approx(
+            values.max().tolist(), rel=1e-5)
+        assert not any(p.is_file() for p in (out / "by_variant").rglob("*") if not p.name.startswith("events."))
+
+
+def test_diverged_runs_are_left_out_of_the_means(tmp_path):
+    """A diverged seed's probes (which explode before the loss does) stay out of its variant's band."""
+    from bnrepro.config import compose
+    from bnrepro.tracking.replay import refresh_views
+    from bnrepro.training.session import run
+
+    for seed in (0, 1):
+        run(compose(*SMOKE, "variant=baseline", f"seed={seed}"), tmp_path / f"seed={seed}")
+    # seed 1 as a run that diverged at its last step (a real one differs in its rate, so in its group)
+    summary = json.loads((tmp_path / "seed=1" / "summary.json").read_text())
+    (tmp_path / "seed=1" / "summary.json").write_text(json.dumps({**summary, "status": "diverged"}))
+    refresh_views(tmp_path)
+    (view,) = (tmp_path / "by_variant").iterdir()
+    events = EventAccumulator(str(view), size_guidance={"scalars": 0}).Reload()
+    kept = pd.read_csv(tmp_path / "seed=0" / "metrics.csv")
+    kept = kept[(kept.split == "probe") & (kept.name == "layer1/all_p50")]
+    assert [p.value for p in events.Scalars("seed_mean/probe/layer1/all_p50")] == pytest.approx(kept.value.tolist(), rel=1e-5)
+    text = events.Tensors("runs/text_summary")[0].tensor_proto.string_val[0].decode()
+    assert "Left out: seed=1 (diverged)" in text
+
+
+def test_committed_runs_replay_into_tensorboard(sweep, tmp_path):
+    """scripts/tensorboard_runs.py's steps on a run's files alone (as rundata.tar.xz holds them): the
+    same scalars, layout and session end as the live run, at the run's own times; figures dated."""
+    import shutil
+
+    from bnrepro.tracking.replay import figures, refresh_views, replay_run
+
+    out, _ = sweep
+    live = runs(out)[0]
+    copy = tmp_path / "sweep" / live.name
+    copy.mkdir(parents=True)
+    for name in ("metrics.csv", "config.yaml", "summary.json"):
+        shutil.copy(live / name, copy / name)
+    replay_run(copy)
+    refresh_views(tmp_path / "sweep")
+    a = EventAccumulator(str(live), size_guidance={"scalars": 0}).Reload()
+    b = EventAccumulator(str(copy), size_guidance={"scalars": 0}).Reload()
+    metrics = pd.read_csv(live / "metrics.csv")
+    for tag in {f"{s}/{n}" for s, n in zip(metrics.split, metrics.name)}:
+        assert [(p.step, p.value) for p in a.Scalars(tag)] == [(p.step, p.value) for p in b.Scalars(tag)]
+    summary = json.loads((live / "summary.json").read_text())
+    walls = [p.wall_time for p in b.Scalars("test/accuracy")]
+    assert summary["started_at"] <= walls[0] <= walls[-1] <= summary["ended_at"] + 1e-3
+    assert a.Tensors("custom_scalars__config__")[0].tensor_proto == b.Tensors("custom_scalars__config__")[0].tensor_proto
+    assert hparams_data(b, metadata.SESSION_END_INFO_TAG).session_end_info.status == api_pb2.STATUS_SUCCESS
+    assert hparams_data(EventAccumulator(str(tmp_path / "sweep")).Reload(), metadata.EXPERIMENT_TAG).experiment.hparam_infos
+
+    from bnrepro.analysis.plots import plt, save
+
+    fig = plt.figure(figsize=(17, 3.8))  # as wide as Figure 1's three panels
+    (png,) = save(fig, tmp_path / "fig1.png")
+    (image,) = EventAccumulator(str(figures(tmp_path / "sweep", [png]))).Reload().Images("fig1")
+    assert image.width == 1600 and image.wall_time == pytest.approx(png.stat().st_mtime)

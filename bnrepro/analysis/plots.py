@@ -47,6 +47,7 @@ def to_tensorboard(sweep_dir: Path, images: list[Path]) -> Path:
         image = summary_pb2.Summary.Image(height=height, width=width, colorspace=4,  # RGBA
                                           encoded_image_string=path.read_bytes())
         summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=path.stem, image=image)])
-        writer.add_event(event_pb2.Event(summary=summary, step=0))
+        # dated by the figure's file (the Images tab shows the date; without one it reads 1 January 1970)
+        writer.add_event(event_pb2.Event(summary=summary, step=0, wall_time=path.stat().st_mtime))
     writer.close()
     return out

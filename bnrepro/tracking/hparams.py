@@ -13,7 +13,11 @@ torch's `torch.utils.tensorboard.summary.hparams` writes a session's end status 
   first end it reads: an interrupted run writes none (the table shows it as unknown), so that the
   run resumed into the same directory records how it really ended.
 
-The keys are a curated few (`curated`): what tells runs apart, not where files live.
+The keys are a curated few (`curated`): what tells runs apart, not where files live. Integers
+(seed, steps, batch size) are written as text: the plugin knows no integer type and prints every
+number to five digits (`0.0000` for seed 0). A sweep's own table (`sweep_experiment`, written by
+bnrepro/tracking/replay.py beside its runs) lists only variant, seed and the keys whose values
+differ between its runs, whenever a run was added.
 """
 from __future__ import annotations
 
@@ -58,6 +62,8 @@ def curated(flat: Mapping[str, Any], swept: Iterable[str] = ()) -> dict[str, Any
             values.pop(key, None)
     else:
         values.pop("model.width_mult", None)
+    if values.get("bn.placement") == "none":  # no norm in the network: bn.norm=batch would mislead
+        values.pop("bn.norm", None)
     order = [k for k in dict.fromkeys([*swept, *KEYS]) if k not in NEVER]
     return {k: values[k] for k in order if k in values and not empty(values[k])}
 
@@ -65,7 +71,9 @@ def curated(flat: Mapping[str, Any], swept: Iterable[str] = ()) -> dict[str, Any
 def _value(value: Any) -> struct_pb2.Value:
     if isinstance(value, bool):
         return struct_pb2.Value(bool_value=value)
-    if isinstance(value, (int, float)):
+    if isinstance(value, int):  # text, so that seed 0 reads `0`, not `0.0000` (module docstring)
+        return struct_pb2.Value(string_value=str(value))
+    if isinstance(value, float):
         return struct_pb2.Value(number_value=float(value))
     return struct_pb2.Value(string_value=str(value))
 
@@ -73,7 +81,7 @@ def _value(value: Any) -> struct_pb2.Value:
 def _type(value: Any) -> int:
     if isinstance(value, bool):
         return api_pb2.DATA_TYPE_BOOL
-    if isinstance(value, (int, float)):
+    if isinstance(value, float):
         return api_pb2.DATA_TYPE_FLOAT64
     return api_pb2.DATA_TYPE_STRING
 
@@ -93,13 +101,38 @@ def experiment_summary(hparams: Mapping[str, Any], metrics: Sequence[str], swept
     infos = []
     for name, value in hparams.items():
         info = api_pb2.HParamInfo(name=name, type=_type(value), differs=name in swept)
-        if name in DISCRETE or name in domains:
+        if name in DISCRETE or name in domains or (isinstance(value, int) and not isinstance(value, bool)):
             known = domains.get(name, [value])
             info.domain_discrete.CopyFrom(struct_pb2.ListValue(values=[_value(v) for v in known]))
         infos.append(info)
     experiment = api_pb2.Experiment(hparam_infos=infos,
                                     metric_infos=[api_pb2.MetricInfo(name=api_pb2.MetricName(tag=t)) for t in metrics])
     return _summary(metadata.EXPERIMENT_TAG, plugin_data_pb2.HParamsPluginData(experiment=experiment))
+
+
+def differing(sessions: Sequence[Mapping[str, Any]], always: Sequence[str] = ("variant", "seed")
+              ) -> dict[str, list[Any]]:
+    """The columns of a sweep's table: `always` (variant, seed), then every key whose value is not
+    the same in every session (a key some sessions lack, as bn.norm without BN, differs only
+    where the others disagree), each with its values in order of appearance. `sessions`: each
+    run's `curated` hyperparameters."""
+    keys = list(dict.fromkeys([*always, *(k for s in sessions for k in s)]))
+    out: dict[str, list[Any]] = {}
+    for key in keys:
+        values = [s.get(key) for s in sessions]
+        known = list(dict.fromkeys(v for v in values if v is not None))
+        if key in always or len(known) > 1:
+            out[key] = known
+    return out
+
+
+def sweep_experiment(sessions: Sequence[Mapping[str, Any]], metrics: Sequence[str]) -> Summary:
+    """The table of a whole sweep (or of several): variant, seed and the differing keys
+    (`differing`), all marked as differing, each with its known values as its domain; `metrics`
+    as the columns after them."""
+    columns = differing(sessions)
+    example = {k: next((v for v in vals if v is not None), "") for k, vals in columns.items()}
+    return experiment_summary(example, metrics, swept=list(columns), domains=columns)
 
 
 def session_start_summary(hparams: Mapping[str, Any]) -> Summary:

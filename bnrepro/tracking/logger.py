@@ -11,6 +11,7 @@ With trainer.save_predictions, the final model's test-set class probabilities go
 from __future__ import annotations
 
 import csv
+import math
 import os
 import sys
 import threading
@@ -29,6 +30,8 @@ from bnrepro.tracking.hparams import curated, experiment_summary, session_end_su
 # The HParams table shows the latest value of these scalar tags for each run (final/...: written
 # once, at the end, to TensorBoard only).
 HPARAM_METRICS = ("test/accuracy", "test/best_accuracy", "test/loss", "train/loss")
+# With a validation split, what the protocol chooses on (README, Validation and test).
+VAL_METRICS = ("val/accuracy", "val/best_accuracy", "val/loss")
 
 
 
@@ -104,6 +107,13 @@ def flatten(cfg: Mapping, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def diverged_line(step: int, loss: float, run_dir: Path) -> str:
+    """What the console says on the step a run diverges (the loop's two faces, training/loop.py)."""
+    why = (f"the loss became {loss}" if not math.isfinite(loss) else
+           "dead: every example got the same logits and the first layer no gradient at all")
+    return f"{run_dir}: diverged at step {step:,} ({why}); the run stops here and is recorded as diverged."
+
+
 def progress_mode(requested: str) -> str:
     if requested != "auto":
         return requested
@@ -120,7 +130,8 @@ class RunLogger:
 
     def __init__(self, out_dir: Path, hparam_dict: dict[str, Any], max_steps: int, progress: str = "auto",
                  name: str | None = None, resume_step: int = 0, swept: Sequence[str] = (),
-                 domains: Mapping[str, Sequence[Any]] | None = None, metrics: Sequence[str] = ()):
+                 domains: Mapping[str, Sequence[Any]] | None = None, metrics: Sequence[str] = (),
+                 table: bool = True):
         self.out_dir = Path(out_dir)
         self.name = name or self.out_dir.name
         self.max_steps = max_steps
@@ -143,8 +154,13 @@ class RunLogger:
         # HParams (bnrepro/tracking/hparams.py), in this run's own writer (add_hparams() would open
         # a second, timestamp-named sub-run): the experiment and the session's start now, its end
         # with the true status at `end` (TensorBoard keeps the first of each it reads).
+        # `table`: a single run's own table of every curated key. A sweep's run writes none: TensorBoard
+        # takes the first table it finds, in no set order, so the sweep's one table, of what differs
+        # between its runs, is written beside them after every job (tracking/replay.py). Its session
+        # holds every curated key, so that any column that table lists has its value.
         shown = curated(hparam_dict, swept)
-        self.tb.file_writer.add_summary(experiment_summary(shown, [*HPARAM_METRICS, *metrics], swept, domains))
+        if table:
+            self.tb.file_writer.add_summary(experiment_summary(shown, [*HPARAM_METRICS, *metrics], swept, domains))
         self.tb.file_writer.add_summary(session_start_summary(shown))
         self.status: str | None = None
         self._bar = None
@@ -160,6 +176,15 @@ class RunLogger:
             self.tb.add_scalar(f"{split}/{name}", value, step)
             self.latest[f"{split}/{name}"] = value
         self._file.flush()
+        if split == "train" and metrics.get("diverged"):  # the loop's one decision (training/loop.py)
+            self.say(diverged_line(step, float(metrics.get("loss", float("nan"))), self.out_dir))
+
+    def say(self, line: str) -> None:
+        """One line on stderr whatever the progress mode (a bar is kept intact below it)."""
+        if self._bar is not None:
+            self._bar.write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr, flush=True)
 
     def charts(self, layout: Mapping[str, Mapping[str, list]]) -> None:
         """A custom-scalars layout, {category: {chart title: ["Multiline", [tags]] or ["Margin",
@@ -199,19 +224,18 @@ class RunLogger:
         """Called at each logging point; cheap, never syncs the device."""
         elapsed = time.perf_counter() - self._start
         rate = step / elapsed if elapsed > 0 else 0.0
-        loss = self.latest.get("train/loss", float("nan"))
-        acc = self.latest.get("test/accuracy", float("nan"))
+        # Before the first evaluation there is no accuracy yet: said so, never `nan` (which reads
+        # as a diverged run).
+        numbers = "  ".join(f"{label} {self.latest[tag]:.4f}" for label, tag in
+                            (("loss", "train/loss"), ("test acc", "test/accuracy")) if tag in self.latest)
+        numbers = numbers if "test/accuracy" in self.latest else f"{numbers}  (no evaluation yet)".lstrip()
         if self._bar is not None:
             self._bar.update(step - self._bar.n)
-            self._bar.set_postfix_str(f"{rate:,.0f} steps/s  loss {loss:.4f}  test acc {acc:.4f}", refresh=False)
+            self._bar.set_postfix_str(f"{rate:,.0f} steps/s  {numbers}", refresh=False)
         elif self.mode == "lines" and (step - self._last_line >= max(1, self.max_steps // 10) or step == self.max_steps):
             self._last_line = step
-            print(
-                f"[{self.name}] step {step:>7,}/{self.max_steps:,}  {rate:,.0f} steps/s  "
-                f"loss {loss:.4f}  test acc {acc:.4f}",
-                file=sys.stderr,
-                flush=True,
-            )
+            print(f"[{self.name}] step {step:>7,}/{self.max_steps:,}  {rate:,.0f} steps/s  {numbers}",
+                  file=sys.stderr, flush=True)
 
     def sync(self) -> None:
         """Everything logged so far on disk (before a checkpoint vouches for it)."""

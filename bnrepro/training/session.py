@@ -42,7 +42,7 @@ from bnrepro.files import unwritable, write_atomic, write_json
 from bnrepro.schema import Config, choice, member_seeds, plain
 from bnrepro.validation import fit_to_data, validate
 from bnrepro import METRICS_FILE
-from bnrepro.tracking.logger import QuietLogger, RunLogger, flatten, intact_through, quiet_writer_threads
+from bnrepro.tracking.logger import VAL_METRICS, QuietLogger, RunLogger, flatten, intact_through, quiet_writer_threads
 from bnrepro.training import distributed, rundir
 from bnrepro.training.checkpoint import Checkpointer, Interrupted, finished_run, refuse_changed_schedule
 from bnrepro.training.hostmem import keep_host_memory
@@ -142,6 +142,17 @@ def drift_metrics(cfg: Config) -> dict[str, tuple[str, str]]:
 def as_text(record: Mapping[str, object]) -> str:
     """A JSON record as a Markdown code block (TensorBoard's Text tab renders Markdown)."""
     return "```json\n" + json.dumps(record, indent=2, default=str) + "\n```"
+
+
+def ended_line(out: Path, summaries: Mapping[int, Mapping[str, object]]) -> str:
+    """The console's last word on a run (a stack: each member's status): how it ended and where its
+    output is, so that a sweep's log names every job's directory."""
+    statuses = {s: str(summary.get("status")) for s, summary in summaries.items()}
+    if len(statuses) == 1:
+        (status,) = statuses.values()
+    else:
+        status = ", ".join(f"seed {s} {v}" for s, v in statuses.items())
+    return f"{status}: output in {out}"
 
 
 def member_config(cfg: Config, seed: int) -> Config:
@@ -264,13 +275,17 @@ def _train(cfg: Config, out: Path, threads: int | None, on_start: Callable[[], N
         name = f"{cfg.variant} " + (f"seeds={','.join(map(str, todo))}" if stacked else f"seed={cfg.seed}")
         logger = RunLogger if main_rank else QuietLogger
         swept = dict(sweep or {})
-        domains = {k: v for k, v in swept.items() if k != "seed"}
+        domains = {k: v for k, v in swept.items() if k != "seed" and v}
         domains["seed"] = sorted(set(todo) | {int(v) for v in swept.get("seed", ()) if str(v).lstrip("-").isdigit()})
         drift = drift_metrics(cfg)
+        metrics = [*(VAL_METRICS if data.val_size else ()), *drift]
+        if main_rank:
+            print(f"{name}: writing to {out}", file=sys.stderr, flush=True)
         with contextlib.ExitStack() as stack:
             logs = [stack.enter_context(logger(dirs[s], flatten(plain(configs[s])), cfg.trainer.max_steps,
                                                choice(cfg.trainer.progress) if i == 0 else "none", name, start_step,
-                                               swept=list(swept), domains=domains, metrics=list(drift)))
+                                               swept=list(swept), domains=domains, metrics=metrics,
+                                               table=sweep is None))
                     for i, s in enumerate(todo)]
             stack.enter_context(checkpoints)
             train_start = time.perf_counter()
@@ -305,7 +320,20 @@ def _train(cfg: Config, out: Path, threads: int | None, on_start: Callable[[], N
                         write_json(dirs[s] / "summary.json", {**summaries[s], **stamps})
                     except OSError as err:  # a full disk: say so, without hiding why the run ended
                         print(f"Could not write {dirs[s] / 'summary.json'}: {err.strerror}.", file=sys.stderr)
+            if summaries:
+                print(ended_line(out, {s: summaries[s] for s in todo}), file=sys.stderr, flush=True)
     return [finished[s] if s in finished else {**summaries[s], **stamps} for s in seeds]
+
+
+def remove_refused(out: Path) -> None:
+    """Remove `out`, a directory Hydra made for a single run that was refused, when all it holds is
+    what the refusal wrote (`failed` summary.json files; bnrepro.training.session._train): nothing
+    of a run that started."""
+    files = [p for p in out.rglob("*") if p.is_file()]
+    if all(p.name == "summary.json" for p in files):
+        import shutil
+
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def main(load: Callable[[], Config], out_dir: str | os.PathLike, sweep_dir: str | os.PathLike | None = None,
@@ -325,11 +353,21 @@ def main(load: Callable[[], Config], out_dir: str | os.PathLike, sweep_dir: str 
     if hasattr(signal, "SIGXFSZ") and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     quiet_writer_threads()  # a full disk under TensorBoard's thread: the paragraph alone
+    fresh = sweep_dir is None and Path(out_dir).is_dir() and not any(Path(out_dir).iterdir())
     try:
-        run(load(), out_dir, threads, on_start, sweep)
+        cfg = load()
+        if sweep_dir is not None and distributed.is_main():
+            from bnrepro.tracking import replay
+
+            # The table lists what differs between this run and the sweep's others, not only what
+            # this command sweeps (a run added to an existing sweep with another rate).
+            sweep = {**{k: [] for k in replay.sweep_keys(Path(sweep_dir), plain(cfg))}, **(sweep or {})}
+        run(cfg, out_dir, threads, on_start, sweep if sweep_dir is not None else None)
     except BnreproError as err:
         if sweep_dir is not None:
             raise
+        if fresh:  # Hydra made it for this run: a refused one leaves no directory behind
+            remove_refused(Path(out_dir))
         print(f"Error: {err}", file=sys.stderr)
         sys.exit(2)
     except Interrupted as err:
@@ -340,3 +378,12 @@ def main(load: Callable[[], Config], out_dir: str | os.PathLike, sweep_dir: str 
             from bnrepro.analysis import summarize
 
             summarize.refresh(sweep_dir)
+            try:  # the per-variant runs and the sweep's HParams table (bnrepro/tracking/replay.py)
+                from bnrepro.tracking import replay
+
+                replay.refresh_views(sweep_dir)
+            except Exception as err:  # noqa: BLE001 - a view must not turn a finished job into a failure
+                print(f"Could not refresh the TensorBoard views of {sweep_dir}: {type(err).__name__}: {err}",
+                      file=sys.stderr)
+            print(f"Sweep so far: {Path(sweep_dir) / summarize.SUMMARY_CSV}; "
+                  f"tensorboard --logdir {sweep_dir}", file=sys.stderr, flush=True)
