@@ -90,3 +90,20 @@ def test_small_init_sigmoid_network_is_not_dead(make_cfg, tmp_path, monkeypatch)
                 log.close()
         assert [(r.status, r.divergence, r.steps) for r in results] == [("completed", None, 60)] * members.size
     assert flagged
+
+
+def test_an_exploded_but_finite_loss_is_divergence(make_cfg, tmp_path, capsys):
+    """Issue 34: a BN run at lr 1e4 ended at loss 9,379 and accuracy 0.24 and counted as a success. A window's
+    mean loss above loop.EXPLODED_LOSS (100 nats; chance is 2.30) ends it as diverged, `exploded`."""
+    from bnrepro.training.loop import EXPLODED_LOSS, FitResult, divergence_of
+
+    started = FitResult(first_loss=2.3)
+    assert divergence_of(EXPLODED_LOSS * 1.01, started, dead=False) == "exploded"
+    assert divergence_of(2.46, FitResult(), dead=False) is None  # the highest a completed committed run logged
+    high = FitResult(first_loss=300.0)  # a saturated net that starts at 300 nats and stays there is not diverged
+    assert [divergence_of(x, high, dead=False) for x in (300.0, 310.0, 2999.0)] == [None, None, None]
+    assert divergence_of(3001.0, high, dead=False) == "exploded"
+    summary = run_one(make_cfg(*SMOKE, "variant=bn", "optim.lr=1e5", "trainer.max_steps=40"), tmp_path)
+    # a BN MLP at lr 1e5 starts near chance (2.3 at step 1) and sits at ~500,000 from the first log step on
+    assert (summary["status"], summary["divergence"], summary["steps"]) == ("diverged", "exploded", 5)
+    assert "diverged at step 5 (the loss exploded to" in capsys.readouterr().err

@@ -91,7 +91,7 @@ def run_info(run_dir: Path, sweep_dir: Path, keys: tuple[str, ...] = ()) -> dict
     info.update({k: cfg.get(k, summary.get(k)) for k in RUN_KEYS})
     info["data"] = (cfg.get("data") or {}).get("name") or summary.get("data")
     info["status"] = summary.get("status", "running")
-    info["divergence"] = summary.get("divergence")  # nonfinite | dead (bnrepro/train.py), when diverged
+    info["divergence"] = summary.get("divergence")  # nonfinite | exploded | dead (training/loop.py), when diverged
     info["stopped"] = summary.get("stopped")  # plateau, when trainer.stop_at_plateau ended it
     info.update({k: config_value(cfg, k) for k in keys})
     return info

@@ -108,8 +108,9 @@ def flatten(cfg: Mapping, prefix: str = "") -> dict[str, Any]:
 
 
 def diverged_line(step: int, loss: float, run_dir: Path) -> str:
-    """What the console says on the step a run diverges (the loop's two faces, training/loop.py)."""
+    """What the console says on the step a run diverges (the loop's three faces, training/loop.py)."""
     why = (f"the loss became {loss}" if not math.isfinite(loss) else
+           f"the loss exploded to {loss:,.0f}" if loss > 100.0 else  # loop's EXPLODED_LOSS (a dead net's is ~2.3)
            "dead: every example got the same logits and the first layer no gradient at all")
     return f"{run_dir}: diverged at step {step:,} ({why}); the run stops here and is recorded as diverged."
 
