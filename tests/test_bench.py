@@ -35,7 +35,7 @@ def test_fixture_is_a_readable_sweep_and_the_figure_is_drawn(tmp_path):
     assert (tmp_path / "out" / "fig1.png").stat().st_size > 0
 
 
-@pytest.mark.slow  # ~25 s (14 s before the roofline joined it): the benchmark script end to end; `make bench` runs it for real
+@pytest.mark.slow  # 88 s with the roofline on a machine at load 8 (it was ~14 s without): the benchmark script end to end; `make bench` runs it for real
 def test_main_quick_path_at_tiny_size(tmp_path, capsys):
     report = bench.main(["--data", "synthetic", "--steps", "20", "--rounds", "1", "--runs", "2",
                          "--conv-steps", "0", "--json", str(tmp_path / "b.json")])
