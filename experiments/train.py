@@ -10,13 +10,13 @@ data-parallel (bnrepro/training/distributed.py). A user error exits with status 
 (a bad value, an unknown key, missing data) and Hydra's composition errors (a typo'd key, a wrong
 type, an unknown choice or config group option) alike.
 """
+import os
 import sys
 
 import hydra
 from omegaconf import DictConfig
 
 from bnrepro import config
-from bnrepro.training import distributed, session
 
 started = []  # the task function was entered: Hydra composed the config
 
@@ -24,6 +24,10 @@ started = []  # the task function was entered: Hydra composed the config
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train")
 def main(cfg: DictConfig) -> None:
     started.append(True)
+    # Imported here, not above: torch and torchvision take seconds to import, and `--help`,
+    # `--cfg job` and a refused config should answer without them (tests/test_startup.py).
+    from bnrepro.training import session
+
     job = config.job()
     with config.compact_errors():
         session.main(lambda: config.typed(cfg), job.out_dir, job.sweep_dir, job.threads,
@@ -48,5 +52,8 @@ def run_hydra() -> None:
 
 
 if __name__ == "__main__":
-    distributed.init_from_env()  # torchrun: one process group, one run directory for all ranks
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # only torchrun needs torch before Hydra starts
+        from bnrepro.training import distributed
+
+        distributed.init_from_env()  # one process group, one run directory for all ranks
     run_hydra()

@@ -21,7 +21,9 @@ TensorDataset, batch 32, training only), (f) the suite's single run and (g) its 
 evaluation and probes on (every third of the steps), each also as a fraction of one core's
 measured sgemm peak, and (h) the whole machine: the naive loop on every core against `make fig2`'s
 layout, one stacked 3-seed process per core. Each whole-machine ratio is printed last, on its
-own line starting with RATIO (mlp, conv). Then the time to regenerate Figure 1
+own line starting with RATIO (mlp, conv), after the two ROOFLINE lines (scripts/roofline.py: each
+sweep's training step against this machine's bandwidth and sgemm peak, and the five ops furthest from
+their bound). Then the time to regenerate Figure 1
 (scripts/plot_fig1.py) from a sweep of 100 runs: a timing fixture of 100 run directories in the real format with made-up numbers, in a temporary
 directory, never next to real results.
 """
@@ -176,6 +178,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                         help="the Inceptions' images/s (default: on for cuda, off for cpu)")
     parser.add_argument("--conv-batch", type=int, help="batch size of the Inception timings (default 256 on cuda)")
     parser.add_argument("--peak-tflops", type=float, help="the device's peak, for the fraction of peak")
+    parser.add_argument("--roofline", action=argparse.BooleanOptionalAction, default=None,
+                        help="the two steps against this machine's roofline (scripts/roofline.py; default: on for cpu)")
     parser.add_argument("--json", type=Path, help="also write the numbers to this file")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
@@ -237,9 +241,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         from bench_conv import conv_report
 
         report.update(conv_report(device, args.quick, args.peak_tflops, args.conv_batch))
+    if args.roofline if args.roofline is not None else device.type == "cpu":
+        from roofline import roofline, roofline_lines
+
+        report.update(roofline(args.quick))
     print(f"per-core ratio (c)/(a) = {report['ratio_per_core']:.2f}")
     if "conv_ratio" in report:
         print(f"per-core ratio (g)/(e) = {report['conv_ratio_per_core']:.2f}")
+    if "roofline_mlp_pct" in report:
+        print("\n".join(roofline_lines(report)))
     print(f"RATIO mlp suite/naive, eval + probes on, whole machine = {report['ratio']:.2f}")
     if "conv_ratio" in report:
         print(f"RATIO conv suite/naive, eval + probes on, whole machine = {report['conv_ratio']:.2f}")

@@ -35,12 +35,14 @@ def test_fixture_is_a_readable_sweep_and_the_figure_is_drawn(tmp_path):
     assert (tmp_path / "out" / "fig1.png").stat().st_size > 0
 
 
-@pytest.mark.slow  # ~14 s: the benchmark script end to end; `make bench` runs it for real
+@pytest.mark.slow  # 88 s with the roofline on a machine at load 8 (it was ~14 s without): the benchmark script end to end; `make bench` runs it for real
 def test_main_quick_path_at_tiny_size(tmp_path, capsys):
     report = bench.main(["--data", "synthetic", "--steps", "20", "--rounds", "1", "--runs", "2",
                          "--conv-steps", "0", "--json", str(tmp_path / "b.json")])
     out = capsys.readouterr().out
     assert "Machine:" in out and "RATIO mlp suite/naive" in out and "RATIO conv" not in out
+    assert "ROOFLINE conv step = " in out and "ROOFLINE mlp step = " in out  # beside the RATIO lines
+    assert out.index("ROOFLINE mlp step") < out.index("RATIO mlp") and report["roofline_conv_bound_ms"] > 0
     assert {"naive", "single", "stacked", "ratio", "ratio_per_core", "eval_pct", "probe_pct", "figure_s"} <= set(report)
     assert report["ratio_per_core"] == report["stacked"] / report["naive"] > 0
     if "suite_machine" in report:  # 2+ cores: the whole-machine comparison is the headline
