@@ -87,12 +87,13 @@ def reference(base: tuple[np.ndarray, np.ndarray]) -> float:
     return plateau_of(*base) - TOLERANCE
 
 
-def _level(base_steps: np.ndarray, g0: np.ndarray, level: float | None, tolerance: float = TOLERANCE) -> float:
+def _level(base_steps: np.ndarray, g0: np.ndarray, level: float | None, tolerance: float | None = None) -> float:
+    tolerance = TOLERANCE if tolerance is None else tolerance  # read at call time (tests set it)
     return plateau_of(base_steps, g0) - tolerance if level is None else level
 
 
 def steps_to(base: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndarray] | None,
-             level: float | None = None, tolerance: float = TOLERANCE):
+             level: float | None = None, tolerance: float | None = None):
     """The statistic stats.interval takes: [Inception's seeds, a variant's seeds] -> the variant's steps
     to `level` (None: Inception's plateau minus `tolerance`, recomputed from the seeds given) on its
     seed-mean curve (NaN: never). `other` None: Inception's own steps, from [Inception's seeds] alone."""
@@ -103,7 +104,7 @@ def steps_to(base: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.nd
 
 
 def speedup(base: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndarray], level: float | None = None,
-            tolerance: float = TOLERANCE):
+            tolerance: float | None = None):
     """[Inception's seeds, a variant's seeds] -> Inception's steps to `level` / the variant's (NaN where
     the variant never gets there; NaN too where Inception does not)."""
     def stat(g: list[np.ndarray]) -> float:
