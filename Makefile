@@ -13,6 +13,11 @@ FIG2_LR_SWEEP := outputs/results/fig2_lr_fashion_mnist
 FIG2_SINGLE_SWEEP := outputs/results/fig2_single_fashion_mnist
 FIG2_DECAY_SWEEP := outputs/results/fig2_decay_fashion_mnist
 FIG4_SWEEP := outputs/results/fig4_fashion_mnist
+# Protocol v2 (issue 31; configs/experiment/fig2_v2_fashion_mnist.yaml): new sweep directories, v1's data stays.
+FIG2_SELECT_SWEEP := outputs/results/fig2_select_v2_fashion_mnist
+FIG2_V2_SWEEP := outputs/results/fig2_v2_fashion_mnist
+FIG2_V2_PAPER_K_SWEEP := outputs/results/fig2_v2_paper_k_fashion_mnist
+CHOSEN := results/fig2_select_v2_fashion_mnist/chosen.yaml
 PLACEMENT_MLP_SWEEP := outputs/results/placement_mlp_fashion_mnist
 PLACEMENT_CONV_SWEEP := outputs/results/placement_conv_fashion_mnist
 NORMS_SWEEP := outputs/results/norm_batchsize_fashion_mnist
@@ -23,7 +28,7 @@ BN_SHIFT_SWEEP := outputs/results/bn_shift_fashion_mnist
 WHY_STUDIES := why_noisy_bn why_ics why_landscape lr_range
 WHY_SWEEPS := $(foreach e,$(WHY_STUDIES),outputs/results/$(e)_fashion_mnist outputs/results/$(e)_conv_fashion_mnist)
 
-.PHONY: setup demo test fig1 fig1_sensitivity fig2_lr fig2 fig2_single fig2_decay fig4 placement norms why why_noisy_bn why_ics \
+.PHONY: setup demo test fig1 fig1_sensitivity fig2_lr fig2 fig2_single fig2_decay fig4 fig2_select fig2_v2 fig4_v2 placement norms why why_noisy_bn why_ics \
 	why_landscape lr_range why_conv why_noisy_bn_conv why_ics_conv why_landscape_conv lr_range_conv \
 	bn_statistics bn_statistics_conv bn_shift figures tensorboard report bench lock clean
 SWEEPS := $(FIG1_SWEEP) $(FIG1_SENS_SWEEP) $(FIG2_LR_SWEEP) $(FIG2_SWEEP) $(FIG2_SINGLE_SWEEP) $(FIG2_DECAY_SWEEP) $(FIG4_SWEEP) $(PLACEMENT_MLP_SWEEP) $(PLACEMENT_CONV_SWEEP) \
@@ -139,6 +144,51 @@ fig4: setup
 	$(PY) experiments/train.py experiment=fig4_fashion_mnist data.download=true 'seeds=[3,4,5]' \
 		trainer.threads=1 hydra.run.dir=$(FIG4_SWEEP)/bn_x30_dropout
 	$(PACK) $(FIG4_SWEEP)
+
+# Protocol v2 (issue 31; configs/experiment/fig2_v2_fashion_mnist.yaml's header: seeds, rules, estimates).
+# Every job is resumable (rerun the same target: finished runs are reused, unfinished ones resume from their
+# checkpoints); two processes of one torch thread each; a failed job is recorded and the others go on.
+# The selection step: BN-x5 and BN-x30 at k = 2, 3, 6 on the selection seeds (100, 101), one process per
+# variant; then k and Figure 4's recipe chosen on validation alone (scripts/select_fig2_k.py -> $(CHOSEN)).
+fig2_select: setup
+	bash scripts/get_fashion_mnist.sh
+	for v in bn_x5 bn_x30; do \
+		$(PY) experiments/train.py -m experiment=fig2_v2_fashion_mnist data.download=true variant=$$v \
+			optim.lr_decay_speedup=2,3,6 'seeds=[100,101]' trainer.final_test=false trainer.threads=1 \
+			hydra.sweep.dir=$(FIG2_SELECT_SWEEP) & \
+	done; wait
+	$(PACK) $(FIG2_SELECT_SWEEP)
+	$(PY) scripts/select_fig2_k.py $(FIG2_SELECT_SWEEP) --out $(dir $(CHOSEN))
+
+# The reporting sweep at the chosen k (read from $(CHOSEN); BN-x5-Sigmoid takes BN-x5's), split into two
+# processes by estimated run time; the paper's k = 6 rows (seeds 0-2) go to their own sweep where 6 was not chosen.
+# Then the tables: fig3 (--v2: the ladder at plateau - 0.3 / - 0.5 too) and the k = 6 rows against it.
+fig2_v2: setup
+	bash scripts/get_fashion_mnist.sh
+	test -f $(CHOSEN) || { echo "$(CHOSEN) is missing: run make fig2_select first." >&2; exit 2; }
+	k5=$$(sed -n 's/^bn_x5: //p' $(CHOSEN)); k30=$$(sed -n 's/^bn_x30: //p' $(CHOSEN)); \
+	T="$(PY) experiments/train.py -m experiment=fig2_v2_fashion_mnist data.download=true trainer.threads=1"; \
+	S="hydra.sweep.dir=$(FIG2_V2_SWEEP)"; P="hydra.sweep.dir=$(FIG2_V2_PAPER_K_SWEEP) 'seeds=[0,1,2]' trainer.save_predictions=true"; \
+	( eval $$T variant=inception "'seeds=[0,1,2,3,4,5]'" $$S; \
+	  eval $$T variant=bn_x5 optim.lr_decay_speedup=$$k5 "'seeds=[0,1,2,3,4,5]'" trainer.save_predictions=true $$S; \
+	  eval $$T variant=bn_x5_sigmoid optim.lr_decay_speedup=$$k5 "'seeds=[0,1,2]'" $$S; \
+	  eval $$T variant=inception_x5 "'seeds=[0,1,2]'" $$S; \
+	  [ "$$k5" = 6 ] || eval $$T variant=bn_x5 optim.lr_decay_speedup=6 $$P ) & \
+	( eval $$T variant=bn_baseline "'seeds=[0,1,2,3,4,5]'" trainer.save_predictions=true $$S; \
+	  eval $$T variant=bn_x30 optim.lr_decay_speedup=$$k30 "'seeds=[0,1,2,3,4,5]'" trainer.save_predictions=true $$S; \
+	  eval $$T variant=inception_sigmoid "'seeds=[0,1,2]'" $$S; \
+	  [ "$$k30" = 6 ] || eval $$T variant=bn_x30 optim.lr_decay_speedup=6 $$P ) & \
+	wait
+	$(PACK) $(FIG2_V2_SWEEP)
+	$(PY) scripts/table_fig3.py $(FIG2_V2_SWEEP) --v2 --out results/fig2_v2_fashion_mnist
+	if [ -d $(FIG2_V2_PAPER_K_SWEEP) ]; then $(PACK) $(FIG2_V2_PAPER_K_SWEEP) && \
+		$(PY) scripts/table_fig2_decay.py $(FIG2_V2_PAPER_K_SWEEP) --base $(FIG2_V2_SWEEP) \
+			--out results/fig2_v2_paper_k_fashion_mnist; fi
+
+# Figure 4 under protocol v2: no training, the reporting runs of $(CHOSEN)'s fig4_recipe.
+fig4_v2: setup
+	$(PY) scripts/table_fig4_v2.py $(FIG2_V2_SWEEP) --recipe $$(sed -n 's/^fig4_recipe: //p' $(CHOSEN)) \
+		--out results/fig4_v2_fashion_mnist
 
 # The sweeps behind results/placement_*: BN before vs after the nonlinearity (and none), ReLU and
 # sigmoid, for the MLP (5 seeds) and the small Inception (3 seeds stacked per job; its ReLU and

@@ -204,6 +204,15 @@ class TrainerConfig:
     # trains to its plateau this way (configs/variant/inception.yaml); needs data.val_size > 0.
     stop_at_plateau: bool = False
     plateau_min_steps: int = 0
+    # Protocol v2 (issue 31; configs/experiment/fig2_v2_fashion_mnist.yaml), both off by default so every
+    # earlier run is unchanged (bnrepro/training/final_eval.py):
+    # keep each member's weights and BN statistics of its best validation evaluation (in memory and in
+    # the checkpoints), written to best_val.pt in its run directory when training ends; needs data.val_size > 0.
+    keep_best_val: bool = False
+    # After training, evaluate the final model (and, with keep_best_val, the best-validation one) on the
+    # WHOLE test split, whatever data.test_size evaluated during training: full_test.json; with
+    # save_predictions, test_probs.csv then holds the whole split (test_probs_best_val.csv beside it).
+    final_test: bool = False
     eval_batch_size: int = 10_000
     log_every: int = 100  # train loss is averaged on the device and read back this often
     device: str = "auto"  # auto | cpu | cuda | cuda:N

@@ -209,6 +209,10 @@ def _cross_field(cfg: Config) -> Iterator[str]:
                "when the validation curve has plateaued, but data.val_size=0 holds no validation split out. Set "
                "data.val_size=5000 (any number of held-out training examples), or trainer.stop_at_plateau=false to "
                "train the whole trainer.max_steps.")
+    if cfg.trainer.keep_best_val and not data.val_size:
+        yield ("trainer.keep_best_val=true keeps the weights of the best validation evaluation, but data.val_size=0 "
+               "holds no validation split out, so there is none. Set data.val_size=5000 (any number of held-out "
+               "training examples), or trainer.keep_best_val=false.")
     if cfg.seeds is not None and cfg.seed != 0:  # 0 is the default: not told apart from an unset seed
         yield (f"seed={cfg.seed} is set beside seeds={show(cfg.seeds)}, which trains the seeds of its list only, so "
                f"seed={cfg.seed} would be ignored. Drop seed={cfg.seed}, or add it to the list "

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bnrepro.analysis import fig3
+from bnrepro.analysis import fig3, fulltest
 from bnrepro.analysis.cli import command, write_files
 from bnrepro.analysis.results import (BASE, STATUSES, divergence_kinds, is_diverged, load_metrics, load_runs,
                                       provenance_lines, run_status)
@@ -91,30 +91,34 @@ def variant_row(variant: str, val: dict, test: dict, counts: pd.Series) -> dict[
     return row
 
 
-def ladder(val: dict, order: list[str]) -> pd.DataFrame:
-    """Per variant and level (fig3.LADDER's fixed accuracies, then the reference level): the steps to it and
-    the speed-up over Inception at it, with intervals; NaN where the variant (or Inception) never gets there."""
+def ladder(val: dict, order: list[str], relative: tuple[float, ...] = ()) -> pd.DataFrame:
+    """Per variant and level (fig3.LADDER's fixed accuracies, then Inception's plateau minus each `relative`
+    tolerance (protocol v2), then the reference level): the steps to it and the speed-up over Inception at
+    it, with intervals; NaN where the variant (or Inception) never gets there."""
     base = fig3.base_curve(val)
     rows = []
     for variant in (v for v in order if v in val and base is not None):
         steps, g, _ = val[variant]
-        for level in (*fig3.LADDER, None):
-            at = fig3.reference(base) if level is None else level
+        for level, tol in (*((l, None) for l in fig3.LADDER), *((None, t) for t in relative), (None, fig3.TOLERANCE)):
+            at = fig3.plateau_of(*base) - tol if level is None else level
             if variant == BASE:
-                s, sp = interval([g], fig3.steps_to(base, None, level), log=True), (1.0, 1.0, 1.0)
+                s, sp = interval([g], fig3.steps_to(base, None, level, tol), log=True), (1.0, 1.0, 1.0)
             else:
-                s = interval([base[1], g], fig3.steps_to(base, (steps, g), level), log=True)
-                sp = interval([base[1], g], fig3.speedup(base, (steps, g), level), log=True)
-            rows.append({"variant": variant, "level": at, "reference": level is None,
+                s = interval([base[1], g], fig3.steps_to(base, (steps, g), level, tol), log=True)
+                sp = interval([base[1], g], fig3.speedup(base, (steps, g), level, tol), log=True)
+            rows.append({"variant": variant, "level": at, "reference": tol == fig3.TOLERANCE,
                          **dict(zip(("steps", "steps_ci_low", "steps_ci_high"), s)),
-                         **dict(zip(("speedup", "speedup_ci_low", "speedup_ci_high"), sp))})
+                         **dict(zip(("speedup", "speedup_ci_low", "speedup_ci_high"), sp)),
+                         **({"tolerance": tol if level is None else math.nan} if relative else {})})
     return pd.DataFrame(rows, columns=["variant", "level", "reference", "steps", "steps_ci_low", "steps_ci_high",
-                                       "speedup", "speedup_ci_low", "speedup_ci_high"])
+                                       "speedup", "speedup_ci_low", "speedup_ci_high",
+                                       *(["tolerance"] if relative else [])])
 
 
-def tables(sweep_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """One row per variant present, in the paper's order (COLUMNS), one per variant and ladder level, and
-    one row per run."""
+def tables(sweep_dir: Path, relative: tuple[float, ...] = ()) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """One row per variant present, in the paper's order (COLUMNS), one per variant and ladder level (with
+    the `relative` rungs of protocol v2), and one row per run (with protocol v2's whole-test-split columns
+    where any run has them: bnrepro.analysis.fulltest)."""
     metrics = load_metrics(sweep_dir)
     runs = load_runs(sweep_dir)
     counts = run_status(metrics, runs)
@@ -130,10 +134,14 @@ def tables(sweep_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     seeds = seeds.merge(runs[["run", "seed", "status", "divergence"]], on="run", how="left")
     order = {v: i for i, v in enumerate(frame.variant)}
     seeds = seeds.sort_values(["variant", "seed"], key=lambda c: c.map(order) if c.name == "variant" else c)
-    steps = ladder(val, [v for v in frame.variant if v in frame.variant[frame.outcome != "diverged"].tolist()])
+    steps = ladder(val, [v for v in frame.variant if v in frame.variant[frame.outcome != "diverged"].tolist()],
+                   relative)
+    full = fulltest.per_run(sweep_dir, seeds.run)
+    extra = list(full.columns[1:]) if fulltest.present(full) else []
+    seeds = seeds.merge(full, on="run", how="left") if extra else seeds
     return frame[COLUMNS], steps, seeds[["variant", "seed", "status", "divergence", "steps_to_threshold",
                                          "plateau_val_accuracy", "best_val_accuracy", "best_val_step", "test_at_best_val",
-                                         "final_test_accuracy", "last_step", "run"]]
+                                         "final_test_accuracy", "last_step", *extra, "run"]]
 
 
 def pct(value: float) -> str:
@@ -156,7 +164,9 @@ def ladder_lines(steps: pd.DataFrame, frame: pd.DataFrame) -> list[str]:
     if steps.empty:
         return []
     levels = steps.drop_duplicates("level").sort_values("reference", kind="stable")
-    head = [pct(l) + (" (reference)" if r else "") for l, r in zip(levels.level, levels.reference)]
+    tols = levels.tolerance if "tolerance" in levels else [math.nan] * len(levels)
+    head = [pct(l) + (" (reference)" if r else f" (plateau - {100 * t:.1f} pts)" if not math.isnan(t) else "")
+            for l, r, t in zip(levels.level, levels.reference, tols)]
     lines = ["Speed-up over Inception at fixed validation accuracies (fig3_ladder.csv; Inception's steps to the "
              "level / the variant's, each on its seed-mean curve, [95% t interval]; `never`: the variant's seed-mean "
              "curve does not get there, `-`: Inception's does not):", "",
@@ -242,19 +252,45 @@ def markdown(sweep_dir: Path, frame: pd.DataFrame, steps: pd.DataFrame, seeds: p
         best = "n/a" if math.isnan(r.best_val_accuracy) else f"{pct(r.best_val_accuracy)} ({r.best_val_step:,.0f})"
         lines.append(f"| {fig3_name(r.variant)} | {r.seed} | {status} | {pct(r.plateau_val_accuracy)} | {best} | "
                      f"{pct(r.test_at_best_val)} | {pct(r.final_test_accuracy)} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, *full_test_lines(frame, seeds)]) + "\n"
 
 
-def write(sweep_dir: Path, out: Path | None) -> str | list[Path]:
-    """The Markdown printed, or fig3.csv, fig3_seeds.csv and fig3.md written into `out`."""
-    frame, steps, seeds = tables(sweep_dir)
+def full_test_lines(frame: pd.DataFrame, seeds: pd.DataFrame) -> list[str]:
+    """Protocol v2's whole test split (bnrepro.analysis.fulltest): per variant the seed-mean test accuracy of
+    the final model and of each run's best-validation model, then per run; nothing for a sweep without them."""
+    if "full_test_size" not in seeds:
+        return []
+    size = seeds.full_test_size.dropna()
+    lines = ["", f"Whole test split ({size.max():,.0f} images; protocol v2, trainer.final_test): test accuracy of each "
+             "run's final model and of its best-validation model (best_val.pt, chosen on the validation split), "
+             "seed mean [95% t interval over seeds] (fig3_seeds.csv per run).", "",
+             "| model | final model | best-validation model |", "| --- | --- | --- |"]
+    for variant in frame.variant:
+        g = seeds[seeds.variant == variant]
+        lines.append(f"| {fig3_name(variant)} | {fulltest.cell(g.final_full_test_accuracy)} | "
+                     f"{fulltest.cell(g.best_val_full_test_accuracy)} |")
+    lines += ["", "| model | seed | final model | best-validation model (step) |", "| --- | --- | --- | --- |"]
+    for r in seeds.itertuples():
+        step = "" if math.isnan(r.best_val_full_step) else f" ({r.best_val_full_step:,.0f})"
+        lines.append(f"| {fig3_name(r.variant)} | {r.seed} | {fulltest.one(r.final_full_test_accuracy)} | "
+                     f"{fulltest.one(r.best_val_full_test_accuracy)}{step} |")
+    return lines
+
+
+def write(sweep_dir: Path, out: Path | None, v2: bool = False) -> str | list[Path]:
+    """The Markdown printed, or fig3.csv, fig3_seeds.csv and fig3.md written into `out`. `v2`: protocol v2's
+    reading (configs/experiment/fig2_v2_fashion_mnist.yaml): the ladder also at fig3.V2_RELATIVE."""
+    frame, steps, seeds = tables(sweep_dir, fig3.V2_RELATIVE if v2 else ())
     text = markdown(sweep_dir, frame, steps, seeds)
     return text if out is None else write_files(out, {"fig3.csv": frame, "fig3_ladder.csv": steps,
                                                       "fig3_seeds.csv": seeds, "fig3.md": text})
 
 
 main = command(__doc__, write, "directory for fig3.csv, fig3_ladder.csv, fig3_seeds.csv and fig3.md "
-                              "(default: print the Markdown)")
+                              "(default: print the Markdown)",
+               options=[(("--v2",), {"action": "store_true",
+                                     "help": "protocol v2 (issue 31): the ladder also at Inception's plateau minus "
+                                             "0.3 and 0.5 points"})])
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -23,8 +23,9 @@ from bnrepro.analysis.results import find_jobs, find_runs
 
 # shift.csv, statistics.csv: what bn_shift's and bn_statistics_conv's reports read, written after
 # training from the checkpoint, which is not packed.
+# full_test.json, test_probs_best_val.csv: protocol v2's whole-test-split records (trainer.final_test).
 FILES = ("metrics.csv", "summary.json", "config.yaml", "provenance.json", "test_probs.csv", "shift.csv",
-         "statistics.csv")
+         "statistics.csv", "full_test.json", "test_probs_best_val.csv")
 NAME = "rundata.tar.xz"  # its name beside a sweep's figures in results/<sweep>/
 
 

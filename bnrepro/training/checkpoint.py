@@ -60,7 +60,10 @@ _NAME = re.compile(r"^step(\d+)-([0-9a-f]{16})\.pt$")
 # The stop mode is compared on its own terms (`stop_mode`).
 RESUME_IGNORES = ("data.root", "data.download", "trainer.progress", "trainer.device", "trainer.threads",
                   "trainer.checkpoint_every", "trainer.checkpoint_keep", "trainer.resume", "trainer.max_steps",
-                  "trainer.stop_at_plateau", "trainer.plateau_min_steps")
+                  "trainer.stop_at_plateau", "trainer.plateau_min_steps", "trainer.keep_best_val", "trainer.final_test")
+# Protocol v2's records of a run (bnrepro/training/final_eval.py): compared only when asked for (`comparable`),
+# so the runs and checkpoints of every config that predates them compare as they always have.
+AFTER_TRAINING = ("trainer.keep_best_val", "trainer.final_test")
 
 
 class Interrupted(KeyboardInterrupt):
@@ -91,9 +94,11 @@ def stop_mode(flat: dict[str, Any]) -> dict[str, Any]:
 
 def comparable(cfg: Config | dict) -> dict[str, Any]:
     """The flattened config (a `Config` or a config.yaml's dict) minus RESUME_IGNORES, plus its
-    `stop_mode`: what must match to resume, or to reuse a finished run."""
+    `stop_mode` and the AFTER_TRAINING records it asks for (a finished run without best_val.pt does not
+    answer trainer.keep_best_val=true): what must match to resume, or to reuse a finished run."""
     flat = flatten(plain(cfg))
-    return {**{k: v for k, v in flat.items() if k not in RESUME_IGNORES}, **stop_mode(flat)}
+    return {**{k: v for k, v in flat.items() if k not in RESUME_IGNORES}, **stop_mode(flat),
+            **{k: True for k in AFTER_TRAINING if flat.get(k)}}
 
 
 def describe_stop(flat: dict[str, Any], steps: object = None, status: str | None = None,

@@ -70,6 +70,9 @@ class FitResult:
     divergence: str | None = None  # nonfinite | exploded | dead, when status == diverged
     stopped: str | None = None  # plateau: ended before max_steps by trainer.stop_at_plateau
     val_curve: list = field(default_factory=list)  # [step, val accuracy] per evaluation: the plateau rule's input
+    # trainer.keep_best_val: a copy of the member's state dict (its single run's names) at best_val_step; it
+    # rides in the checkpoints, so a resumed run keeps the best of its own trajectory (bnrepro/training/final_eval.py)
+    best_val_state: dict | None = None
     dead_checks: int = 0  # consecutive log steps so far at which the logits did not depend on the input
     first_loss: float = float("nan")  # the loss at step 1, before any update moved it: `exploded`'s yardstick
 
@@ -207,7 +210,7 @@ def fit(members, data: DataBundle, cfg: Config, logs: list, checkpoints: Checkpo
         splits = [("val", data.val_batches, data.val_size)] if data.val_size else []
         for split, batches_of, size in [*splits, ("test", data.test_batches, data.test_size)]:
             totals = members.evaluate(batches_of()).tolist()
-            for (loss, correct), r, log in zip(totals, results, logs):
+            for i, ((loss, correct), r, log) in enumerate(zip(totals, results, logs)):
                 if not r.training:
                     continue
                 accuracy = correct / size
@@ -215,6 +218,9 @@ def fit(members, data: DataBundle, cfg: Config, logs: list, checkpoints: Checkpo
                     r.val_curve.append([step, accuracy])
                 log.log(step, split, {"loss": loss / size, "accuracy": accuracy,
                                       "best_accuracy": r.record_best(split, accuracy, step)})
+                if split == "val" and t.keep_best_val and r.best_val_step == step:
+                    # Protocol v2: the weights (and BN statistics) this evaluation saw, as its single run's.
+                    r.best_val_state = members.member_state_dict(i)
         timing["eval_time_s"] += time.perf_counter() - tic
 
     probe = None
@@ -346,7 +352,8 @@ def fit(members, data: DataBundle, cfg: Config, logs: list, checkpoints: Checkpo
         # that is no multiple of checkpoint_every, an early end): what is evaluated after training
         # (bnrepro/training/posthoc.py). A run shorter than checkpoint_every keeps none, as it asked.
         checkpoints.save(step, state, loss_sum, window)
-    if t.save_predictions and any(r.active for r in results):
+    if t.save_predictions and not t.final_test and any(r.active for r in results):
+        # (with trainer.final_test, bnrepro/training/final_eval.py writes them on the whole test split)
         probs, targets = predict(members, data.test_batches())
         for p, r, log in zip(probs, results, logs):
             if r.active:

@@ -7,7 +7,8 @@ a conv network (`StackedConvMembers` over `models.stacked_conv.StackedConvNet`).
 same calls with a leading member dimension: the step's losses (S,) and logits (S, B, classes),
 evaluation logits (S, B, classes) and totals (S, 2), probed activations (S, B, C, ...), and
 `member_tensors(i)`: member i's own slices of the parameters and BN statistics (what the loop
-holds still once the member has stopped at its plateau). Each member is initialized exactly
+holds still once the member has stopped at its plateau), and `member_state_dict(i)`: a copy of member
+i as its single run's state dict (what a best-validation checkpoint keeps, trainer.keep_best_val). Each member is initialized exactly
 as its single run would be (`build_members`), so a stacked member's numbers equal its single
 run's up to float rounding (tests/test_stacked.py, tests/test_stacked_conv.py).
 """
@@ -138,6 +139,10 @@ class SingleModel:
         """The parameters and floating-point buffers (BN statistics) of the one member."""
         return [t.detach() for t in (*self.module.parameters(), *self.module.buffers()) if t.is_floating_point()]
 
+    def member_state_dict(self, i: int) -> dict[str, Tensor]:
+        """A copy of the one network's state dict (what a best-validation checkpoint keeps)."""
+        return {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+
     def probe_layers(self) -> dict[str, bool]:
         return probe_layers(self.module)
 
@@ -178,6 +183,10 @@ class StackedMembers:
         m = self.module
         buffers = [t for name, t in m.named_buffers() if name.startswith(("running_mean", "running_var"))]
         return [t[i] for t in (*m.params.values(), *buffers)]
+
+    def member_state_dict(self, i: int) -> dict[str, Tensor]:
+        """A copy of member i as the single run's MLP state dict."""
+        return {k: v.detach().clone() for k, v in self.module.member_state_dict(i).items()}
 
     def probe_layers(self) -> dict[str, bool]:
         return {f"layer{l}": self.module.bn for l in range(1, self.module.depth + 1)}
@@ -228,6 +237,10 @@ class StackedConvMembers:
         as `StackedConvNet.member_state_dict` reads them); scalar counters are shared and left out."""
         tensors = (*self.module.parameters(), *self.module.buffers())
         return [t.detach().chunk(self.size)[i] for t in tensors if t.dim() and t.is_floating_point()]
+
+    def member_state_dict(self, i: int) -> dict[str, Tensor]:
+        """A copy of member i as its single run's state dict (`StackedConvNet.member_state_dict`)."""
+        return {k: v.detach().clone() for k, v in self.module.member_state_dict(i).items()}
 
     def probe_layers(self) -> dict[str, bool]:
         return probe_layers(self.module)

@@ -91,11 +91,18 @@ def load_model(run_dir: str | Path, cfg: Config, input_shape: tuple[int, ...], n
         raise BnreproError("load_model reads a single run; a stack's member directory (seed=<s>/) holds no "
                            "checkpoint of its own.")
     step, weights = final_weights(run_dir)
+    return network(cfg, weights, input_shape, num_classes), step
+
+
+def network(cfg: Config, weights: dict[str, Tensor], input_shape: tuple[int, ...], num_classes: int,
+            device: torch.device | str = "cpu") -> nn.Module:
+    """One network of `cfg` (a single run's config) as the training path builds it, holding `weights` (a
+    state dict: a checkpoint's, a best_val.pt's, a stacked member's `member_state_dict`), in eval mode."""
     # SyncBN differs from BN only in training, across ranks; torch's has no CPU kernel at all.
-    single_process = dataclasses.replace(cfg, bn=dataclasses.replace(cfg.bn, sync=False))
-    model = build_members(single_process, tuple(input_shape), num_classes, torch.device("cpu")).module
+    single_process = dataclasses.replace(cfg, seeds=None, bn=dataclasses.replace(cfg.bn, sync=False))
+    model = build_members(single_process, tuple(input_shape), num_classes, torch.device(device)).module
     model.load_state_dict(weights)
-    return model.eval(), step
+    return model.eval()
 
 
 def evaluate(model: nn.Module, batches, amp: bool = False) -> tuple[float, float]:

@@ -43,7 +43,7 @@ from bnrepro.schema import Config, choice, member_seeds, plain
 from bnrepro.validation import fit_to_data, validate
 from bnrepro import METRICS_FILE
 from bnrepro.tracking.logger import VAL_METRICS, QuietLogger, RunLogger, flatten, intact_through, quiet_writer_threads
-from bnrepro.training import distributed, rundir
+from bnrepro.training import distributed, final_eval, rundir
 from bnrepro.training.checkpoint import Checkpointer, Interrupted, finished_run, refuse_changed_schedule
 from bnrepro.training.hostmem import keep_host_memory
 from bnrepro.training.loop import fit
@@ -292,8 +292,13 @@ def _train(cfg: Config, out: Path, threads: int | None, on_start: Callable[[], N
             # An exception ends each logger's session as failed or interrupted (RunLogger.__exit__).
             results, timing = fit(members, data, cfg, logs, checkpoints)
             train_time = time.perf_counter() - train_start
+            # Protocol v2 (trainer.keep_best_val, trainer.final_test): best_val.pt, full_test.json.
+            after = final_eval.after_training(cfg, [configs[s] for s in todo], [dirs[s] for s in todo], members,
+                                              results, data)
+            after_time = {"final_eval_time_s": round(time.perf_counter() - train_start - train_time, 3)} if (
+                cfg.trainer.final_test or cfg.trainer.keep_best_val) else {}
             model_steps = sum(r.steps - start_step for r in results)
-            for s, r, log in zip(todo, results, logs):
+            for i, (s, r, log) in enumerate(zip(todo, results, logs)):
                 summaries[s].update(
                     status=r.status, divergence=r.divergence, steps=r.steps, stopped=r.stopped, final=r.final,
                     best_accuracy=r.best_accuracy, best_step=r.best_step, drift=r.drift,
@@ -301,7 +306,9 @@ def _train(cfg: Config, out: Path, threads: int | None, on_start: Callable[[], N
                         "val_size": data.val_size} if data.val_size else {}),
                     train_time_s=round(train_time, 3), steps_per_s=round((r.steps - start_step) / train_time, 1),
                     data_source=data.source, data_notes=list(data.notes), **{k: round(v, 3) for k, v in timing.items()},
-                    **({"model_steps_per_s": round(model_steps / train_time, 1)} if stacked else {}))
+                    **({"model_steps_per_s": round(model_steps / train_time, 1)} if stacked else {}), **after_time,
+                    **({"full_test": {k: v["test_accuracy"] for k, v in after[i].items() if isinstance(v, dict)}}
+                       if i in after else {}))
                 log.final(r.steps, {tag: r.drift[layer][stat] for tag, (layer, stat) in drift.items()
                                     if stat in r.drift.get(layer, {})})
                 log.text("summary.json", as_text({**summaries[s], **times(start)}), r.steps)
