@@ -30,6 +30,7 @@ WHY_SWEEPS := $(foreach e,$(WHY_STUDIES),outputs/results/$(e)_fashion_mnist outp
 
 .PHONY: setup demo test fig1 fig1_sensitivity fig2_lr fig2 fig2_single fig2_decay fig4 fig2_select fig2_v2 fig4_v2 placement norms why why_noisy_bn why_ics \
 	why_landscape lr_range why_conv why_noisy_bn_conv why_ics_conv why_landscape_conv lr_range_conv \
+	why_dln why_noisy_bn_dln why_ics_dln \
 	bn_statistics bn_statistics_conv bn_shift figures tensorboard report bench lock clean
 SWEEPS := $(FIG1_SWEEP) $(FIG1_SENS_SWEEP) $(FIG2_LR_SWEEP) $(FIG2_SWEEP) $(FIG2_SINGLE_SWEEP) $(FIG2_DECAY_SWEEP) $(FIG4_SWEEP) $(PLACEMENT_MLP_SWEEP) $(PLACEMENT_CONV_SWEEP) \
 	$(NORMS_SWEEP) $(WHY_SWEEPS) $(BN_STATS_SWEEP) $(BN_STATS_CONV_SWEEP) $(BN_SHIFT_SWEEP)
@@ -191,8 +192,9 @@ fig4_v2: setup
 		--out results/fig4_v2_fashion_mnist
 
 # The sweeps behind results/placement_*: BN before vs after the nonlinearity (and none), ReLU and
-# sigmoid, for the MLP (5 seeds) and the small Inception (3 seeds stacked per job; its ReLU and
-# sigmoid halves in two processes), side by side, one thread each.
+# sigmoid, for the MLP (5 seeds) and the small Inception (5 seeds stacked per job, protocol v2 of
+# issue 32: a plateau stop per member, cap 4,000 steps; its ReLU and sigmoid halves in two processes,
+# ~85 min each if no member stops early, estimated), side by side, one thread each.
 placement: setup
 	bash scripts/get_fashion_mnist.sh
 	$(PY) experiments/train.py -m experiment=placement_mlp data=fashion_mnist data.download=true \
@@ -200,7 +202,7 @@ placement: setup
 		hydra.sweep.dir=$(PLACEMENT_MLP_SWEEP) & \
 	for a in relu sigmoid; do \
 		$(PY) experiments/train.py -m experiment=placement_conv data.download=true \
-			model.activation=$$a bn.placement=none,before,after 'seeds=[0,1,2]' trainer.threads=1 \
+			model.activation=$$a bn.placement=none,before,after 'seeds=[0,1,2,3,4]' trainer.threads=1 \
 			hydra.sweep.dir=$(PLACEMENT_CONV_SWEEP) & \
 	done; wait
 	$(PACK) $(PLACEMENT_MLP_SWEEP)
@@ -220,14 +222,17 @@ norms: setup
 # Beyond the paper (issue 17): why BN helps, measured (configs/experiment/why_*.yaml, lr_range.yaml).
 # Each sweep runs in two processes of one torch thread, one per half of its variants.
 why: why_noisy_bn why_ics why_landscape lr_range
-# The same four on the small conv net (configs/experiment/*_conv.yaml: 3 seeds, shorter runs).
+# The same four on the small conv net (configs/experiment/*_conv.yaml; protocol v2 of issue 32: 5 seeds,
+# a plateau stop or a stated number of steps per study, each target ~50-90 min on 2 idle cores, estimated).
 why_conv: why_noisy_bn_conv why_ics_conv why_landscape_conv lr_range_conv
 SEEDS_why_noisy_bn := 0,1,2,3,4
 SEEDS_why_ics := 0,1,2,3,4
 SEEDS_why_landscape := 0,1,2,3,4
-SEEDS_why_noisy_bn_conv := 0,1,2
-SEEDS_why_ics_conv := 0,1,2
-SEEDS_why_landscape_conv := 0,1,2
+SEEDS_why_noisy_bn_conv := 0,1,2,3,4
+SEEDS_why_ics_conv := 0,1,2,3,4
+SEEDS_why_landscape_conv := 0,1,2,3,4
+SEEDS_lr_range := 0,1,2
+SEEDS_lr_range_conv := 0,1,2,3,4
 RATES_lr_range := 0.001,0.003,0.01,0.03,0.1,0.3,1,3,10
 RATES_lr_range_conv := 0.01,0.1,1,10
 
@@ -247,11 +252,26 @@ why_ics why_landscape why_ics_conv why_landscape_conv: setup
 	done; wait
 	$(PACK) outputs/results/$@_fashion_mnist
 
+# Issue 32: why_noisy_bn and why_ics on Santurkar et al.'s 25-layer deep linear network (synthetic data,
+# no download; configs/experiment/why_*_dln.yaml: budgets, stopping rule, ~36 min estimated in all). The
+# sweep directories keep the registry's <name>_fashion_mnist names although the data are synthetic.
+why_dln: why_noisy_bn_dln why_ics_dln
+SEEDS_why_noisy_bn_dln := 0,1,2,3,4
+SEEDS_why_ics_dln := 0,1,2,3,4
+VARIANTS_why_noisy_bn_dln := baseline,noise bn,noisy_bn
+VARIANTS_why_ics_dln := baseline bn
+why_noisy_bn_dln why_ics_dln: setup
+	for v in $(VARIANTS_$@); do \
+		$(PY) experiments/train.py -m experiment=$@ variant=$$v seed=$(SEEDS_$@) trainer.threads=1 \
+			hydra.sweep.dir=outputs/results/$@_fashion_mnist & \
+	done; wait
+	$(PACK) outputs/results/$@_fashion_mnist
+
 lr_range lr_range_conv: setup
 	bash scripts/get_fashion_mnist.sh
 	for v in baseline bn; do \
 		$(PY) experiments/train.py -m experiment=$@ data=fashion_mnist data.download=true \
-			variant=$$v optim.lr=$(RATES_$@) seed=0,1,2 trainer.threads=1 \
+			variant=$$v optim.lr=$(RATES_$@) seed=$(SEEDS_$@) trainer.threads=1 \
 			hydra.sweep.dir=outputs/results/$@_fashion_mnist & \
 	done; wait
 	$(PACK) outputs/results/$@_fashion_mnist
@@ -274,15 +294,15 @@ bn_statistics: setup
 	done; wait
 	$(PACK) $(BN_STATS_SWEEP)
 
-# bn_statistics_conv: the small Inception, EMA and Batch Renorm x ghost batches 2, 8, 32 x 3 seeds, and
-# group norm x 3 seeds (21 runs) in two processes, Batch Renorm (the slowest) in one; then each EMA run is
+# bn_statistics_conv: the small Inception, EMA and Batch Renorm x ghost batches 2, 8, 32 x 5 seeds, and
+# group norm x 5 seeds (35 runs; protocol v2 of issue 32, ~75 min estimated) in two processes, Batch Renorm (the slowest) in one; then each EMA run is
 # evaluated under Algorithm 2, PreciseBN and example weighing (scripts/eval_statistics.py, no retraining).
 bn_statistics_conv: setup
 	bash scripts/get_fashion_mnist.sh
 	for half in "bn.norm=renorm bn.ghost_batch=2,8,32" "bn.norm=batch bn.ghost_batch=2,8,32;bn.norm=group"; do \
 		( IFS=';'; for choice in $$half; do IFS=' '; \
 			$(PY) experiments/train.py -m experiment=bn_statistics_conv data=fashion_mnist data.download=true \
-				$$choice seed=0,1,2 trainer.threads=1 hydra.sweep.dir=$(BN_STATS_CONV_SWEEP) || exit 1; \
+				$$choice seed=0,1,2,3,4 trainer.threads=1 hydra.sweep.dir=$(BN_STATS_CONV_SWEEP) || exit 1; \
 		done ) & \
 	done; wait
 	ls -d $(BN_STATS_CONV_SWEEP)/*bn.norm=batch*/ | xargs -n 1 -P 2 $(PY) scripts/eval_statistics.py

@@ -26,6 +26,17 @@ class Activation(str, Enum):
     sigmoid = "sigmoid"
     relu = "relu"
     tanh = "tanh"
+    # none at all: Santurkar et al. 2018's deep linear network (Sec. 2.2, Fig. 3; configs/model/deep_linear.yaml)
+    identity = "identity"
+
+
+class SyntheticKind(str, Enum):
+    """What data=synthetic draws (bnrepro/data/tensors.py:synthetic)."""
+
+    class_means = "class_means"  # fixed random class-mean images plus Gaussian noise (smoke runs, tests)
+    # x ~ N(0, I), label argmax(A x) for a fixed random Gaussian A: Santurkar et al.'s DLN data
+    # (x ~ N(0, I), target A x, squared loss) made a classification task for this runner's loss
+    linear_teacher = "linear_teacher"
 
 
 class Init(str, Enum):

@@ -17,7 +17,7 @@ from enum import Enum
 from typing import Any, List, Optional
 
 from bnrepro.choices import (Activation, BNImpl, Dataset, DecayParams, Init, Norm, Placement, Population,  # noqa: F401
-                             Preprocess, ProbeMode, Progress, choice)
+                             Preprocess, ProbeMode, Progress, SyntheticKind, choice)
 from bnrepro.errors import BnreproError
 
 MISSING: Any = "???"  # OmegaConf's marker of a value the composition must provide (omegaconf.MISSING)
@@ -25,8 +25,10 @@ MISSING: Any = "???"  # OmegaConf's marker of a value the composition must provi
 
 @dataclass
 class SyntheticOptions:
-    """A learnable stand-in for smoke runs: fixed random class-mean images plus Gaussian noise."""
+    """A learnable stand-in for smoke runs: fixed random class-mean images plus Gaussian noise; or
+    (kind=linear_teacher) Gaussian inputs labelled by a fixed random linear map (bnrepro/data/tensors.py)."""
 
+    kind: SyntheticKind = SyntheticKind.class_means
     shape: List[int] = field(default_factory=lambda: [1, 28, 28])
     num_classes: int = 10
     train_size: int = 2000

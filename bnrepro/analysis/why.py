@@ -14,7 +14,8 @@ Per run, on the validation split where a number is read (test is reported beside
 - `rate_matrix` / `largest_good_rate`: the lr_range sweep as seeds x rates, and its claim's
   statistic (the largest rate at which every seed trains and the seed mean is within GOOD points
   of the variant's best rate).
-Each experiment has a `_conv` twin on the small Inception (why_noisy_bn_conv, ...): the same
+Each experiment has a `_conv` twin on the small Inception (why_noisy_bn_conv, ...), and why_noisy_bn
+and why_ics a `_dln` twin on Santurkar et al.'s 25-layer deep linear network (issue 32): the same
 analysis (`study` names it), its claims named after the twin.
 Intervals, verdicts and the diverged-run rule: bnrepro.analysis.stats, as everywhere.
 """
@@ -32,6 +33,8 @@ from bnrepro.analysis.sensitivity import drift
 KEYS = ("optim.lr", "trainer.max_steps", "model.name")
 STUDIES = ("why_noisy_bn", "why_ics", "why_landscape", "lr_range")
 CONV = "_conv"  # the suffix of an experiment's small-Inception twin
+DLN = "_dln"  # ... and of its deep-linear-network twin (why_noisy_bn_dln, why_ics_dln)
+TWINS = {CONV: "small Inception", DLN: "25-layer linear net"}
 MODELS = {"mlp": "MLP", "inception_small": "small Inception"}
 EARLY = 0.25  # the landscape's "early in training": the first quarter of the steps
 GOOD = 2.0  # points: a rate "trains well" within this much of the variant's best rate
@@ -39,7 +42,7 @@ ORDER = ("baseline", "noise", "bn", "noisy_bn")
 ICS = ["l2_diff", "rel_diff", "one_minus_cos"]
 _LABELS = {"why_noisy_bn": "why BN helps: noisy BN", "why_ics": "why BN helps: ICS",
            "why_landscape": "why BN helps: landscape", "lr_range": "why BN helps: rate range"}
-LABELS = {**_LABELS, **{e + CONV: f"{text}, small Inception" for e, text in _LABELS.items()}}  # the scorecard's
+LABELS = {**_LABELS, **{e + s: f"{text}, {net}" for s, net in TWINS.items() for e, text in _LABELS.items()}}
 NAMES = {"baseline": "no BN", "noise": "noise, no BN", "bn": "BN", "noisy_bn": "noisy BN"}
 
 
@@ -48,10 +51,11 @@ def load(sweep_dir: Path) -> pd.DataFrame:
 
 
 def study(experiment: str) -> str:
-    """The analysis an experiment gets: its own name, or its MLP twin's for a `_conv` experiment."""
-    base = experiment.removesuffix(CONV)
+    """The analysis an experiment gets: its own name, or its MLP twin's for a `_conv` or `_dln` experiment."""
+    base = next((experiment.removesuffix(s) for s in TWINS if experiment.endswith(s)), experiment)
     if base not in STUDIES:
-        raise ValueError(f"unknown experiment {experiment!r}: one of {', '.join(STUDIES)} (or one with {CONV!r})")
+        raise ValueError(f"unknown experiment {experiment!r}: one of {', '.join(STUDIES)} (or one with "
+                         f"{' or '.join(map(repr, TWINS))})")
     return base
 
 

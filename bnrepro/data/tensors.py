@@ -12,6 +12,7 @@ pixel, or a constant channel under `standardize`, would otherwise show up as the
 """
 from __future__ import annotations
 
+import math
 import pickle
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -147,9 +148,19 @@ def preprocess(x_train: Tensor, x_test: Tensor, cfg: DataConfig, source: str = "
 
 
 def synthetic(opts: SyntheticOptions) -> Splits:
-    """Fixed random class-mean images plus Gaussian noise, squashed into [0, 1] like pixels."""
+    """Fixed random class-mean images plus Gaussian noise, squashed into [0, 1] like pixels; or, for
+    kind=linear_teacher, x ~ N(0, I) labelled argmax(A x) with A a fixed N(0, 1) matrix, classes x inputs
+    (Santurkar et al. 2018, Sec. 2.2: their deep linear network fits A x, a random Gaussian A, under a
+    squared loss; this runner's loss is cross-entropy, so the same teacher gives labels instead)."""
     g = torch.Generator().manual_seed(SYNTHETIC_SEED)
     shape = tuple(opts.shape)
+    if choice(opts.kind) == "linear_teacher":
+        a = torch.randn(opts.num_classes, math.prod(shape), generator=g)
+
+        def teacher(n: int) -> tuple[Tensor, Tensor]:
+            x = torch.randn(n, *shape, generator=g)
+            return x, (x.flatten(1) @ a.T).argmax(1)
+        return Splits(*teacher(opts.train_size), *teacher(opts.test_size), opts.num_classes, "synthetic")
     means = torch.randn(opts.num_classes, *shape, generator=g)
 
     def draw(n: int) -> tuple[Tensor, Tensor]:

@@ -11,7 +11,7 @@ from torch import nn
 
 from bnrepro.nn.norms import make_norm
 
-ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh}
+ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh, "identity": nn.Identity}
 PLACEMENTS = ("none", "before", "after")
 
 

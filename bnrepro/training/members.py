@@ -268,6 +268,8 @@ def check_stackable(cfg: Config) -> None:
     conv = cfg.model.name != "mlp"
     if choice(cfg.data.name) == "imagenet_subset":
         problems.append("data=imagenet_subset (only data sets held whole on the device are stacked)")
+    if choice(cfg.model.activation) == "identity" and not conv:  # the deep linear network (issue 32)
+        problems.append("model.activation=identity (the stacked MLP writes out sigmoid, tanh and relu only)")
     if choice(cfg.bn.placement) == "after" and not conv:
         problems.append("bn.placement=after (the stacked MLP: none or before)")
     if choice(cfg.bn.norm) != "batch" and choice(cfg.bn.placement) != "none" and not conv:
