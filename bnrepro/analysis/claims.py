@@ -114,7 +114,7 @@ def fig1_claims(metrics: pd.DataFrame | None) -> list[dict]:
              never_zero(fig3.speedup(base, bn)) if base is not None else None),
         spec("fig1_higher", "BN's test accuracy ends higher", FIG1["higher"],
              f"test accuracy over the last {PLATEAU_FRACTION:.0%} of training, BN - no BN (points)", ">", 0.0,
-             groups([100 * plateau["bn"], 100 * plateau["baseline"]] if plateau else []), mean_diff),
+             groups([100 * plateau["bn"], 100 * plateau["baseline"]] if len(plateau) == 2 else []), mean_diff),
         spec("fig1_drift_without_bn", "without BN the last-layer sigmoid input's spread changes during training",
              FIG1["drift"], f"15-85 percentile spread, factor of change from {DRIFT_FROM:.0%} of training to the end, "
              "no BN (x); reference: a factor of 2", ">", 2.0, groups([drift.get("baseline", np.empty(0))]),
