@@ -22,18 +22,23 @@ from pathlib import Path
 import numpy as np
 
 from bnrepro.analysis.cli import command
-from bnrepro.analysis.plots import mean_band, plt, save
+from bnrepro.analysis.plots import mean_band, plt, readable, save
 from bnrepro.analysis.results import curve, last_layer, load_metrics
 from bnrepro.analysis.sensitivity import drift
 
 LABELS = {"baseline": "Without BN", "bn": "With BN"}
+# One colour per network in every panel (a: its curve, b/c: its unit, d: its seeds); the percentiles
+# of (b, c) differ by line style, so that no colour means two things in one figure.
+COLOURS = {"baseline": "tab:blue", "bn": "tab:orange"}
+STYLES = {15.0: ":", 50.0: "-", 85.0: "--"}
 PAPER_AXIS = (0.7, 1.0)  # Figure 1(a)'s accuracy axis
 INSET_FROM = 0.4  # the inset shows training from this fraction of the steps on
 
 
 def accuracy_panel(ax, acc) -> None:
     for variant, rows in acc.groupby("variant"):
-        mean_band(ax, rows, f"{LABELS.get(variant, variant)} (n={int(rows['count'].max())})")
+        mean_band(ax, rows, f"{LABELS.get(variant, variant)} (n={int(rows['count'].max())} seeds)",
+                  colour=COLOURS.get(variant))
     low = min(PAPER_AXIS[0], float((acc["mean"] - acc["std"])[acc.step >= INSET_FROM * acc.step.max()].min()) - 0.02)
     ax.set(title="(a) test accuracy", xlabel="training steps", ylabel="accuracy", ylim=(low, PAPER_AXIS[1]))
     ax.legend(loc="upper left", fontsize=8)
@@ -41,26 +46,27 @@ def accuracy_panel(ax, acc) -> None:
     if end.empty:
         return
     inset = ax.inset_axes([0.3, 0.07, 0.67, 0.36])
-    for _, rows in end.groupby("variant"):
-        mean_band(inset, rows, "", alpha=0.2)
+    for variant, rows in end.groupby("variant"):
+        mean_band(inset, rows, "", alpha=0.2, colour=COLOURS.get(variant))
     lo, hi = float((end["mean"] - end["std"]).min()), float((end["mean"] + end["std"]).max())
     inset.set_ylim(lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo))
     inset.tick_params(labelsize=6)
     inset.grid(alpha=0.3)
-    inset.set_title(f"from step {int(end.step.min()):,}", fontsize=7)
+    inset.set_title(f"from step {int(end.step.min()):,}", fontsize=8)
 
 
 def unit_panels(axes, probes, layer) -> None:
     seed = int(probes.seed.min())
     for ax, variant, tag in ((axes[0], "baseline", "(b)"), (axes[1], "bn", "(c)")):
-        ax.set(title=f"{tag} {LABELS[variant]}: {layer} typical unit, seed {seed}", xlabel="training steps",
+        ax.set(title=f"{tag} {LABELS[variant]}: one unit of {layer} (seed {seed}, n=1)", xlabel="training steps",
                ylabel="sigmoid input")
         rows = probes[(probes.variant == variant) & (probes.seed == seed)]
         names = sorted((n for n in rows.name.unique() if n.startswith(f"{layer}/unit_p")),
                        key=lambda n: float(n.rpartition("_p")[2]))
         for name in names:
             r = rows[rows.name == name].sort_values("step")
-            ax.plot(r.step, r.value, label=f"{float(name.rpartition('_p')[2]):g}th percentile")
+            p = float(name.rpartition("_p")[2])
+            ax.plot(r.step, r.value, STYLES.get(p, "-."), color=COLOURS[variant], label=f"{p:g}th percentile")
         ax.legend(fontsize=8)
     lims = [ax.get_ylim() for ax in axes]
     for ax in axes:  # one scale, as in the paper, so the drift is comparable by eye
@@ -72,14 +78,17 @@ def drift_panel(ax, probes, layer) -> None:
         runs = [drift(g, layer) for _, g in probes[probes.variant == variant].groupby("run")]
         moves = np.array([d["movement"] for d in runs])
         rel = np.array([d["rel_movement"] for d in runs])
-        ax.scatter(np.full(len(moves), i) + np.linspace(-0.1, 0.1, len(moves)), moves, zorder=3)
+        ax.scatter(np.full(len(moves), i) + np.linspace(-0.1, 0.1, len(moves)), moves, zorder=3,
+                   color=COLOURS[variant])
         if len(moves):
-            ax.text(i, np.nanmax(moves) * 1.3, f"rel. {np.nanmean(rel):.3g}\n± {np.nanstd(rel, ddof=1) if len(rel) > 1 else 0:.2g}",
-                    ha="center", fontsize=7)
-    ax.set_xticks([0, 1], [LABELS["baseline"], LABELS["bn"]])
+            sd = np.nanstd(rel, ddof=1) if len(rel) > 1 else 0.0
+            ax.text(i, np.nanmax(moves) * 1.3, f"{readable(np.nanmean(rel))}x its first spread\n(sd {readable(sd)})",
+                    ha="center", fontsize=8)
+    counts = [probes.run[probes.variant == v].nunique() for v in ("baseline", "bn")]
+    ax.set_xticks([0, 1], [f"{LABELS[v]} (n={n})" for v, n in zip(("baseline", "bn"), counts)])
     ax.set_xlim(-0.6, 1.6)
     ax.set_yscale("log")
-    ax.set(title=f"(d) drift of the typical unit, every seed", ylabel="percentile travel (input units)")
+    ax.set(title="(d) drift of that unit, one dot per seed", ylabel="percentile travel (input units)")
     ax.margins(y=0.4)
 
 
@@ -87,7 +96,7 @@ def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
     metrics = load_metrics(sweep_dir)
     acc = curve(metrics, "test", "accuracy")
     probes = metrics[metrics.split == "probe"]
-    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8), layout="constrained")
+    fig, axes = plt.subplots(1, 4, figsize=(18, 4.4), layout="constrained")
     accuracy_panel(axes[0], acc)
     if not probes.empty:
         layer = last_layer(probes)
@@ -96,8 +105,9 @@ def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
     for ax in axes:
         ax.grid(alpha=0.3)
     data = ", ".join(map(str, metrics.data.dropna().unique()))
-    fig.suptitle(f"Figure 1 (Sec. 4.1) on {data}: (a) band = +/- 1 std over seeds; (b, c) one seed's unit; "
-                 "(d) one dot per seed, rel. = travel / first 15-85 spread (mean ± std)", fontsize=9)
+    fig.suptitle(f"Figure 1 (Sec. 4.1) at CPU scale on {data}: (a) mean over seeds, band +/- 1 std; "
+                 "(b, c) one seed's typical last-layer unit; (d) its drift, every seed (mean, sd over seeds)",
+                 fontsize=13)
     return save(fig, out_dir / "fig1.png", out_dir / "fig1.pdf")
 
 

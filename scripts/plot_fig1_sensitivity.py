@@ -25,7 +25,7 @@ from matplotlib import colors
 
 from bnrepro.analysis import sensitivity as sens
 from bnrepro.analysis.cli import command
-from bnrepro.analysis.plots import plt, save
+from bnrepro.analysis.plots import plt, readable, save
 
 
 def text(c, panel: str) -> str:
@@ -36,10 +36,17 @@ def text(c, panel: str) -> str:
     if panel == "speedup":
         star = "*" if c.faster in ("holds", "reversed") else ""
         bound = "≥" if c.baseline_never and not c.bn_never else "≤" if c.bn_never and not c.baseline_never else ""
-        return "n/a" if math.isnan(c.speedup) else f"{bound}{c.speedup:.2g}x{star}"
+        if math.isnan(c.speedup):
+            return "n/a"
+        return f"{bound}{c.speedup:.2g}x{star}" if c.speedup < 100 else f"{bound}{c.speedup:,.0f}x{star}"
     unit = panel.split("_")[1]
     base, bn = c[f"drift_{unit}_baseline"], c[f"drift_{unit}_bn"]
-    return "n/a" if math.isnan(base) else f"{base:.3g}\n({bn:.3g})"
+    return "n/a" if math.isnan(base) else f"{readable(base)}\n({readable(bn)})"
+
+
+def speedup_norm(v: np.ndarray) -> colors.Normalize:
+    top = max(2.0, float(np.nanmax(np.maximum(v, 1 / v))))
+    return colors.LogNorm(1.0, top) if np.nanmin(v) >= 1 else colors.LogNorm(1 / top, top)
 
 
 LEAD_CAP = 3.0
@@ -49,9 +56,9 @@ PANELS = {  # column of sens.cells -> (title, colour map, norm from the values)
     "lead": ("(a) BN's final {split} lead (points; colours capped at +-%g)" % LEAD_CAP, "RdBu",
              lambda v: colors.TwoSlopeNorm(0.0, -min(LEAD_CAP, max(0.5, np.nanmax(np.abs(v)))),
                                            min(LEAD_CAP, max(0.5, np.nanmax(np.abs(v)))))),
-    "speedup": ("(b) speed-up, no-BN / BN steps to {threshold:.0%}", "PuOr_r",
-                lambda v: colors.LogNorm(1 / max(2.0, np.nanmax(np.maximum(v, 1 / v))),
-                                         max(2.0, np.nanmax(np.maximum(v, 1 / v))))),
+    # From 1 (no speed-up) to the largest where BN is faster everywhere, so that the scale spans the
+    # values shown; symmetric about 1 on a diverging map only where some cell has no BN faster.
+    "speedup": ("(b) speed-up, no-BN / BN steps to {threshold:.0%}", "PuOr_r", lambda v: speedup_norm(v)),
     "drift_rel_baseline": ("(c) no-BN drift over its first spread (BN's)", "viridis",
                            lambda v: colors.LogNorm(np.nanmin(v), max(np.nanmax(v), np.nanmin(v) * 1.01))),
     "drift_abs_baseline": ("(d) no-BN drift in input units (BN's)", "viridis",
@@ -73,6 +80,8 @@ def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
         values = table[column].to_numpy(float)
         values = values[np.isfinite(values) & ((values > 0) | (column == "lead"))]
         norm = norm_of(values) if len(values) else colors.Normalize(0, 1)
+        if column == "speedup" and norm.vmin >= 1:
+            cmap_name = "Oranges"  # one-sided: 1x white, faster darker
         cmap = plt.get_cmap(cmap_name).with_extremes(bad="lightgrey")
         for i, momentum in enumerate(momenta):
             ax = axes[i, j]
@@ -87,17 +96,19 @@ def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
                 r, k = inits.index(init), lrs.index(lr)
                 rgb = np.asarray(cmap(norm(shown[r, k])) if not np.ma.is_masked(shown[r, k]) else (0.8, 0.8, 0.8, 1))
                 ink = "black" if rgb[:3] @ (0.299, 0.587, 0.114) > 0.5 else "white"
-                ax.text(k, r, text(c, column), ha="center", va="center", fontsize=7, color=ink)
+                ax.text(k, r, text(c, column), ha="center", va="center", fontsize=10, color=ink)
             ax.set_xticks(range(len(lrs)), [f"{lr:g}" for lr in lrs])
             ax.set_yticks(range(len(inits)), inits)
             ax.set(xlabel="learning rate" if i == len(momenta) - 1 else None,
                    ylabel=f"momentum {momentum:g}\ninitial weights (std)" if j == 0 else None)
             if i == 0:
-                ax.set_title(title.format(split=split, threshold=sens.THRESHOLD), fontsize=9)
+                ax.set_title(title.format(split=split, threshold=sens.THRESHOLD), fontsize=11)
         fig.colorbar(image, ax=axes[:, j], shrink=0.8)
     data = ", ".join(map(str, runs.data.dropna().unique()))
-    fig.suptitle(f"Figure 1's claims over initial weights x learning rate x momentum: MLP on {data}, "
-                 f"{split} split, seeds as stacked; * = 95% interval excludes no effect")
+    n = runs.groupby([*sens.CELL, "variant"]).size()
+    seeds = f"n={n.min()}" if n.min() == n.max() else f"n={n.min()}-{n.max()}"
+    fig.suptitle(f"Figure 1's claims over initial weights x learning rate x momentum: MLP on {data}, {split} split, "
+                 f"{seeds} seeds per cell and arm; * = 95% interval excludes no effect", fontsize=14)
     return save(fig, out_dir / "fig1_sensitivity.png", out_dir / "fig1_sensitivity.pdf")
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from bnrepro.analysis.cli import command
 from bnrepro.analysis.plots import mean_band, plt, save
 from bnrepro.analysis import fig3
-from bnrepro.analysis.results import curve, is_diverged, load_metrics, load_runs, run_status
+from bnrepro.analysis.results import curve, diverged_at, is_diverged, load_metrics, load_runs, run_status
 from bnrepro.paper import fig3_name, fig3_order
 
 
@@ -43,6 +43,7 @@ def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
     logged = set(metrics.run[(metrics.name == "diverged") & (metrics.value == 1)])
     diverged = runs[(runs.status == "diverged") | runs.run.isin(logged)]
     acc_runs = metrics[(metrics.split == split) & (metrics.name == "accuracy")]
+    stopped = diverged_at(metrics)
     marks = 0
     fig, ax = plt.subplots(figsize=(9, 4.5), layout="constrained")
     for variant in fig3_order(acc.variant.unique()):
@@ -52,9 +53,8 @@ def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
         ends = []
         for run in diverged[diverged.variant == variant].run:  # each diverged run's last evaluation, on top
             last = acc_runs[acc_runs.run == run].sort_values("step").tail(1)
-            stop = metrics.step[(metrics.run == run) & (metrics.name == "diverged") & (metrics.value == 1)]
-            if len(last):  # at the step it diverged (else its last evaluation), at its last accuracy
-                step = float(stop.min()) if len(stop) else float(last.step.iloc[0])
+            if len(last):  # at the step it diverged (fig3.md's), else its last evaluation, at its last accuracy
+                step = stopped.get(run, float(last.step.iloc[0]))
                 ends.append((step, float(last.value.iloc[0])))
                 ax.plot([last.step.iloc[0], step], [ends[-1][1]] * 2, ":", color=colour, zorder=9)
                 ax.plot(*ends[-1], "x", color=colour, ms=10, mew=2.5, zorder=10)

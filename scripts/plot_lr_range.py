@@ -32,8 +32,9 @@ def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
         mean = np.array([np.nanmean(c) if t else np.nan for c, t in zip(g.T, trained)])
         lo = np.array([np.nanmin(c) if t else np.nan for c, t in zip(g.T, trained)])
         hi = np.array([np.nanmax(c) if t else np.nan for c, t in zip(g.T, trained)])
+        seeds = g.shape[0]  # seeds per rate, diverged ones (NaN) included: they are the x marks
         line = axes[0].errorbar(rates, mean, yerr=[mean - lo, hi - mean], marker="o", capsize=3,
-                                label=why.NAMES.get(v, v))
+                                label=f"{why.NAMES.get(v, v)} (n={seeds} per rate)")
         color = line[0].get_color()
         dead = [(r, n) for r, n in zip(rates, np.isnan(g).sum(axis=0)) if n]
         for r, n in dead:

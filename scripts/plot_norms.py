@@ -17,6 +17,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from matplotlib.lines import Line2D
+
 from bnrepro.analysis.cli import command
 from bnrepro.analysis.plots import plt, save
 from bnrepro.analysis.results import curve
@@ -39,8 +41,7 @@ def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
         for size in sizes:
             rows = acc[(acc["bn.norm"] == norm) & (acc["trainer.batch_size"] == size)].sort_values("step")
             if len(rows):
-                axes[0].plot(rows.examples, rows["mean"], linestyle=styles.get(size, "-"), color=colour, lw=1.2,
-                             label=f"{name}, batch {size}")
+                axes[0].plot(rows.examples, rows["mean"], linestyle=styles.get(size, "-"), color=colour, lw=1.2)
         shift = 2 ** (0.08 * (i - (len(norms) - 1) / 2))  # side by side on the log axis, not on top of each other
         r = runs[runs["bn.norm"] == norm]
         stats = r.groupby("trainer.batch_size").final.agg(["mean", "std", "count"]).fillna({"std": 0.0})
@@ -50,8 +51,16 @@ def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
         skew = r.groupby("trainer.batch_size").skew_norm_unit.agg(["mean", "std"]).fillna({"std": 0.0})
         if skew["mean"].notna().any():
             axes[2].errorbar(skew.index * shift, skew["mean"], yerr=skew["std"], fmt="o", color=colour, capsize=3,
-                             label=name)
-    axes[0].set(title="(a) test accuracy", xlabel="training examples seen", ylabel="accuracy")
+                             label=f"{name} (n={int(r.skew_norm_unit.notna().groupby(r['trainer.batch_size']).sum().max())})")
+    # Two short keys, colour = norm and line style = batch size, instead of one entry per pair (16)
+    n = acc.groupby(list(BY))["count"].max()
+    norm_key = [Line2D([], [], color=f"C{i}", label=f"{NORM_NAMES.get(m, m)} (n={int(n[m].min())})")
+                for i, m in enumerate(norms)]
+    size_key = [Line2D([], [], color="black", linestyle=styles.get(s, "-"), label=f"batch {s}") for s in sizes]
+    axes[0].add_artist(axes[0].legend(handles=norm_key, fontsize=8, loc="center right", title="norm (colour)",
+                                      title_fontsize=8))
+    axes[0].legend(handles=size_key, fontsize=8, loc="center", title="line style", title_fontsize=8)
+    axes[0].set(title="(a) test accuracy, mean over seeds", xlabel="training examples seen", ylabel="accuracy")
     axes[1].set(title="(b) final test accuracy, mean ± std over seeds", xlabel="batch size", ylabel="accuracy")
     axes[2].set(title="(c) skew of the last layer's norm output, mean ± std", xlabel="batch size",
                 ylabel="(p85 + p15 - 2 p50) / (p85 - p15)")
@@ -60,7 +69,8 @@ def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
         ax.set_xticks(sizes, [str(s) for s in sizes])
     for ax in axes:
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8 if ax is not axes[0] else 6, ncol=2 if ax is axes[0] else 1)
+    for ax in axes[1:]:
+        ax.legend(fontsize=8)
     data = ", ".join(map(str, metrics.data.dropna().unique()))
     model = ", ".join(map(str, metrics["model.name"].dropna().unique()))
     fig.suptitle(f"Normalization against batch size: {model} on {data}, same examples seen at every batch size")

@@ -31,7 +31,7 @@ def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
     for ax, (column, title) in zip(axes, PANELS.items()):
         for v in why.variants(net):
             g = net[net.variant == v].groupby("step")[column].agg(["mean", "min", "max"]).reset_index()
-            ax.plot(g.step, g["mean"], label=why.NAMES.get(v, v))
+            ax.plot(g.step, g["mean"], label=f"{why.NAMES.get(v, v)} (n={net.seed[net.variant == v].nunique()})")
             ax.fill_between(g.step, g["min"], g["max"], alpha=0.2)
         ax.set(xlabel="training step", title=title, yscale="log")
     axes[0].legend()

@@ -28,7 +28,7 @@ def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
     for v in why.variants(wide):
         w = wide[wide.variant == v]
         mean = w.groupby("step").mean(numeric_only=True).reset_index()
-        line, = axes[0].plot(mean.step, mean.loss, label=why.NAMES.get(v, v))
+        line, = axes[0].plot(mean.step, mean.loss, label=f"{why.NAMES.get(v, v)} (n={w.seed.nunique()})")
         axes[0].fill_between(mean.step, mean.loss_min, mean.loss_max, alpha=0.3, color=line.get_color())
         for ax, column in zip(axes[1:], ("grad_change_max", "beta")):
             g = w.groupby("step")[column].agg(["mean", "min", "max"]).reset_index()

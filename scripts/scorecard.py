@@ -3,7 +3,8 @@ and a verdict under the one statistics policy.
 
     python scripts/scorecard.py outputs/results --out results
     (reads every sweep bnrepro/analysis/registry.py names under SWEEP_DIR; writes results/scorecard.csv,
-    replaces the section between the scorecard markers of results/README.md, and the status table between
+    replaces the sections between the scorecard markers and the paper markers (the page's opening, where it
+    has them) of results/README.md, and the status table between
     the markers of --readme, default README.md beside --out; a missing sweep makes its claims `not run`, and
     a SWEEP_DIR holding none of them is refused)
 

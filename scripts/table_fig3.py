@@ -24,8 +24,8 @@ import pandas as pd
 
 from bnrepro.analysis import fig3, fulltest
 from bnrepro.analysis.cli import command, write_files
-from bnrepro.analysis.results import (BASE, STATUSES, divergence_kinds, is_diverged, load_metrics, load_runs,
-                                      provenance_lines, run_status)
+from bnrepro.analysis.results import (BASE, STATUSES, diverged_at, divergence_kinds, is_diverged, load_metrics,
+                                      load_runs, provenance_lines, run_status)
 from bnrepro.analysis.stats import crossing, interval, mean_curve, mean_interval
 from bnrepro.analysis.sweeps import wall_times
 from bnrepro.paper import FIG3, fig3_name, fig3_order
@@ -132,6 +132,7 @@ def tables(sweep_dir: Path, relative: tuple[float, ...] = ()) -> tuple[pd.DataFr
     logged = set(metrics.run[(metrics.name == "diverged") & (metrics.value == 1)])  # as run_status counts them
     runs = runs.assign(status=runs.status.mask(runs.run.isin(logged), "diverged"))
     seeds = seeds.merge(runs[["run", "seed", "status", "divergence"]], on="run", how="left")
+    seeds["diverged_step"] = seeds.run.map(diverged_at(metrics))  # fig2.png marks the same step
     order = {v: i for i, v in enumerate(frame.variant)}
     seeds = seeds.sort_values(["variant", "seed"], key=lambda c: c.map(order) if c.name == "variant" else c)
     steps = ladder(val, [v for v in frame.variant if v in frame.variant[frame.outcome != "diverged"].tolist()],
@@ -141,7 +142,8 @@ def tables(sweep_dir: Path, relative: tuple[float, ...] = ()) -> tuple[pd.DataFr
     seeds = seeds.merge(full, on="run", how="left") if extra else seeds
     return frame[COLUMNS], steps, seeds[["variant", "seed", "status", "divergence", "steps_to_threshold",
                                          "plateau_val_accuracy", "best_val_accuracy", "best_val_step", "test_at_best_val",
-                                         "final_test_accuracy", "last_step", *extra, "run"]]
+                                         "final_test_accuracy", "last_step", "diverged_step", *extra,
+                                         "run"]]
 
 
 def pct(value: float) -> str:
@@ -231,7 +233,8 @@ def markdown(sweep_dir: Path, frame: pd.DataFrame, steps: pd.DataFrame, seeds: p
         reached = r.outcome == "reached"
         steps_cell = (bracket(r.steps_to_threshold, r.steps_ci_low, r.steps_ci_high, ",.0f") if reached else
                       f"diverged ({r.divergence})" if r.outcome == "diverged" and r.divergence else r.outcome)
-        speedup = bracket(r.speedup, r.speedup_ci_low, r.speedup_ci_high, ".1f") + ("x" if reached else "")
+        speedup = "never" if r.outcome == "never" else (  # as the scorecard shows a speed-up of 0
+            bracket(r.speedup, r.speedup_ci_low, r.speedup_ci_high, ".1f") + ("x" if reached else ""))
         level = ("n/a" if math.isnan(r.plateau_val_accuracy) else
                  bracket(100 * r.plateau_val_accuracy, 100 * r.plateau_ci_low, 100 * r.plateau_ci_high, ".2f") + "%")
         best = "n/a" if math.isnan(r.best_val_accuracy) else f"{pct(r.best_val_accuracy)} ({r.best_val_step:,.0f})"
@@ -247,7 +250,8 @@ def markdown(sweep_dir: Path, frame: pd.DataFrame, steps: pd.DataFrame, seeds: p
               "| model | seed | steps to reference | val plateau | best val (step) | test there | final test |",
               "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in seeds.itertuples():
-        status = f"diverged ({r.divergence}) at {r.last_step:,.0f}" if r.status == "diverged" else (
+        at = r.last_step if math.isnan(r.diverged_step) else r.diverged_step
+        status = f"diverged ({r.divergence}) at {at:,.0f}" if r.status == "diverged" else (
             "never" if math.isnan(r.steps_to_threshold) else f"{r.steps_to_threshold:,.0f}")
         best = "n/a" if math.isnan(r.best_val_accuracy) else f"{pct(r.best_val_accuracy)} ({r.best_val_step:,.0f})"
         lines.append(f"| {fig3_name(r.variant)} | {r.seed} | {status} | {pct(r.plateau_val_accuracy)} | {best} | "

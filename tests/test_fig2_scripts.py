@@ -160,7 +160,7 @@ def test_fig3_cli_writes_a_tidy_csv_and_the_markdown(sweep, tmp_path):
                  "Machine: Test CPU (cpu, 2 CPUs", "git 0123456789.",
                  "| BN-x5 | 2 completed | 800 | 100 [",
                  "| Inception-x5 | 2 diverged | 100 | diverged (nonfinite) | - |",
-                 "| Inception-Sigmoid | 2 completed | 800 | never | - | 12.50 [12.50, 12.50]% | 12.50% (100) | 6.25% | "
+                 "| Inception-Sigmoid | 2 completed | 800 | never | never | 12.50 [12.50, 12.50]% | 12.50% (100) | 6.25% | "
                  "6.25% | +0.00 pts (held) | - | chance | - |",
                  "| model | 80.00% | 85.00% | 87.00% | 88.00% | 55.25% (reference) |"):
         assert line in md, line

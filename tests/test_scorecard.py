@@ -110,3 +110,28 @@ def test_the_run_data_line_lists_every_packed_sweep(tmp_path):
     (line, _) = scorecard.sizes_line(tmp_path)
     names = [part.split("]")[0].lstrip("[") for part in line.split(": ", 1)[1].split(", ")]
     assert names == ["fig1_fashion_mnist", "fig2_fashion_mnist", "zz_other_sweep"] and "0.01 MB in all" in line
+
+
+def test_the_page_opens_with_the_papers_claims_in_plain_words(root, tmp_path):
+    """Issue 34 item 8: one line per paper claim, its verdict and value from the scorecard's own rows."""
+    from bnrepro.analysis.claims import PLAIN
+    from bnrepro.analysis.scorecard import counts
+
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "README.md").write_text("# Results\n\n<!-- paper:start -->\nold\n<!-- paper:end -->\n\nintro\n")
+    assert scorecard.main([str(root), "--out", str(out)]) == 0
+    page = (out / "README.md").read_text()
+    opening = page[:page.index("<!-- paper:end -->")]
+    assert page.startswith("# Results\n\n<!-- paper:start") and "old" not in opening and page.count("paper:start") == 1
+    frame = scorecard.scorecard(root)
+    paper = frame[frame.scope == "paper"]
+    assert set(PLAIN) == set(paper.claim)  # every paper claim has its plain words, and only those
+    rows = [line for line in opening.splitlines() if line.startswith("| [")]
+    assert len(rows) == len(paper)
+    x30 = next(line for line in rows if PLAIN["fig3_bn_x30_speedup"][0] in line)
+    assert "**not reproduced**" in x30 and "never reaches it" in x30  # the synthetic BN-x30 never gets there
+    x5 = next(line for line in rows if PLAIN["fig3_bn_x5_speedup"][0] in line)
+    assert "**partly** (not the paper's size)" in x5 and "times faster" in x5
+    assert f"**{counts(paper)}.**" in opening
+    assert "0 [" not in x30

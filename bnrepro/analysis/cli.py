@@ -12,6 +12,9 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
+from bnrepro.analysis import results
+from bnrepro.analysis.grouping import MixedRuns
+
 SWEEP_HELP = "a sweep directory (hydra.sweep.dir) or a run directory"
 
 
@@ -32,15 +35,24 @@ def command(doc: str, produce: Callable[..., str | list[Path]], out_help: str, *
         parser.add_argument("--tensorboard", action="store_true",
                             help="also show the PNG figures written in TensorBoard's Images tab "
                                  "(an event file in SWEEP_DIR/figures/)")
+        parser.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
+                            help="read only the runs whose config has KEY (dotted: optim.lr) at VALUE; repeatable. "
+                                 "A sweep whose runs differ in more than the seed is refused without it "
+                                 "(bnrepro/analysis/grouping.py)")
         for flags, kwargs in options:
             parser.add_argument(*flags, **kwargs)
         args = vars(parser.parse_args(argv))
         sweep_dir, out, tensorboard = args.pop("sweep_dir"), args.pop("out"), args.pop("tensorboard")
+        where = args.pop("where")
+        if bad := [w for w in where if "=" not in w]:
+            parser.error(f"--where takes KEY=VALUE, not {bad[0]!r}")
+        results.WHERE.clear()
+        results.WHERE.update(w.split("=", 1) for w in where)
         if out is None and default_out is not None:
             out = sweep_dir / default_out
         try:
             result = produce(sweep_dir, out, **args)
-        except FileNotFoundError as err:  # results.find_runs and friends: no such sweep, or no runs in it
+        except (FileNotFoundError, MixedRuns) as err:  # no such sweep, no runs in it, or runs that are no seeds
             print(f"Error: {err}", file=sys.stderr)
             return 2
         if isinstance(result, str):

@@ -13,10 +13,22 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
-def mean_band(ax, rows: pd.DataFrame, label: str, alpha: float = 0.25) -> None:
-    """A `results.curve` frame as its mean line and a +/- 1 std band over seeds."""
-    ax.plot(rows.step, rows["mean"], label=label)
-    ax.fill_between(rows.step, rows["mean"] - rows["std"], rows["mean"] + rows["std"], alpha=alpha)
+def mean_band(ax, rows: pd.DataFrame, label: str, alpha: float = 0.25, colour: str | None = None) -> None:
+    """A `results.curve` frame as its mean line and a +/- 1 std band over seeds, in one colour
+    (`colour`, else the axes' next)."""
+    line, = ax.plot(rows.step, rows["mean"], label=label, color=colour)
+    ax.fill_between(rows.step, rows["mean"] - rows["std"], rows["mean"] + rows["std"], alpha=alpha,
+                    color=line.get_color())
+
+
+def readable(x: float) -> str:
+    """A number as a reader of a figure parses it: 3 significant figures below 1,000, else 2 with
+    thousands separators (580,000, not 5.8e+05: an exponent is misread at a glance)."""
+    if x != x:
+        return "n/a"
+    if abs(x) < 1000:
+        return f"{x:.3g}"
+    return f"{round(x, 2 - len(str(int(abs(x))))):,.0f}"
 
 
 def save(fig, *paths: Path) -> list[Path]:

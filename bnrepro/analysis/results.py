@@ -14,12 +14,15 @@ import pandas as pd
 import yaml
 
 from bnrepro import METRICS_FILE
+from bnrepro.analysis import grouping
 
 RUN_KEYS = ("variant", "seed", "experiment")
 STATUSES = ("completed", "diverged", "running", "failed")
 BASE = "inception"
 # libyaml's parser where PyYAML was built with it: a sweep's configs read ~10x faster (make figures reads hundreds)
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# --where KEY=VALUE of the analysis scripts (bnrepro/analysis/cli.py): the runs load_runs/load_metrics read
+WHERE: dict[str, str] = {}
 
 
 def load_yaml(text: str):
@@ -80,11 +83,16 @@ def config_value(cfg: dict, key: str):
     return cfg
 
 
-def run_info(run_dir: Path, sweep_dir: Path, keys: tuple[str, ...] = ()) -> dict[str, object]:
+def read_config(run_dir: Path) -> dict:
+    """A run's resolved config (config.yaml), else Hydra's record of it; {} where it has neither."""
+    path = next((p for p in (run_dir / "config.yaml", run_dir / ".hydra" / "config.yaml") if p.exists()), None)
+    return (load_yaml(path.read_text()) or {}) if path else {}
+
+
+def run_info(run_dir: Path, sweep_dir: Path, keys: tuple[str, ...] = (), cfg: dict | None = None) -> dict[str, object]:
     """Who a run is (from its resolved config, else Hydra's) and how it ended (from its summary, if
     any). `keys`: more dotted config keys to report, each as a column of that name ("bn.placement")."""
-    cfg_path = next((p for p in (run_dir / "config.yaml", run_dir / ".hydra" / "config.yaml") if p.exists()), None)
-    cfg = load_yaml(cfg_path.read_text()) if cfg_path else {}
+    cfg = read_config(run_dir) if cfg is None else cfg
     summary = read_summary(run_dir)
     info = {"run": str(run_dir.relative_to(sweep_dir)) if run_dir != sweep_dir else run_dir.name}
     # A job refused before its config was written has only its summary, which names it too.
@@ -97,10 +105,30 @@ def run_info(run_dir: Path, sweep_dir: Path, keys: tuple[str, ...] = ()) -> dict
     return info
 
 
+def runs_of(sweep_dir: str | Path, keys: tuple[str, ...] = ()) -> list[tuple[Path, dict[str, object]]]:
+    """Each run (WHERE-selected) with its run_info; refused (grouping.MixedRuns) where runs of one group
+    (variant, experiment and `keys`) differ in more than the seed: they would be averaged as seeds."""
+    root = Path(sweep_dir)
+    found, configs = [], []
+    for run_dir in find_runs(root):
+        cfg = read_config(run_dir)
+        flat = grouping.flatten(cfg)
+        if WHERE and not grouping.matches(flat, WHERE):
+            continue
+        info = run_info(run_dir, root, keys, cfg)
+        found.append((run_dir, info))
+        by = ("variant", "experiment", *keys)
+        configs.append((tuple(info.get(k) for k in by), flat))
+    if WHERE and not found:
+        raise FileNotFoundError(f"No run under {root} matches --where "
+                                f"{' '.join(f'{k}={v}' for k, v in WHERE.items())}.")
+    grouping.check(root, configs, ("variant", "experiment", *keys))
+    return found
+
+
 def load_runs(sweep_dir: str | Path, keys: tuple[str, ...] = ()) -> pd.DataFrame:
     """One row per run: run, variant, seed, experiment, data, status, divergence, stopped, and the config `keys`."""
-    root = Path(sweep_dir)
-    return pd.DataFrame([run_info(d, root, keys) for d in find_runs(root)])
+    return pd.DataFrame([info for _, info in runs_of(sweep_dir, keys)])
 
 
 def read_metrics(path: Path) -> pd.DataFrame | None:
@@ -123,11 +151,11 @@ def load_metrics(sweep_dir: str | Path, keys: tuple[str, ...] = ()) -> pd.DataFr
     """Every run's metrics in long form (step, split, name, value) plus the run columns."""
     root = Path(sweep_dir)
     frames = []
-    for run_dir in find_runs(root):
+    for run_dir, info in runs_of(root, keys):
         frame = read_metrics(run_dir / METRICS_FILE)
         if frame is None:
             continue
-        for key, value in run_info(run_dir, root, keys).items():
+        for key, value in info.items():
             frame[key] = value
         frames.append(frame)
     if not frames:
@@ -191,6 +219,13 @@ def run_status(metrics: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     logged = set(metrics.run[(metrics.name == "diverged") & (metrics.value == 1)])
     status = runs.status.replace({"interrupted": "running"}).mask(runs.run.isin(logged), "diverged")
     return pd.crosstab(runs.variant, status).reindex(columns=list(STATUSES), fill_value=0)
+
+
+def diverged_at(metrics: pd.DataFrame) -> dict[str, float]:
+    """Per diverged run, the step it diverged at: its logged `diverged` row's (bnrepro/training/loop.py),
+    not its last evaluation's. The one reading for fig2.png's marks and fig3.md's per-seed rows."""
+    rows = metrics[(metrics.name == "diverged") & (metrics.value == 1)]
+    return {run: float(step) for run, step in rows.groupby("run").step.min().items()}
 
 
 def divergence_kinds(runs: pd.DataFrame) -> dict[str, str]:

@@ -98,21 +98,32 @@ def number(x: float) -> str:
     return f"{x:.3g}" if abs(x) < 1000 else f"{x:,.0f}"
 
 
+def _never(r: dict):
+    """A number formatter for the row: a speed-up's 0 (its statistic says "0: never") reads `never`, as
+    fig3.md writes it. Display only: scorecard.csv keeps the 0, and the verdict is read on the numbers."""
+    speedup = "0: never" in str(r.get("statistic", ""))
+    return lambda x: "never" if speedup and x == 0 else number(x)
+
+
 def shown(r: dict) -> str:
     """ours [lo, hi] as a reader should see it: `n/a`, or `unbounded` where the seeds cannot bound it."""
+    num = _never(r)
     if math.isnan(r["ours"]):
         return "n/a"
     if math.isinf(r["ci_low"]) or math.isinf(r["ci_high"]):
-        return f"{number(r['ours'])} [unbounded]"
+        return f"{num(r['ours'])} [unbounded]"
     if math.isnan(r["ci_low"]):
-        return number(r["ours"])
-    return f"{number(r['ours'])} [{number(r['ci_low'])}, {number(r['ci_high'])}]"
+        return num(r["ours"])
+    if r["ours"] == r["ci_low"] == r["ci_high"] and num(r["ours"]) == "never":
+        return "never"  # every seed and every left-out seed: "never [never, never]" says no more
+    return f"{num(r['ours'])} [{num(r['ci_low'])}, {num(r['ci_high'])}]"
 
 
 def loo_range(r: dict) -> str:
+    num = _never(r)
     if math.isnan(r["loo_low"]):
         return "-"
-    return f"{number(r['loo_low'])} to {number(r['loo_high'])}"
+    return f"{num(r['loo_low'])} to {num(r['loo_high'])}"
 
 
 def claim_table(rows: list[dict]) -> list[str]:
