@@ -46,7 +46,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from bnrepro import METRICS_COLUMNS, METRICS_FILE
 from bnrepro.errors import BnreproError
 from bnrepro.config import compose
-from bnrepro.training.session import REPO, cpu_name
+from bnrepro.training.record import REPO, cpu_name
 
 from bench_conv import side_by_side  # scripts/bench_conv.py
 

@@ -23,7 +23,7 @@ from bnrepro.config import compose
 from bnrepro.models import build_model
 from bnrepro.training.members import autocast, build_members
 from bnrepro.training.optim import build_optimizer
-from bnrepro.training.session import REPO
+from bnrepro.training.record import REPO
 
 # Dense bf16 tensor-core peaks in TFLOP/s (vendor data sheets, SXM parts); --peak-tflops overrides.
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0}

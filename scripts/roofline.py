@@ -213,7 +213,7 @@ def report(a: dict, roofs: Roofs) -> dict[str, float]:
           f"{(step - a['ops_s']) * ms:.2f} ms outside (Python, dispatch, autograd)")
     print(f"  bound {a['bound_s'] * ms:.2f} ms at the DRAM roof, {a['bound_cached_s'] * ms:.2f} ms cache-aware; "
           f"the ops alone at {100 * a['bound_s'] / a['ops_s']:.0f}% / {100 * a['bound_cached_s'] / a['ops_s']:.0f}%")
-    print(f"  furthest from their bound (summed over a step's calls; GFLOP/s and GB/s achieved):")
+    print("  furthest from their bound (summed over a step's calls; GFLOP/s and GB/s achieved):")
     for name, (t, b, f, n, count) in a["worst"]:
         print(f"    {name[:90]:90s} x{count:<3d} {t * ms:7.2f} ms, bound {b * ms:6.2f} ms "
               f"({f / t / 1e9:5.1f} GFLOP/s, {n / t / 1e9:5.1f} GB/s)")

@@ -150,7 +150,6 @@ def cell_row(key: tuple, runs: pd.DataFrame, metrics: pd.DataFrame) -> dict[str,
         row[f"final_{v}"] = float(ok[v].final.mean()) if len(ok[v]) else math.nan
         row[f"final_test_{v}"] = float(ok[v].final_test.mean()) if len(ok[v]) else math.nan
     base, bn = ok["baseline"], ok["bn"]
-    name = "/".join(map(str, key))
     # The lead counts a diverged run at chance (stats.DIVERGED_RULE); the curves below use the others,
     # and the table counts what they leave out (diverged_*).
     at_chance = {v: np.where(r.status == "diverged", CHANCE, r.final.to_numpy(float)) * 100
