@@ -90,7 +90,8 @@ def _report(name: str, script: str, plot: str | None = None, extra: tuple[str, .
     return (*plots, (f"scripts/{script}.py", src, "--out", out, *extra))
 
 
-WHY_NAMES = [*why.STUDIES, *(s + why.CONV for s in why.STUDIES)]
+# Santurkar et al.'s deep linear network (issue 32) has twins of the two studies measured on it there.
+WHY_NAMES = [*why.STUDIES, *(s + why.CONV for s in why.STUDIES), "why_noisy_bn" + why.DLN, "why_ics" + why.DLN]
 BN_STATS = {"bn_statistics": "BN statistics vs normalization batch",
             "bn_statistics_conv": "BN statistics vs normalization batch, small Inception",
             "bn_shift": "BN statistics under shift"}
@@ -141,7 +142,7 @@ RESULTS: tuple[Result, ...] = (
                   lambda root: claims.norms_claims(read(root, "norm_batchsize", load_sweep)), "norm_batchsize"),)),
     Result("why", "Beyond the paper (issue 17)", "why BN helps: noisy BN, gradient-based ICS, landscape smoothness, "
            "rate range", "`experiment=why_noisy_bn`, `why_ics`, `why_landscape`, `lr_range` (MLP); each with `_conv` "
-           "(small Inception)", "beyond", tuple(WHY_NAMES),
+           "(small Inception); `why_noisy_bn_dln`, `why_ics_dln` (25-layer linear net)", "beyond", tuple(WHY_NAMES),
            tuple(r for n in WHY_NAMES for r in _report(n, "report_why", why.study(n))),
            ", ".join(f"[{n}](results/{sweep(n)}/report.md)" for n in WHY_NAMES),
            tuple(_why(n) for n in WHY_NAMES)),

@@ -61,6 +61,9 @@ def study(experiment: str) -> str:
 
 def model_label(metrics: pd.DataFrame) -> str:
     """The sweep's network in words (the plots' titles)."""
+    experiments = metrics.experiment.dropna().astype(str).unique() if "experiment" in metrics else []
+    if any(e.endswith(DLN) for e in experiments):  # the deep linear net is the MLP config at depth 25
+        return TWINS[DLN]
     names = metrics["model.name"].dropna().unique() if "model.name" in metrics else []
     return ", ".join(MODELS.get(str(n), str(n)) for n in names) or "MLP"
 
