@@ -28,6 +28,9 @@ IDS += [f"{e}_{c}" for e, c in WHY_IDS]
 # the conv twins' claims carry the experiment's name (why_noise_without_bn_fails is why_noisy_bn's)
 IDS += [f"{e}_conv_{c}" if e != "why_noise_without_bn" else "why_noisy_bn_conv_noise_without_bn_fails"
         for e, c in WHY_IDS]
+# the deep linear network's twins (issue 32) of the two studies Santurkar et al. ran on it
+IDS += ["why_noisy_bn_dln_like_bn", "why_noisy_bn_dln_noise_without_bn_fails", "why_noisy_bn_dln_less_stable",
+        "why_ics_dln_not_lower_rel_diff", "why_ics_dln_not_lower_one_minus_cos"]
 IDS += [f"bn_statistics_{c}" for c in [*BN_STATS_IDS, "frozen_tail_helps_small"]]
 IDS += [f"bn_statistics_conv_{c}" for c in [*BN_STATS_IDS, "weighing_helps_small"]] + ["bn_shift_target_stats_help"]
 # In eighths, every seed alike (so every interval is a point). Inception's plateau: the mean of its last
