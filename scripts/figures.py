@@ -22,6 +22,7 @@ from pathlib import Path
 
 from bnrepro.analysis.registry import RESULTS, get, sweep
 from bnrepro.analysis.rundata import NAME, unpack
+from bnrepro.analysis.scorecard import unfinished
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -72,7 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     if absent:
         print(f"Skipped (neither {args.root}/<sweep> nor results/<sweep>/{NAME}): "
               f"{', '.join(sweep(s) for s in absent)}", file=sys.stderr)
-    jobs = [] if args.scorecard else [c for r in chosen if not set(r.sweeps) & set(absent) for c in r.renders]
+    running = {s: n for s in needed if s not in absent and (n := unfinished(args.root / sweep(s)))[0]}
+    if running:  # its tables would be read from runs still training
+        print("Skipped (runs unfinished; rerun the sweep's make target, which resumes them): " + ", ".join(
+            f"{sweep(s)} ({n[0]} of {n[1]})" for s, n in running.items()), file=sys.stderr)
+        absent += list(running)
+    # a render is skipped where a sweep it reads is: {root}/<sweep> among its arguments
+    jobs = [] if args.scorecard else [c for r in chosen for c in r.renders
+                                      if not any(f"{{root}}/{sweep(s)}" in c for s in absent)]
     failed, took = [], []
     # the slowest first, so that the pool's last job is a short one
     jobs.sort(key=lambda c: -("sensitivity" in c[0] or "fig1.py" in c[0]))

@@ -4,7 +4,8 @@ fig4_recipe), their final models' class probabilities averaged on the whole test
 chosen on validation (not test) and against BN-Baseline's val-chosen run (bnrepro.analysis.ensemble.v2_table).
 
     python scripts/table_fig4_v2.py outputs/results/fig2_v2_fashion_mnist --recipe bn_x30 --out results/fig4_v2_fashion_mnist
-    (writes fig4.csv and fig4.md; without --out, prints the Markdown)
+    (writes fig4.csv and fig4.md; without --out, prints the Markdown; --select SWEEP instead of --recipe reads
+    the recipe from the selection sweep, as select_fig2_k.py chose it)
 
 Intervals: t intervals over test examples (bnrepro.analysis.stats), every model judged on the same examples.
 """
@@ -18,6 +19,7 @@ import numpy as np
 from bnrepro.analysis.cli import command, write_files
 from bnrepro.analysis.ensemble import ensemble_gain, v2_table
 from bnrepro.analysis.results import provenance_lines
+from bnrepro.analysis.selection import chosen_from
 from bnrepro.analysis.stats import interval
 from bnrepro.paper import FIG4_ENSEMBLE
 
@@ -27,7 +29,12 @@ def gap(c: np.ndarray, k: int) -> tuple[float, float, float]:
     return tuple(interval([c[:, [0, k]]], ensemble_gain))
 
 
-def write(sweep_dir: Path, out: Path | None, recipe: str = "bn_x30") -> str | list[Path]:
+def write(sweep_dir: Path, out: Path | None, recipe: str | None = None, select: Path | None = None
+          ) -> str | list[Path]:
+    if (recipe is None) == (select is None):
+        raise ValueError("Give the members' variant with --recipe (chosen.yaml's fig4_recipe) or the selection "
+                         "sweep with --select (it is chosen there again), one of the two.")
+    recipe = recipe or chosen_from(select)["fig4_recipe"]
     frame, c, examples = v2_table(sweep_dir, recipe)
     members = frame[frame.kind == "member"]
     vs_member, vs_base = gap(c, 1), gap(c, 2)
@@ -48,7 +55,8 @@ def write(sweep_dir: Path, out: Path | None, recipe: str = "bn_x30") -> str | li
 
 
 main = command(__doc__, write, "directory for fig4.csv and fig4.md (default: print the Markdown)",
-               options=[(("--recipe",), {"default": "bn_x30", "help": "the members' variant (chosen.yaml's fig4_recipe)"})])
+               options=[(("--recipe",), {"help": "the members' variant (chosen.yaml's fig4_recipe)"}),
+                        (("--select",), {"type": Path, "help": "the selection sweep, to read the recipe from"})])
 
 if __name__ == "__main__":
     sys.exit(main())

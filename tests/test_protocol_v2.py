@@ -116,3 +116,6 @@ def test_fig4_v2_compares_with_the_member_chosen_on_validation(sweeps):
     assert (frame.kind == "baseline").sum() == 3 and (frame.kind == "baseline_val_chosen").sum() == 1
     text = table_fig4_v2.write(report, None, "bn_x30")
     assert "member chosen on validation" in text and "BN-Baseline chosen on validation" in text
+    # The recipe comes from --recipe or the selection sweep (--select), one of the two, else one clear error.
+    for both_or_neither in ([], ["--recipe", "bn_x30", "--select", str(report)]):
+        assert table_fig4_v2.main([str(report), *both_or_neither]) == 2

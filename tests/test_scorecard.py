@@ -14,10 +14,12 @@ from tests.test_fig2_scripts import write_run
 sys.path.insert(0, str(REPO / "scripts"))
 import scorecard  # noqa: E402
 
+FIG3_CLAIMS = ["bn_baseline_speedup", "bn_x5_speedup", "bn_x30_speedup", "bn_x30_highest", "x5_sigmoid_trains",
+               "x5_sigmoid_below_inception", "inception_sigmoid_chance", "inception_x5_diverges"]
 IDS = ["fig1_faster", "fig1_higher", "fig1_drift_without_bn", "fig1_stable_with_bn", "fig3_bn_baseline_speedup",
        "fig3_bn_x5_speedup", "fig3_bn_x30_speedup", "fig3_bn_x30_highest", "fig3_x5_sigmoid_trains",
        "fig3_x5_sigmoid_below_inception", "fig3_inception_sigmoid_chance", "fig3_inception_x5_diverges",
-       "fig4_ensemble", "placement_mlp_relu_after_beats_before", "placement_mlp_sigmoid_after_beats_before",
+       "fig4_ensemble", *(f"fig3_v2_{c}" for c in FIG3_CLAIMS), "fig4_v2_ensemble", "placement_mlp_relu_after_beats_before", "placement_mlp_sigmoid_after_beats_before",
        "placement_conv_relu_after_beats_before", "placement_conv_sigmoid_after_beats_before",
        "norms_bn_below_ln_small_batch"]
 WHY_IDS = [("why_noisy_bn", "like_bn"), ("why_noise_without_bn", "fails"), ("why_noisy_bn", "less_stable"),
@@ -117,7 +119,7 @@ def test_the_run_data_line_lists_every_packed_sweep(tmp_path):
 
 def test_the_page_opens_with_the_papers_claims_in_plain_words(root, tmp_path):
     """Issue 34 item 8: one line per paper claim, its verdict and value from the scorecard's own rows."""
-    from bnrepro.analysis.claims import PLAIN
+    from bnrepro.analysis.claims import PLAIN, plain
     from bnrepro.analysis.scorecard import counts
 
     out = tmp_path / "results"
@@ -129,7 +131,8 @@ def test_the_page_opens_with_the_papers_claims_in_plain_words(root, tmp_path):
     assert page.startswith("# Results\n\n<!-- paper:start") and "old" not in opening and page.count("paper:start") == 1
     frame = scorecard.scorecard(root)
     paper = frame[frame.scope == "paper"]
-    assert set(PLAIN) == set(paper.claim)  # every paper claim has its plain words, and only those
+    protocols = frame[frame.scope.isin(["paper", "pending", "superseded"])]
+    assert all(plain(c) for c in protocols.claim) and set(PLAIN) <= set(protocols.claim)  # words for each, no more
     rows = [line for line in opening.splitlines() if line.startswith("| [")]
     assert len(rows) == len(paper)
     x30 = next(line for line in rows if PLAIN["fig3_bn_x30_speedup"][0] in line)
@@ -138,3 +141,35 @@ def test_the_page_opens_with_the_papers_claims_in_plain_words(root, tmp_path):
     assert "**partly** (not the paper's size)" in x5 and "times faster" in x5
     assert f"**{counts(paper)}.**" in opening
     assert "0 [" not in x30
+
+
+def test_a_later_protocol_replaces_the_earlier_one_once_its_runs_are_all_finished(root, tmp_path):
+    """Protocol v2 (issue 31) reads the same claims on its own sweep: while one of its runs is unfinished its
+    rows read `not run` and stay out of the counts (pending); once all finish they replace v1's (superseded),
+    one protocol per claim, so the paper's count stays 13. Figure 4 v2 has no runs: v1's Figure 4 row stays."""
+    v2 = root / "fig2_v2_fashion_mnist"
+    for variant, eighths in CURVES.items():
+        for seed in range(3):
+            last = variant == "bn_x30" and seed == 2
+            write_run(v2 / f"{variant}_{seed}", variant, seed, eighths,
+                      None if last else "diverged" if variant == "inception_x5" else "completed")
+    frame = scorecard.scorecard(root).set_index("claim")
+    v2_rows = frame.loc[[f"fig3_v2_{c}" for c in FIG3_CLAIMS]]
+    assert v2_rows.verdict.str.startswith("not run (1 of 21 runs unfinished").all()
+    assert set(v2_rows.scope) == {"pending"} and (frame.scope == "paper").sum() == 13
+    assert frame.loc["fig3_bn_x5_speedup", "scope"] == "paper"
+
+    (v2 / "bn_x30_2" / "summary.json").write_text('{"status": "completed"}')
+    frame = scorecard.scorecard(root).set_index("claim")
+    for c in FIG3_CLAIMS:  # the same runs give the same verdicts; the v1 rows step aside
+        assert frame.loc[f"fig3_v2_{c}", "verdict"] == frame.loc[f"fig3_{c}", "verdict"]
+        assert (frame.loc[f"fig3_v2_{c}", "scope"], frame.loc[f"fig3_{c}", "scope"]) == ("paper", "superseded")
+    assert (frame.loc["fig4_ensemble", "scope"], frame.loc["fig4_v2_ensemble", "scope"]) == ("paper", "pending")
+    assert (frame.scope == "paper").sum() == 13
+    out = tmp_path / "results"
+    out.mkdir()
+    (tmp_path / "README.md").write_text("# Top\n\n<!-- status:start -->\n<!-- status:end -->\n")
+    assert scorecard.main([str(root), "--out", str(out)]) == 0
+    page, top = (out / "README.md").read_text(), (tmp_path / "README.md").read_text()
+    assert "### Other protocols of the same figures (kept, not counted)" in page
+    assert "| Figures 2, 3 (Sec. 4.2) |" in top and "superseded by Figures 2-4, protocol v2" in top

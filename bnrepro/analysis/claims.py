@@ -9,6 +9,7 @@ reads `not run`) and returns a list of spec dicts (verdicts' docstring lists the
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -54,7 +55,14 @@ PLAIN = {
                                    "{v} of the seeds diverged (1: all)"),
     "fig4_ensemble": ("An ensemble of BN networks beats its best single network (Fig. 4).",
                       "{v} points of test error, ensemble minus best member"),
+    "fig4_v2_ensemble": ("An ensemble of BN networks beats its best single network (Fig. 4).",
+                         "{v} points of test error, ensemble minus the member chosen on validation"),
 }
+
+
+def plain(claim: str) -> tuple[str, str] | None:
+    """A claim's PLAIN words; a later protocol's claim (fig3_v2_*) reads as the paper's claim it tests."""
+    return PLAIN.get(claim) or PLAIN.get(claim.replace("_v2_", "_"))
 
 
 def spec(claim, text, paper, statistic, side, reference, groups, stat, **more) -> dict:
@@ -126,15 +134,16 @@ def fig1_claims(metrics: pd.DataFrame | None) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------------------- Figure 3
-def fig3_claims(metrics: pd.DataFrame | None, runs: pd.DataFrame | None) -> list[dict]:
-    """On the validation split, by bnrepro.analysis.fig3's protocol (as scripts/table_fig3.py)."""
+def fig3_claims(metrics: pd.DataFrame | None, runs: pd.DataFrame | None, prefix: str = "fig3") -> list[dict]:
+    """On the validation split, by bnrepro.analysis.fig3's protocol (as scripts/table_fig3.py). `prefix`: the
+    claim ids' (protocol v2's are fig3_v2_*: the same claims, a new, labelled run)."""
     c = fig3.curves(metrics) if metrics is not None else {}
     have = lambda *vs: all(v in c for v in vs)  # noqa: E731
     curve = lambda v: c[v][:2]  # noqa: E731
     level = lambda v: 100 * fig3.seed_plateaus(*curve(v)) if v in c else np.empty(0)  # noqa: E731
     paper = {k: f"{FIG3[k][3]} faster ({FIG3[k][1]} vs 31.0e6 steps to 72.2%; Fig. 3, Sec. 4.2.2)"
              for k in ("bn_baseline", "bn_x5", "bn_x30")}
-    rows = [spec(f"fig3_{k}_speedup", f"{FIG3[k][0]} reaches Inception's accuracy in fewer steps", paper[k],
+    rows = [spec(f"{prefix}_{k}_speedup", f"{FIG3[k][0]} reaches Inception's accuracy in fewer steps", paper[k],
                  f"steps to Inception's validation plateau minus {100 * fig3.TOLERANCE:.1f} points, Inception / "
                  f"{FIG3[k][0]} (x; 0: never)", ">", 1.0,
                  [curve("inception")[1], curve(k)[1]] if have("inception", k) else [],
@@ -143,19 +152,19 @@ def fig3_claims(metrics: pd.DataFrame | None, runs: pd.DataFrame | None) -> list
             for k in ("bn_baseline", "bn_x5", "bn_x30")]
     others = [k for k in ("inception", "bn_baseline", "bn_x5", "bn_x5_sigmoid") if k in c]
     plateau_words = f"validation plateau (mean over the last {PLATEAU_FRACTION:.0%} of steps)"
-    rows.append(spec("fig3_bn_x30_highest", "BN-x30 ends with the highest accuracy of all variants",
+    rows.append(spec(f"{prefix}_bn_x30_highest", "BN-x30 ends with the highest accuracy of all variants",
                      "74.8%, the highest (BN-x5 73.0%; Fig. 3, Sec. 4.2.2)",
                      f"{plateau_words}, BN-x30 - the best other variant (points)", ">", 0.0,
                      [level("bn_x30"), *[level(k) for k in others]] if "bn_x30" in c else [],
                      lambda g: float(g[0].mean() - max(x.mean() for x in g[1:]))))
-    rows.append(spec("fig3_x5_sigmoid_trains", "BN-x5-Sigmoid learns", f"{FIG3['bn_x5_sigmoid'][2]} max accuracy (Fig. 3)",
+    rows.append(spec(f"{prefix}_x5_sigmoid_trains", "BN-x5-Sigmoid learns", f"{FIG3['bn_x5_sigmoid'][2]} max accuracy (Fig. 3)",
                      f"{plateau_words}, BN-x5-Sigmoid (points); reference: twice chance", ">", 200 * CHANCE,
                      [level("bn_x5_sigmoid")] if "bn_x5_sigmoid" in c else [], mean_of))
-    rows.append(spec("fig3_x5_sigmoid_below_inception", "BN-x5-Sigmoid never reaches Inception's accuracy",
+    rows.append(spec(f"{prefix}_x5_sigmoid_below_inception", "BN-x5-Sigmoid never reaches Inception's accuracy",
                      "never (69.8% < 72.2%; Fig. 3)", f"{plateau_words}, BN-x5-Sigmoid - Inception (points)", "<", 0.0,
                      [level("bn_x5_sigmoid"), level("inception")] if have("bn_x5_sigmoid", "inception") else [],
                      mean_diff))
-    rows.append(spec("fig3_inception_sigmoid_chance", "Inception-Sigmoid (no BN) stays at chance",
+    rows.append(spec(f"{prefix}_inception_sigmoid_chance", "Inception-Sigmoid (no BN) stays at chance",
                      "chance (Sec. 4.2.2, text)", f"{plateau_words}, Inception-Sigmoid (points); reference: twice chance",
                      "<", 200 * CHANCE, [level("inception_sigmoid")] if "inception_sigmoid" in c else [], mean_of))
     diverged = None
@@ -164,7 +173,7 @@ def fig3_claims(metrics: pd.DataFrame | None, runs: pd.DataFrame | None) -> list
         if "inception_x5" in counts.index:
             k, n = int(counts.loc["inception_x5", "diverged"]), int(counts.loc["inception_x5"].sum())
             diverged = proportion(k, n, ">", 0.5)
-    rows.append(spec("fig3_inception_x5_diverges", "Inception at the x5 rate (no BN) diverges",
+    rows.append(spec(f"{prefix}_inception_x5_diverges", "Inception at the x5 rate (no BN) diverges",
                      "diverged (Sec. 4.2.2, text)", "fraction of Inception-x5 seeds diverged (exact binomial interval); "
                      "reference: half", ">", 0.5, [], None, estimate=diverged))
     return rows
@@ -181,6 +190,21 @@ def fig4_claims(sweep_dirs: list) -> list[dict]:
     return [spec("fig4_ensemble", "an ensemble of BN-x30 networks beats its best single member",
                  FIG4_ENSEMBLE, "test error, ensemble - best single member (points; interval over test examples)",
                  "<", 0.0, c, ensemble.ensemble_gain, unit="test examples")]
+
+
+def fig4_v2_claims(sweep_dir: Path | None, recipe: str | None) -> list[dict]:
+    """Protocol v2's Figure 4 (issue 31): the ensemble of the `recipe` reporting runs against the member chosen
+    on validation, on the whole test split (ensemble.v2_table, as scripts/table_fig4_v2.py)."""
+    c = []
+    if sweep_dir is not None and recipe:
+        try:
+            c = [ensemble.v2_table(sweep_dir, recipe)[1][:, [0, 1]]]
+        except FileNotFoundError:  # no run of the recipe (or of BN-Baseline) saved its predictions yet
+            c = []
+    name = recipe or "the val-best recipe's"
+    return [spec("fig4_v2_ensemble", f"an ensemble of {name} networks beats its member chosen on validation",
+                 FIG4_ENSEMBLE, "whole test split's error, ensemble - the member chosen on validation (points; "
+                 "interval over test examples)", "<", 0.0, c, ensemble.ensemble_gain, unit="test examples")]
 
 
 # ----------------------------------------------------------------------------- beyond the paper

@@ -52,7 +52,8 @@ def command(doc: str, produce: Callable[..., str | list[Path]], out_help: str, *
             out = sweep_dir / default_out
         try:
             result = produce(sweep_dir, out, **args)
-        except (FileNotFoundError, MixedRuns) as err:  # no such sweep, no runs in it, or runs that are no seeds
+        except (FileNotFoundError, MixedRuns, ValueError) as err:  # no such sweep, no runs in it, runs that are no
+            # seeds, or options/runs that do not fit together (each error names what and how to fix it)
             print(f"Error: {err}", file=sys.stderr)
             return 2
         if isinstance(result, str):

@@ -25,7 +25,7 @@ def members(sweep_dirs: list[Path], variant: str = "bn_x30") -> pd.DataFrame:
         runs = load_runs(sweep, ("model.dropout",))
         runs = runs[(runs.variant == variant) & (runs.status == "completed")].copy()
         runs["path"] = [Path(sweep) / r for r in runs.run]
-        runs = runs[[(p / PREDICTIONS_FILE).is_file() for p in runs.path]]
+        runs = runs.loc[[(p / PREDICTIONS_FILE).is_file() for p in runs.path]]  # .loc: an empty list selects rows
         frames.append(runs.assign(sweep=str(sweep)).sort_values("seed"))
     found = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if found.empty:

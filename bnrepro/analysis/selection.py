@@ -45,3 +45,10 @@ def choose(table: pd.DataFrame) -> dict[str, object]:
         best[variant] = top
     chosen["fig4_recipe"] = max(best, key=lambda v: (best[v], v == "bn_x30"))
     return chosen
+
+
+def chosen_from(select_dir) -> dict[str, object]:
+    """choose() read from a selection sweep's directory: what scripts/select_fig2_k.py writes to chosen.yaml."""
+    from bnrepro.analysis.results import load_metrics
+
+    return choose(candidates(load_metrics(select_dir, keys=(KEY,))))
