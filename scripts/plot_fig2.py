@@ -71,8 +71,10 @@ def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
                    label=f"reference: Inception's plateau - {100 * fig3.TOLERANCE:g} pt ({100 * threshold:.2f}%)")
     data = ", ".join(map(str, metrics.data.dropna().unique()))
     name = "validation" if split == "val" else "test"
+    # the protocol the runs were trained under (configs/experiment/<name>.yaml), so v1 and v2 are told apart
+    protocol = ", ".join(map(str, metrics.experiment.dropna().unique())) if "experiment" in metrics else ""
     ax.set(xlabel="training steps", ylabel=f"{name} accuracy (split: {split})", xscale="log",
-           title=f"Figure 2 at CPU scale: {data}, {name} accuracy")
+           title=f"Figure 2 at CPU scale: {data}, {name} accuracy" + (f"\n(experiment={protocol})" if protocol else ""))
     ax.grid(alpha=0.3)
     fig.legend(fontsize=8, loc="outside right upper")  # beside the axes: curves end bottom right
     return save(fig, out_dir / "fig2.png", out_dir / "fig2.pdf")
