@@ -21,18 +21,16 @@ import pandas as pd
 
 from bnrepro.analysis import fig3
 from bnrepro.analysis.cli import command, write_files
+from bnrepro.analysis.fig3_table import bracket, pct, variant_row  # Figure 3's rows, by the same code
 from bnrepro.analysis.results import BASE, load_metrics, load_runs, provenance_lines, run_status
 from bnrepro.analysis.sweeps import wall_times
 from bnrepro.paper import fig3_name
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from table_fig3 import bracket, pct, variant_row  # noqa: E402  (Figure 3's rows, by the same code)
 
 KEY = "optim.lr_decay_speedup"
 VARIANTS = ("bn_x5", "bn_x30")
 COLUMNS = ["threshold", "outcome", "steps_to_threshold", "steps_ci_low", "steps_ci_high", "speedup", "speedup_ci_low",
            "speedup_ci_high", "best_val_accuracy", "best_val_step", "test_at_best_val", "final_test_accuracy",
-           "last_step", "plateau_gain"]  # of table_fig3.variant_row's
+           "last_step", "plateau_gain"]  # of fig3_table.variant_row's
 
 
 def labelled(frame: pd.DataFrame, where: Path, ablated: bool) -> pd.DataFrame:
