@@ -251,3 +251,25 @@ def test_committed_runs_replay_into_tensorboard(sweep, tmp_path):
     (png,) = save(fig, tmp_path / "fig1.png")
     (image,) = EventAccumulator(str(figures(tmp_path / "sweep", [png]))).Reload().Images("fig1")
     assert image.width == 1600 and image.wall_time == pytest.approx(png.stat().st_mtime)
+
+
+def test_two_processes_refresh_one_sweeps_views_one_after_the_other(sweep):
+    """make fig2_v2's two chains write one sweep: a refresh waits while another holds SWEEP/.views.lock, so
+    neither deletes the other's view files mid-write (seen once: 'Could not refresh ... FileNotFoundError')."""
+    import fcntl
+    import threading
+    import time
+
+    from bnrepro.training.session import refresh_sweep
+
+    out, _ = sweep
+    refresh_sweep(out)  # imports done, so that the timing below measures the lock, not them
+    (out / "summary.csv").unlink()
+    with open(out / ".views.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        worker = threading.Thread(target=refresh_sweep, args=(out,))
+        worker.start()
+        time.sleep(1.5)  # a refresh of this sweep takes ~0.3 s
+        assert worker.is_alive() and not (out / "summary.csv").exists()  # waiting, not writing beside the holder
+    worker.join(timeout=60)
+    assert not worker.is_alive() and (out / "summary.csv").is_file()

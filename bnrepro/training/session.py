@@ -274,15 +274,26 @@ def main(load: Callable[[], Config], out_dir: str | os.PathLike, sweep_dir: str 
         sys.exit(128 + err.signum)
     finally:
         if sweep_dir is not None and distributed.is_main():
-            from bnrepro.analysis import summarize
+            refresh_sweep(sweep_dir)
 
-            summarize.refresh(sweep_dir)
-            try:  # the per-variant runs and the sweep's HParams table (bnrepro/tracking/replay.py)
-                from bnrepro.tracking import replay
 
-                replay.refresh_views(sweep_dir)
-            except Exception as err:  # noqa: BLE001 - a view must not turn a finished job into a failure
-                print(f"Could not refresh the TensorBoard views of {sweep_dir}: {type(err).__name__}: {err}",
-                      file=sys.stderr)
-            print(f"Sweep so far: {Path(sweep_dir) / summarize.SUMMARY_CSV}; "
-                  f"tensorboard --logdir {sweep_dir}", file=sys.stderr, flush=True)
+def refresh_sweep(sweep_dir) -> None:
+    """The sweep's summary.csv and TensorBoard views, rewritten after each job. Under an exclusive lock on
+    SWEEP/.views.lock: two processes writing one sweep (make fig2_v2's two chains) that end together would
+    otherwise delete each other's view files mid-write."""
+    import fcntl
+
+    from bnrepro.analysis import summarize
+
+    with open(Path(sweep_dir) / ".views.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        summarize.refresh(sweep_dir)
+        try:  # the per-variant runs and the sweep's HParams table (bnrepro/tracking/replay.py)
+            from bnrepro.tracking import replay
+
+            replay.refresh_views(sweep_dir)
+        except Exception as err:  # noqa: BLE001 - a view must not turn a finished job into a failure
+            print(f"Could not refresh the TensorBoard views of {sweep_dir}: {type(err).__name__}: {err}",
+                  file=sys.stderr)
+    print(f"Sweep so far: {Path(sweep_dir) / summarize.SUMMARY_CSV}; "
+          f"tensorboard --logdir {sweep_dir}", file=sys.stderr, flush=True)
