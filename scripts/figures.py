@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bnrepro.analysis.registry import RESULTS, get, sweep
 from bnrepro.analysis.rundata import NAME, unpack
-from bnrepro.analysis.scorecard import unfinished
+from bnrepro.analysis.results import unfinished
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -23,7 +23,7 @@ import pandas as pd
 
 from bnrepro.analysis import fig3, fulltest
 from bnrepro.analysis.cli import command, write_files
-from bnrepro.analysis.fig3_table import bracket, pct, tables  # noqa: F401  (tables: the tests read it here)
+from bnrepro.analysis.fig3_table import bracket, pct, tables
 from bnrepro.analysis.results import BASE, STATUSES, load_runs, provenance_lines
 from bnrepro.analysis.sweeps import wall_times
 from bnrepro.paper import FIG3, fig3_name

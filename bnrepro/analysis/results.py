@@ -83,6 +83,15 @@ def config_value(cfg: dict, key: str):
     return cfg
 
 
+def unfinished(sweep_dir: Path) -> tuple[int, int]:
+    """(runs not finished, runs) of a sweep directory: a run whose summary.json (read_summary) has no final
+    status: still training, interrupted (it resumes from its checkpoint) or damaged. The scorecard and
+    scripts/figures.py read no claim or table from a sweep while any is left."""
+    runs = find_runs(sweep_dir) if Path(sweep_dir).is_dir() else []
+    done = sum(read_summary(run).get("status") in ("completed", "diverged", "failed") for run in runs)
+    return len(runs) - done, len(runs)
+
+
 def read_config(run_dir: Path) -> dict:
     """A run's resolved config (config.yaml), else Hydra's record of it; {} where it has neither."""
     path = next((p for p in (run_dir / "config.yaml", run_dir / ".hydra" / "config.yaml") if p.exists()), None)
