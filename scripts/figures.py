@@ -7,17 +7,18 @@ metrics and never train. What each result renders is declared in bnrepro/analysi
 
 A sweep missing from --root (a fresh clone) is first unpacked there from its committed copy,
 results/<sweep>/rundata.tar.xz, so the reports come out byte for byte the same. Independent scripts run
-side by side (--jobs, default 2: the machine's cores). Each prints the files it wrote; a failing script
-stops nothing else, and the command then exits 1 naming it.
+side by side (--jobs, default 2: the machine's cores), the scorecard among them, each in a process forked
+from this one after it imported pandas, matplotlib and the analysis package (an import costs ~0.7 s, and
+there are ~50 scripts). Each prints the files it wrote; a failing script stops nothing else, and the
+command then exits 1 naming it.
 """
 from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
+import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bnrepro.analysis.registry import RESULTS, get, sweep
@@ -41,12 +42,60 @@ def unpack_missing(names: list[str], root: Path, results: Path) -> list[str]:
     return absent
 
 
-def run(argv: list[str], root: Path, results: Path) -> tuple[list[str], subprocess.CompletedProcess, float]:
-    cmd = [sys.executable, *(a.format(root=root, results=results) for a in argv)]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
-    return cmd, proc, time.perf_counter() - start
+def preload() -> None:
+    """What the scripts import, imported once here so that each forked script starts with it."""
+    import bnrepro.analysis.plots  # noqa: F401 (matplotlib's Agg backend, pyplot, pandas)
+    import bnrepro.analysis.scorecard  # noqa: F401 (the claims, the policy)
+
+
+def child(argv: list[str], out: int, err: int) -> None:
+    """In a forked process: run one script as `python script args` would, its output into out and err."""
+    import runpy
+    import traceback
+
+    os.dup2(out, 1)
+    os.dup2(err, 2)
+    # fresh streams on the two descriptors: the inherited ones may buffer elsewhere (a test's capture)
+    sys.stdout, sys.stderr = (open(fd, "w", encoding="utf-8", closefd=False) for fd in (1, 2))
+    os.chdir(REPO)  # the scripts' relative arguments are the repository's, as `make figures` gives them
+    sys.argv, sys.path[0] = list(argv), str((REPO / argv[0]).parent)
+    code = 0
+    try:
+        runpy.run_path(argv[0], run_name="__main__")
+    except SystemExit as stop:  # sys.exit(n), sys.exit("message") or sys.exit()
+        code = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
+        if stop.code is not None and not isinstance(stop.code, int):
+            print(stop.code, file=sys.stderr)
+    except BaseException:  # noqa: BLE001 (reported as the script's own traceback would be)
+        traceback.print_exc()
+        code = 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)
+
+
+def run_all(jobs: list[list[str]], width: int):
+    """Yield (argv, returncode, stdout, stderr, seconds) of each script, as each ends, `width` at a time."""
+    pending, running = list(jobs), {}
+    while pending or running:
+        while pending and len(running) < max(1, width):
+            argv = pending.pop(0)
+            out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            pid = os.fork()
+            if pid == 0:
+                child(argv, out.fileno(), err.fileno())
+            running[pid] = (argv, out, err, time.perf_counter())
+        pid, status = os.wait()
+        argv, out, err, start = running.pop(pid)
+        texts = []
+        for f in (out, err):
+            f.seek(0)
+            texts.append(f.read().decode(errors="replace"))
+            f.close()
+        yield argv, os.waitstatus_to_exitcode(status), texts[0], texts[1], time.perf_counter() - start
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,35 +117,34 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Error: {err.args[0]} (python scripts/figures.py --list)", file=sys.stderr)
         return 2
     start = time.perf_counter()
+    # relative to the repository where inside it (the scripts run there, and reports name their inputs)
+    root, results = (os.path.relpath(p.resolve(), REPO) if p.resolve().is_relative_to(REPO) else str(p.resolve())
+                     for p in (args.root, args.results))
     needed = list(dict.fromkeys(s for r in (RESULTS if args.scorecard or not args.names else chosen) for s in r.sweeps))
-    absent = unpack_missing(needed, args.root, args.results)
+    absent = unpack_missing(needed, REPO / root, REPO / results)
     if absent:
         print(f"Skipped (neither {args.root}/<sweep> nor results/<sweep>/{NAME}): "
               f"{', '.join(sweep(s) for s in absent)}", file=sys.stderr)
-    running = {s: n for s in needed if s not in absent and (n := unfinished(args.root / sweep(s)))[0]}
+    running = {s: n for s in needed if s not in absent and (n := unfinished(REPO / root / sweep(s)))[0]}
     if running:  # its tables would be read from runs still training
         print("Skipped (runs unfinished; rerun the sweep's make target, which resumes them): " + ", ".join(
             f"{sweep(s)} ({n[0]} of {n[1]})" for s, n in running.items()), file=sys.stderr)
         absent += list(running)
     # a render is skipped where a sweep it reads is: {root}/<sweep> among its arguments
-    jobs = [] if args.scorecard else [c for r in chosen for c in r.renders
-                                      if not any(f"{{root}}/{sweep(s)}" in c for s in absent)]
-    failed, took = [], []
+    renders = [] if args.scorecard else [c for r in chosen for c in r.renders
+                                         if not any(f"{{root}}/{sweep(s)}" in c for s in absent)]
     # the slowest first, so that the pool's last job is a short one
-    jobs.sort(key=lambda c: -("sensitivity" in c[0] or "fig1.py" in c[0]))
-    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        for cmd, proc, seconds in pool.map(lambda c: run(c, args.root, args.results), jobs):
-            sys.stdout.write(proc.stdout)
-            took.append((seconds, Path(cmd[1]).name))
-            if proc.returncode:
-                failed.append(" ".join(cmd[1:]))
-                sys.stderr.write(proc.stderr)
-    cmd, proc, seconds = run(("scripts/scorecard.py", "{root}", "--out", "{results}"), args.root, args.results)
-    sys.stdout.write(proc.stdout)
-    took.append((seconds, "scorecard.py"))
-    if proc.returncode:
-        failed.append(" ".join(cmd[1:]))
-        sys.stderr.write(proc.stderr)
+    renders.sort(key=lambda c: -("sensitivity" in c[0] or "fig1.py" in c[0]))
+    jobs = [[c[0], *(a.format(root=root, results=results) for a in c[1:])]
+            for c in [("scripts/scorecard.py", "{root}", "--out", "{results}"), *renders]]
+    failed, took = [], []
+    preload()
+    for argv, code, out, err, seconds in run_all(jobs, args.jobs):
+        sys.stdout.write(out)
+        took.append((seconds, Path(argv[0]).name))
+        if code:
+            failed.append(" ".join(argv))
+            sys.stderr.write(err)
     slowest = ", ".join(f"{name} {s:.1f} s" for s, name in sorted(took, reverse=True)[:3])
     print(f"{len(took)} scripts in {time.perf_counter() - start:.1f} s (slowest: {slowest}); results in "
           f"{args.results}/", file=sys.stderr)

@@ -4,6 +4,7 @@ import filecmp
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -16,6 +17,30 @@ def test_an_unknown_result_is_refused_with_the_list_to_choose_from():
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "figures.py"), "fig9"], capture_output=True,
                           text=True, timeout=60, cwd=REPO)
     assert proc.returncode == 2 and "no result named 'fig9'" in proc.stderr and "fig2" in proc.stderr
+
+
+def test_each_script_runs_in_its_own_forked_process_and_its_failures_are_reported(tmp_path):
+    """figures.run_all: every script runs, whatever another did (exit codes, a message, a traceback)."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    import figures
+
+    scripts = {"ok": "import sys; print('wrote', sys.argv[1:])", "code": "raise SystemExit(3)",
+               "message": "import sys; sys.exit('no sweep here')", "crash": "1 / 0",
+               "state": "import matplotlib; print(matplotlib.get_backend()); matplotlib.rcParams['lines.linewidth'] = 9"}
+    for name, text in scripts.items():
+        (tmp_path / f"{name}.py").write_text(text + "\n")
+    jobs = [[str(tmp_path / f"{name}.py"), "x"] for name in [*scripts, "state"]]
+    ended = {(Path(a[0]).stem, i): (code, out, err) for i, (a, code, out, err, _) in enumerate(figures.run_all(jobs, 2))}
+    got = {}
+    for (name, _), value in ended.items():
+        got.setdefault(name, []).append(value)
+    assert got["ok"] == [(0, "wrote ['x']\n", "")]
+    assert got["code"][0][0] == 3
+    assert got["message"][0][0] == 1 and "no sweep here" in got["message"][0][2]
+    assert got["crash"][0][0] == 1 and "ZeroDivisionError" in got["crash"][0][2]
+    # each starts from this process's state, not from what the script before it changed
+    import matplotlib
+    assert [g[0] for g in got["state"]] == [0, 0] and matplotlib.rcParams["lines.linewidth"] != 9
 
 
 @pytest.mark.slow

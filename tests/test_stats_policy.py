@@ -12,8 +12,9 @@ import pytest
 
 from bnrepro.analysis import fig3, registry, why
 from bnrepro.analysis.claims import fig3_claims
-from bnrepro.analysis.stats import (interval, mean_interval, power_note, proportion, proportion_interval,
-                                    t_quantile, verdict)
+from bnrepro.analysis.stats import (LEVEL, Estimate, interval, mean_interval, power_note, proportion,
+                                    proportion_interval, seeds_needed, t_quantile, verdict)
+from bnrepro.analysis.tdist import t_cdf
 from bnrepro.analysis.verdicts import score
 from tests.conftest import REPO
 
@@ -21,6 +22,42 @@ from tests.conftest import REPO
 @pytest.mark.parametrize("df, q", [(1, 12.7062), (2, 4.3027), (4, 2.7764), (30, 2.0423), (1e6, 1.9600)])
 def test_t_quantile(df, q):
     assert t_quantile(0.975, df) == pytest.approx(q, abs=1e-4)
+
+
+def test_t_quantile_ends_where_a_bisection_on_the_cdf_alone_ends_to_the_last_bit():
+    """Newton's root only skips the cdf far from it: the committed reports' intervals stay the same bytes."""
+    def plain(p, df):
+        lo, hi = 0.0, 1.0
+        while t_cdf(hi, df) < p:
+            lo, hi = hi, 2.0 * hi
+        while hi - lo > 1e-12 * hi:
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if t_cdf(mid, df) < p else (lo, mid)
+        return 0.5 * (lo + hi)
+
+    rng = np.random.default_rng(1)
+    for df, p in zip(np.round(rng.uniform(0.3, 300, 150), 1), rng.choice([0.51, 0.6, 0.9, 0.975, 0.995, 0.9999], 150)):
+        assert t_quantile(float(p), float(df)) == plain(float(p), float(df)), (p, df)
+
+
+def test_the_seeds_that_would_resolve_an_effect_are_the_first_n_a_scan_finds():
+    def scan(e, reference):
+        effect, n = abs(e.value - reference), min(e.n)
+        for m in range(n + 1, 1001):
+            df = round(e.df * (m - 1) / max(n - 1, 1), 1)
+            if t_quantile(0.5 + LEVEL / 2, df) * e.se * math.sqrt(n / m) < effect:
+                return m
+        return 1001
+
+    rng, checked = np.random.default_rng(2), 0
+    for _ in range(20):
+        n = int(rng.integers(2, 7))
+        e = Estimate(value=float(rng.uniform(0.2, 1)), lo=-9.0, hi=9.0, n=(n, n), df=float(rng.uniform(1, 2 * n)),
+                     se=float(rng.uniform(0.1, 1)))
+        if t_quantile(0.5 + LEVEL / 2, e.df) * e.se >= e.value:  # not yet resolved
+            assert seeds_needed(e, 0.0) == scan(e, 0.0)
+            checked += 1
+    assert checked > 10
 
 
 def test_a_mean_gets_the_textbook_t_interval_and_a_difference_welchs():

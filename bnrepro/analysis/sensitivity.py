@@ -73,7 +73,19 @@ def split_of(metrics: pd.DataFrame) -> str:
 def drift(probes: pd.DataFrame, layer: str) -> dict[str, float]:
     """One run's drift of `layer`'s typical unit from its probe rows (split "probe")."""
     rows = probes[probes.name.str.startswith(f"{layer}/unit_p")]
+    return drift_of(rows.pivot_table(index="step", columns="name", values="value").sort_index())
+
+
+def drifts(probes: pd.DataFrame, layers: list[str]) -> dict[str, dict[str, float]]:
+    """drift(probes, layer) for each layer, from one pivot of the run's unit percentiles."""
+    rows = probes[probes.name.str.contains("/unit_p", regex=False)]
     wide = rows.pivot_table(index="step", columns="name", values="value").sort_index()
+    # each layer's columns, at the steps that layer was probed (what its own pivot would hold)
+    return {layer: drift_of(wide[[c for c in wide.columns if c.startswith(f"{layer}/unit_p")]].dropna(how="all"))
+            for layer in layers}
+
+
+def drift_of(wide: pd.DataFrame) -> dict[str, float]:
     nan = dict.fromkeys(("movement", "rel_movement", "median_shift", "spread_ratio"), math.nan)
     if len(wide) < 2:
         return nan

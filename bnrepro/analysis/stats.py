@@ -196,11 +196,16 @@ def seeds_needed(e: Estimate, reference: float) -> int | None:
     n = min(e.n)
     if t_quantile(0.5 + LEVEL / 2, e.df) * e.se < effect:
         return None
-    for m in range(n + 1, 1001):
+    def resolves(m: int) -> bool:
         df = round(e.df * (m - 1) / max(n - 1, 1), 1)  # rounded: the quantile is cached
-        if t_quantile(0.5 + LEVEL / 2, df) * e.se * math.sqrt(n / m) < effect:
-            return m
-    return 1001
+        return t_quantile(0.5 + LEVEL / 2, df) * e.se * math.sqrt(n / m) < effect
+
+    # the half-width falls as m grows (df up, sqrt(n / m) down): the first m that resolves, by bisection
+    lo, hi = n, 1001  # resolves(lo) is False; hi is the answer where no m <= 1000 resolves
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if resolves(mid) else (mid, hi)
+    return hi
 
 
 def power_note(e: Estimate, reference: float, unit: str = "seeds") -> str:

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from bnrepro.analysis.results import load_metrics
-from bnrepro.analysis.sensitivity import drift
+from bnrepro.analysis.sensitivity import drifts
 
 KEYS = ("optim.lr", "trainer.max_steps", "model.name")
 STUDIES = ("why_noisy_bn", "why_ics", "why_landscape", "lr_range")
@@ -92,9 +92,7 @@ def per_run(metrics: pd.DataFrame) -> pd.DataFrame:
                "final": float(acc["val"].iloc[-1]) if len(acc["val"]) else math.nan,
                "best": float(acc["val"].max()) if len(acc["val"]) else math.nan,
                "final_test": float(acc["test"].iloc[-1]) if len(acc["test"]) else math.nan}
-        probes = m[m.split == "probe"]
-        for layer in probed:
-            d = drift(probes, layer)
+        for layer, d in drifts(m[m.split == "probe"], probed).items():
             row[f"{layer}/movement"], row[f"{layer}/rel_movement"] = d["movement"], d["rel_movement"]
         rows.append(row)
     return pd.DataFrame(rows)
