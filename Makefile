@@ -21,6 +21,7 @@ CHOSEN := results/fig2_select_v2_fashion_mnist/chosen.yaml
 PLACEMENT_MLP_SWEEP := outputs/results/placement_mlp_fashion_mnist
 PLACEMENT_CONV_SWEEP := outputs/results/placement_conv_fashion_mnist
 NORMS_SWEEP := outputs/results/norm_batchsize_fashion_mnist
+NORMS_CONV_SWEEP := outputs/results/norm_batchsize_conv_fashion_mnist
 BN_STATS_SWEEP := outputs/results/bn_statistics_fashion_mnist
 BN_STATS_CONV_SWEEP := outputs/results/bn_statistics_conv_fashion_mnist
 BN_SHIFT_SWEEP := outputs/results/bn_shift_fashion_mnist
@@ -28,12 +29,12 @@ BN_SHIFT_SWEEP := outputs/results/bn_shift_fashion_mnist
 WHY_STUDIES := why_noisy_bn why_ics why_landscape lr_range
 WHY_SWEEPS := $(foreach e,$(WHY_STUDIES),outputs/results/$(e)_fashion_mnist outputs/results/$(e)_conv_fashion_mnist)
 
-.PHONY: setup demo test fig1 fig1_sensitivity fig2_lr fig2 fig2_single fig2_decay fig4 fig2_select fig2_v2 fig4_v2 placement norms why why_noisy_bn why_ics \
+.PHONY: setup demo test fig1 fig1_sensitivity fig2_lr fig2 fig2_single fig2_decay fig4 fig2_select fig2_v2 fig4_v2 placement norms norms_conv why why_noisy_bn why_ics \
 	why_landscape lr_range why_conv why_noisy_bn_conv why_ics_conv why_landscape_conv lr_range_conv \
 	why_dln why_noisy_bn_dln why_ics_dln \
 	bn_statistics bn_statistics_conv bn_shift figures tensorboard report bench lock clean
 SWEEPS := $(FIG1_SWEEP) $(FIG1_SENS_SWEEP) $(FIG2_LR_SWEEP) $(FIG2_SWEEP) $(FIG2_SINGLE_SWEEP) $(FIG2_DECAY_SWEEP) $(FIG4_SWEEP) $(PLACEMENT_MLP_SWEEP) $(PLACEMENT_CONV_SWEEP) \
-	$(NORMS_SWEEP) $(WHY_SWEEPS) $(BN_STATS_SWEEP) $(BN_STATS_CONV_SWEEP) $(BN_SHIFT_SWEEP)
+	$(NORMS_SWEEP) $(NORMS_CONV_SWEEP) $(WHY_SWEEPS) $(BN_STATS_SWEEP) $(BN_STATS_CONV_SWEEP) $(BN_SHIFT_SWEEP)
 # A sweep's compact run data, results/<sweep>/rundata.tar.xz (scripts/pack_sweep.py): refreshed
 # after each sweep, and unpacked by `make figures` where the sweep directory is missing.
 PACK = $(PY) scripts/pack_sweep.py
@@ -218,6 +219,19 @@ norms: setup
 			hydra.sweep.dir=$(NORMS_SWEEP) & \
 	done; wait
 	$(PACK) $(NORMS_SWEEP)
+
+# Its conv arm (issue 32; configs/experiment/norm_batchsize_conv.yaml: protocol, ~75 min estimated): batch,
+# layer, group norm on the small Inception at batch sizes 2 and 32, 5 seeds, 90,000 examples a run, in two
+# processes of like cost (a batch-2 run costs ~4x a batch-32 one).
+norms_conv: setup
+	bash scripts/get_fashion_mnist.sh
+	for half in "bn.norm=batch,layer trainer.batch_size=2" "bn.norm=group trainer.batch_size=2;bn.norm=batch,layer,group trainer.batch_size=32"; do \
+		( IFS=';'; for choice in $$half; do IFS=' '; \
+			$(PY) experiments/train.py -m experiment=norm_batchsize_conv data=fashion_mnist data.download=true \
+				$$choice seed=0,1,2,3,4 trainer.threads=1 hydra.sweep.dir=$(NORMS_CONV_SWEEP) || exit 1; \
+		done ) & \
+	done; wait
+	$(PACK) $(NORMS_CONV_SWEEP)
 
 # Beyond the paper (issue 17): why BN helps, measured (configs/experiment/why_*.yaml, lr_range.yaml).
 # Each sweep runs in two processes of one torch thread, one per half of its variants.

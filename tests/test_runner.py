@@ -75,7 +75,7 @@ def tiny_data(experiment: str, root) -> list[str]:
         return [f"data.root={root}"]
     if experiment in ("fig1_mnist", "fig1_mnist_legacy", "fig1_sensitivity", "why_noisy_bn", "why_ics", "why_landscape", "lr_range",
                       "why_noisy_bn_conv", "why_ics_conv", "why_landscape_conv", "lr_range_conv",
-                      "bn_statistics", "bn_statistics_conv", "bn_shift"):  # a val split
+                      "bn_statistics", "bn_statistics_conv", "bn_shift", "norm_batchsize_conv"):  # a val split
         write_mnist(root / "MNIST" / "raw", n_train=100, n_test=40)
         return [f"data.root={root}", "data.val_size=20"]
     if experiment in ("why_noisy_bn_dln", "why_ics_dln"):  # synthetic data (no files), a smaller draw
