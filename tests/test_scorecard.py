@@ -173,3 +173,27 @@ def test_a_later_protocol_replaces_the_earlier_one_once_its_runs_are_all_finishe
     page, top = (out / "README.md").read_text(), (tmp_path / "README.md").read_text()
     assert "### Other protocols of the same figures (kept, not counted)" in page
     assert "| Figures 2, 3 (Sec. 4.2) |" in top and "superseded by Figures 2-4, protocol v2" in top
+
+
+def test_each_row_names_the_budget_its_runs_trained_for_and_by_which_rule(tmp_path):
+    """results.budget: the steps, and whether a run stopped at its plateau or at the cap (not at a plateau)."""
+    import json
+
+    from bnrepro.analysis.results import budget
+
+    def run(name, status, steps, stopped=None, rule=False):
+        d = tmp_path / "sweep" / name
+        d.mkdir(parents=True)
+        (d / "metrics.csv").write_text("step,split,name,value\n1,train,loss,2.3\n")
+        (d / "summary.json").write_text(json.dumps({"status": status, "steps": steps, "stopped": stopped}))
+        (d / "config.yaml").write_text(f"trainer:\n  stop_at_plateau: {str(rule).lower()}\n")
+
+    assert budget(tmp_path / "sweep") == ""
+    run("a", "completed", 2400)
+    run("b", "completed", 2400)
+    assert budget(tmp_path / "sweep") == "2,400 steps (a fixed budget)"
+    run("c", "completed", 1200, "plateau", rule=True)
+    run("d", "completed", 2400, None, rule=True)
+    run("e", "diverged", 40, None, rule=True)
+    assert budget(tmp_path / "sweep") == ("1,200-2,400 steps, 1 of 2 stopped at their plateau (1 at the cap, not at "
+                                          "a plateau), 2 on a fixed budget, 1 diverged")

@@ -98,6 +98,30 @@ def read_config(run_dir: Path) -> dict:
     return (load_yaml(path.read_text()) or {}) if path else {}
 
 
+def budget(sweep_dir: Path) -> str:
+    """How long a sweep's finished runs trained, under the rule they ran by (the scorecard's `budget`): the
+    steps, then "a fixed budget", or under trainer.stop_at_plateau how many stopped at their plateau (the
+    rest ran to the cap, not at a plateau), and the diverged runs; "" without finished runs."""
+    runs = find_runs(sweep_dir) if Path(sweep_dir).is_dir() else []
+    ended = [(read_summary(r), r) for r in runs]
+    done = [(s, r) for s, r in ended if s.get("status") == "completed" and s.get("steps") is not None]
+    diverged = sum(s.get("status") == "diverged" for s, _ in ended)
+    if not done:
+        return f"{diverged} diverged" if diverged else ""
+    steps = sorted({int(s["steps"]) for s, _ in done})
+    text = f"{steps[0]:,}" + (f"-{steps[-1]:,}" if len(steps) > 1 else "") + " steps"
+    ruled = [s for s, r in done if (read_config(r).get("trainer") or {}).get("stop_at_plateau")]
+    if not ruled:
+        text += " (a fixed budget)"
+    else:
+        held = sum(s.get("stopped") == "plateau" for s in ruled)
+        text += f", {held} of {len(ruled)} stopped at their plateau" + (
+            f" ({len(ruled) - held} at the cap, not at a plateau)" if held < len(ruled) else "")
+        if len(ruled) < len(done):
+            text += f", {len(done) - len(ruled)} on a fixed budget"
+    return text + (f", {diverged} diverged" if diverged else "")
+
+
 def run_info(run_dir: Path, sweep_dir: Path, keys: tuple[str, ...] = (), cfg: dict | None = None) -> dict[str, object]:
     """Who a run is (from its resolved config, else Hydra's) and how it ended (from its summary, if
     any). `keys`: more dotted config keys to report, each as a column of that name ("bn.placement")."""

@@ -19,8 +19,8 @@ import numpy as np
 from bnrepro.analysis.stats import SIZE_FACTOR, Estimate, interval, power_note, seeds_needed, verdict
 
 COLUMNS = ["claim", "scope", "experiment", "claim_text", "paper", "statistic", "side", "reference", "paper_size",
-           "ours", "ci_low", "ci_high", "interval", "seeds", "loo_low", "loo_high", "data", "verdict", "power",
-           "figure"]
+           "ours", "ci_low", "ci_high", "interval", "seeds", "budget", "loo_low", "loo_high", "data", "verdict",
+           "power", "figure"]
 ILLUSTRATION = "illustration"
 SCORED = ("reproduced", "partly", "not reproduced")
 
@@ -85,7 +85,7 @@ def score(spec: dict, experiment: str = "", figure: str = "", data: str = "", sc
     return {"claim": spec["claim"], "scope": scope, "experiment": experiment, "claim_text": spec["text"],
             "paper": spec["paper"], "statistic": spec["statistic"], "side": spec["side"],
             "reference": spec["reference"], "paper_size": size, "ours": e.value, "ci_low": e.lo, "ci_high": e.hi,
-            "interval": e.method if have else "", "seeds": seeds,
+            "interval": e.method if have else "", "seeds": seeds, "budget": spec.get("budget", ""),
             "loo_low": min(loo) if loo else math.nan, "loo_high": max(loo) if loo else math.nan, "data": data,
             "verdict": v, "power": fragile or (power_note(e, spec["reference"], spec.get("unit", "seeds")) if v in SCORED else ""), "figure": figure}
 
