@@ -22,6 +22,7 @@ PLACEMENT_MLP_SWEEP := outputs/results/placement_mlp_fashion_mnist
 PLACEMENT_CONV_SWEEP := outputs/results/placement_conv_fashion_mnist
 NORMS_SWEEP := outputs/results/norm_batchsize_fashion_mnist
 NORMS_CONV_SWEEP := outputs/results/norm_batchsize_conv_fashion_mnist
+FIG2_BF16_SWEEP := outputs/results/fig2_v2_bf16_fashion_mnist
 BN_STATS_SWEEP := outputs/results/bn_statistics_fashion_mnist
 BN_STATS_CONV_SWEEP := outputs/results/bn_statistics_conv_fashion_mnist
 BN_SHIFT_SWEEP := outputs/results/bn_shift_fashion_mnist
@@ -29,12 +30,12 @@ BN_SHIFT_SWEEP := outputs/results/bn_shift_fashion_mnist
 WHY_STUDIES := why_noisy_bn why_ics why_landscape lr_range
 WHY_SWEEPS := $(foreach e,$(WHY_STUDIES),outputs/results/$(e)_fashion_mnist outputs/results/$(e)_conv_fashion_mnist)
 
-.PHONY: setup demo test fig1 fig1_sensitivity fig2_lr fig2 fig2_single fig2_decay fig4 fig2_select fig2_v2 fig4_v2 placement norms norms_conv why why_noisy_bn why_ics \
+.PHONY: setup demo test fig1 fig1_sensitivity fig2_lr fig2 fig2_single fig2_decay fig4 fig2_select fig2_v2 fig4_v2 fig2_bf16 placement norms norms_conv why why_noisy_bn why_ics \
 	why_landscape lr_range why_conv why_noisy_bn_conv why_ics_conv why_landscape_conv lr_range_conv \
 	why_dln why_noisy_bn_dln why_ics_dln \
 	bn_statistics bn_statistics_conv bn_shift figures tensorboard report bench lock clean
 SWEEPS := $(FIG1_SWEEP) $(FIG1_SENS_SWEEP) $(FIG2_LR_SWEEP) $(FIG2_SWEEP) $(FIG2_SINGLE_SWEEP) $(FIG2_DECAY_SWEEP) $(FIG4_SWEEP) $(PLACEMENT_MLP_SWEEP) $(PLACEMENT_CONV_SWEEP) \
-	$(NORMS_SWEEP) $(NORMS_CONV_SWEEP) $(WHY_SWEEPS) $(BN_STATS_SWEEP) $(BN_STATS_CONV_SWEEP) $(BN_SHIFT_SWEEP)
+	$(NORMS_SWEEP) $(NORMS_CONV_SWEEP) $(FIG2_BF16_SWEEP) $(WHY_SWEEPS) $(BN_STATS_SWEEP) $(BN_STATS_CONV_SWEEP) $(BN_SHIFT_SWEEP)
 # A sweep's compact run data, results/<sweep>/rundata.tar.xz (scripts/pack_sweep.py): refreshed
 # after each sweep, and unpacked by `make figures` where the sweep directory is missing.
 PACK = $(PY) scripts/pack_sweep.py
@@ -186,6 +187,20 @@ fig2_v2: setup
 	if [ -d $(FIG2_V2_PAPER_K_SWEEP) ]; then $(PACK) $(FIG2_V2_PAPER_K_SWEEP) && \
 		$(PY) scripts/table_fig2_decay.py $(FIG2_V2_PAPER_K_SWEEP) --base $(FIG2_V2_SWEEP) \
 			--out results/fig2_v2_paper_k_fashion_mnist; fi
+
+# Issue 35 item 3: Inception and BN-x5 under fig2_v2's protocol in bf16 (configs/experiment/fig2_v2_bf16.yaml:
+# the rule, committed before the sweep; ~40 min), then judged against fig2_v2's float32 runs of the same seeds.
+fig2_bf16: setup
+	bash scripts/get_fashion_mnist.sh
+	test -f $(CHOSEN) || { echo "$(CHOSEN) is missing: run make fig2_select first." >&2; exit 2; }
+	test -d $(FIG2_V2_SWEEP) || { echo "$(FIG2_V2_SWEEP) is missing: make figures unpacks it (or make fig2_v2)." >&2; exit 2; }
+	k5=$$(sed -n 's/^bn_x5: //p' $(CHOSEN)); \
+	T="$(PY) experiments/train.py -m experiment=fig2_v2_bf16 data.download=true trainer.threads=1 hydra.sweep.dir=$(FIG2_BF16_SWEEP)"; \
+	( eval $$T variant=inception "'seeds=[0,1,2,3,4,5]'" ) & \
+	( eval $$T variant=bn_x5 optim.lr_decay_speedup=$$k5 "'seeds=[0,1,2,3,4,5]'" ) & \
+	wait
+	$(PACK) $(FIG2_BF16_SWEEP)
+	$(PY) scripts/compare_precision.py $(FIG2_BF16_SWEEP) --base $(FIG2_V2_SWEEP) --out results/fig2_v2_bf16_fashion_mnist
 
 # Figure 4 under protocol v2: no training, the reporting runs of $(CHOSEN)'s fig4_recipe.
 fig4_v2: setup

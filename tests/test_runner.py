@@ -80,7 +80,7 @@ def tiny_data(experiment: str, root) -> list[str]:
         return [f"data.root={root}", "data.val_size=20"]
     if experiment in ("why_noisy_bn_dln", "why_ics_dln"):  # synthetic data (no files), a smaller draw
         return ["data.synthetic.train_size=200", "data.val_size=50", "data.synthetic.test_size=50"]
-    if experiment in ("fig2_fashion_mnist", "fig2_v2_fashion_mnist", "fig4_fashion_mnist", "placement_conv"):
+    if experiment in ("fig2_fashion_mnist", "fig2_v2_fashion_mnist", "fig2_v2_bf16", "fig4_fashion_mnist", "placement_conv"):
         write_mnist(root / "FashionMNIST" / "raw", n_train=100, n_test=40)
         return [f"data.root={root}", "model.width_mult=0.125", "data.val_size=20"]
     if experiment == "fig2_cifar10":
