@@ -156,6 +156,7 @@ def test_a_later_protocol_replaces_the_earlier_one_once_its_runs_are_all_finishe
     frame = scorecard.scorecard(root).set_index("claim")
     v2_rows = frame.loc[[f"fig3_v2_{c}" for c in FIG3_CLAIMS]]
     assert v2_rows.verdict.str.startswith("not run (1 of 21 runs unfinished").all()
+    assert v2_rows.ours.isna().all() and (v2_rows.seeds == "").all()  # no half-run number shown as ours
     assert set(v2_rows.scope) == {"pending"} and (frame.scope == "paper").sum() == 13
     assert frame.loc["fig3_bn_x5_speedup", "scope"] == "paper"
 

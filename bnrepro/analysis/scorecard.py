@@ -47,9 +47,11 @@ def scorecard(root: Path) -> pd.DataFrame:
             spent = budget(root / sweep(study.sweep or study.name)) if not left else ""
             for spec in study.claims(root):
                 row = score({"budget": spent, **spec}, study.label, study.figure, data, result.scope)
-                if left:  # a half-run sweep's numbers would be read as if final
-                    row = {**row, "verdict": f"not run ({left} of {total} runs unfinished: rerun its make target, "
-                                             "which resumes them)", "power": ""}
+                if left:  # a half-run sweep's numbers would be read as if final: none is shown
+                    row = {**row, **dict.fromkeys(("ours", "ci_low", "ci_high", "loo_low", "loo_high"), math.nan),
+                           "interval": "", "seeds": "", "power": "",
+                           "verdict": f"not run ({left} of {total} runs unfinished: rerun its make target, "
+                                      "which resumes them)"}
                 mine.append({**row, "data": data if not row["verdict"].startswith("not run") else ""})
             read[study.name] = bool(mine) and not any(r["verdict"].startswith("not run") for r in mine)
             rows += mine
