@@ -30,7 +30,7 @@ BN_SHIFT_SWEEP := outputs/results/bn_shift_fashion_mnist
 WHY_STUDIES := why_noisy_bn why_ics why_landscape lr_range
 WHY_SWEEPS := $(foreach e,$(WHY_STUDIES),outputs/results/$(e)_fashion_mnist outputs/results/$(e)_conv_fashion_mnist)
 
-.PHONY: setup demo test fig1 fig1_sensitivity fig2_lr fig2 fig2_single fig2_decay fig4 fig2_select fig2_v2 fig4_v2 fig2_bf16 placement norms norms_conv why why_noisy_bn why_ics \
+.PHONY: setup demo test fig1 fig1_sensitivity fig2_lr fig2 fig2_single fig2_decay fig4 fig2_select fig2_v2 fig4_v2 fig2_bf16 placement placement_mlp placement_conv norms norms_conv why why_noisy_bn why_ics \
 	why_landscape lr_range why_conv why_noisy_bn_conv why_ics_conv why_landscape_conv lr_range_conv \
 	why_dln why_noisy_bn_dln why_ics_dln \
 	bn_statistics bn_statistics_conv bn_shift figures tensorboard report bench lock clean
@@ -208,20 +208,26 @@ fig4_v2: setup
 		--out results/fig4_v2_fashion_mnist
 
 # The sweeps behind results/placement_*: BN before vs after the nonlinearity (and none), ReLU and
-# sigmoid, for the MLP (5 seeds) and the small Inception (5 seeds stacked per job, protocol v2 of
-# issue 32: a plateau stop per member, cap 4,000 steps; its ReLU and sigmoid halves in two processes,
-# ~85 min each if no member stops early, estimated), side by side, one thread each.
-placement: setup
+# sigmoid, for the MLP (5 seeds, one process, ~7 min) and then the small Inception (5 seeds stacked per
+# job, protocol v2 of issue 32: a plateau stop per member, cap 4,000 steps; its ReLU and sigmoid halves in
+# two processes, ~85 min if no member stops early, estimated): one after the other, so that no more than
+# two training processes share the 2 cores.
+placement: placement_mlp placement_conv
+
+placement_mlp: setup
 	bash scripts/get_fashion_mnist.sh
 	$(PY) experiments/train.py -m experiment=placement_mlp data=fashion_mnist data.download=true \
 		model.activation=relu,sigmoid bn.placement=none,before,after seed=0,1,2,3,4 trainer.threads=1 \
-		hydra.sweep.dir=$(PLACEMENT_MLP_SWEEP) & \
+		hydra.sweep.dir=$(PLACEMENT_MLP_SWEEP)
+	$(PACK) $(PLACEMENT_MLP_SWEEP)
+
+placement_conv: setup
+	bash scripts/get_fashion_mnist.sh
 	for a in relu sigmoid; do \
 		$(PY) experiments/train.py -m experiment=placement_conv data.download=true \
 			model.activation=$$a bn.placement=none,before,after 'seeds=[0,1,2,3,4]' trainer.threads=1 \
 			hydra.sweep.dir=$(PLACEMENT_CONV_SWEEP) & \
 	done; wait
-	$(PACK) $(PLACEMENT_MLP_SWEEP)
 	$(PACK) $(PLACEMENT_CONV_SWEEP)
 
 # The sweep behind results/norm_batchsize_fashion_mnist: batch/layer/group/no normalization at
