@@ -25,7 +25,7 @@ import table_fig3  # noqa: E402
 import table_fig4_v2  # noqa: E402
 
 V2 = ["experiment=fig2_v2_fashion_mnist", *[o for o in SMOKE if not o.startswith("data.val_size")],
-      "data.val_size=200", "data.synthetic.train_size=1200", "data.synthetic.test_size=300", "data.test_size=100",
+      "data.val_size=200", "data.synthetic.train_size=1200", "data.synthetic.test_size=120", "data.test_size=40",
       "trainer.max_steps=12", "trainer.eval_every=4", "trainer.eval_per_decade=0", "trainer.log_every=4",
       "trainer.plateau_min_steps=8", "probe.every=0", "trainer.threads=1", "trainer.checkpoint_every=0"]
 VARIANTS = ("inception", "bn_baseline", "bn_x5", "bn_x30", "bn_x5_sigmoid", "inception_x5", "inception_sigmoid")
@@ -67,7 +67,7 @@ def test_every_variant_composes_and_leaves_its_v2_records(sweeps, make_cfg):
         if summary["status"] != "completed":
             continue
         record = json.loads((d / FULL_TEST_FILE).read_text())
-        assert record["test_size"] == 300 and (d / BEST_VAL_FILE).is_file()  # the whole split, not 100
+        assert record["test_size"] == 120 and (d / BEST_VAL_FILE).is_file()  # the whole split, not 40
 
 
 def test_selection_reads_validation_only_and_chooses_the_highest_plateau(sweeps, tmp_path):
@@ -92,7 +92,7 @@ def test_fig3_v2_table_has_the_whole_test_split_and_the_relative_rungs(sweeps):
     assert {"final_full_test_accuracy", "best_val_full_test_accuracy"} <= set(seeds.columns)
     assert set(steps.tolerance.dropna()) == {*fig3.V2_RELATIVE, fig3.TOLERANCE}
     text = table_fig3.write(report, None, v2=True)
-    assert "Whole test split (300 images" in text and "(plateau - 0.3 pts)" in text
+    assert "Whole test split (120 images" in text and "(plateau - 0.3 pts)" in text
     done = seeds[seeds.status == "completed"]
     assert done.final_full_test_accuracy.notna().all()
     # A run from before protocol v2 (no full_test.json) reads so, and the others keep their numbers.
@@ -108,7 +108,7 @@ def test_fig3_v2_table_has_the_whole_test_split_and_the_relative_rungs(sweeps):
 def test_fig4_v2_compares_with_the_member_chosen_on_validation(sweeps):
     _, report = sweeps
     frame, c, examples = ensemble.v2_table(report, "bn_x30")
-    assert examples == 300 and c.shape == (300, 3)
+    assert examples == 120 and c.shape == (120, 3)
     members = frame[frame.kind == "member"]
     chosen = frame[frame.kind == "val_chosen"].iloc[0]
     assert len(members) == 3 and chosen.val_accuracy == members.val_accuracy.max()
