@@ -85,8 +85,11 @@ def run_all(jobs: list[list[str]], width: int):
             sys.stdout.flush()
             sys.stderr.flush()
             pid = os.fork()
-            if pid == 0:
-                child(argv, out.fileno(), err.fileno())
+            if pid == 0:  # the child never returns into this loop, whatever happens in it
+                try:
+                    child(argv, out.fileno(), err.fileno())
+                finally:
+                    os._exit(1)
             running[pid] = (argv, out, err, time.perf_counter())
         pid, status = os.wait()
         argv, out, err, start = running.pop(pid)
