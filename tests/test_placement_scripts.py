@@ -136,3 +136,12 @@ def test_last_layer_is_the_deepest_in_the_probes_order_not_the_alphabet():
     assert last_layer(probes("stem", "1a", "2c", "3b")) == "3b"  # the small Inception (sorted: "stem")
     assert last_layer(probes(*(f"layer{i}" for i in range(1, 11)))) == "layer10"  # sorted: "layer9"
     assert last_layer(probes()) is None
+
+
+def test_the_conv_arm_of_norms_is_evidence_where_the_mlp_at_batch_2_is_an_illustration():
+    """norm_batchsize_conv's claim (scored when its run data land): its BN statistics pool 2 x H x W values."""
+    from bnrepro.analysis.claims import norms_claims
+
+    mlp, conv = norms_claims(None)[0], norms_claims(None, "norms_conv")[0]
+    assert mlp["illustration"] and not conv["illustration"]
+    assert conv["claim"] == "norms_conv_bn_below_ln_small_batch" and "Wu & He 2018" in conv["paper"]

@@ -48,6 +48,10 @@ def test_a_copy_within_seed_noise_is_offered_and_a_shifted_one_is_not(tmp_path):
     assert decision(frame).startswith("float32 stays")
     speed = frame[frame.scale == "ratio"]
     assert np.allclose(speed.difference, 25 / 20)
+    import shutil
+    shutil.rmtree(same / "bn_x5")  # half the protocol run: no decision yet, whatever Inception shows
+    frame, _, _ = compare(base, same)
+    assert decision(frame).startswith("not decided: no paired bf16 runs of bn_x5")
 
 
 def test_the_script_writes_its_table_and_needs_the_float32_sweep(tmp_path, capsys):
@@ -56,3 +60,4 @@ def test_the_script_writes_its_table_and_needs_the_float32_sweep(tmp_path, capsy
     text = (tmp_path / "out" / "precision.md").read_text()
     assert "Decision: all 8 statistics within seed noise" in text and "x/ " in text
     assert compare_precision.main([str(other)]) == 2 and "--base" in capsys.readouterr().err
+

@@ -22,6 +22,7 @@ STATISTICS = (("plateau_val_accuracy", "val plateau (last 25% of steps)", "point
               ("steps_to_threshold", "steps to the float32 reference level", "log"),
               ("last_step", "step the plateau rule stopped at", "log"))
 WITHIN, DIFFERS, UNDECIDED = "within seed noise", "differs", "undecided (underpowered)"
+VARIANTS = ("inception", "bn_x5")  # what the protocol runs in bf16: no decision before both are paired
 
 
 def per_seed(sweep_dir: Path, threshold: float) -> pd.DataFrame:
@@ -68,10 +69,12 @@ def compare(base_dir: Path, other_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame
 
 
 def decision(frame: pd.DataFrame) -> str:
-    judged = frame[frame.scale != "ratio"]
+    missing = [v for v in VARIANTS if v not in set(frame.variant)] if len(frame) else list(VARIANTS)
+    if missing:
+        return (f"not decided: no paired bf16 runs of {', '.join(missing)} yet (`make fig2_bf16` runs them, "
+                "resuming where it stopped)")
+    judged = frame[(frame.scale != "ratio") & frame.variant.isin(VARIANTS)]
     failed = judged[judged.verdict != WITHIN]
-    if judged.empty:
-        return "no paired seeds: nothing to judge"
     if failed.empty:
         return f"all {len(judged)} statistics within seed noise: bf16 (trainer.amp=true) is offered"
     return ("float32 stays: " + "; ".join(f"{r.variant} {r.statistic} {r.verdict}" for r in failed.itertuples()))
