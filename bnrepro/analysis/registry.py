@@ -171,6 +171,11 @@ RESULTS: tuple[Result, ...] = (
            f"[results/{sweep('norm_batchsize')}](results/{sweep('norm_batchsize')}/report.md)",
            (Study("norms", "norm vs batch size", f"{sweep('norm_batchsize')}/norms.png",
                   lambda root: claims.norms_claims(read(root, "norm_batchsize", load_sweep)), "norm_batchsize"),)),
+    Result("bf16", "Precision check (issue 35)", "bf16 autocast against float32 on Figure 2's protocol v2, the same "
+           "seeds", "`experiment=fig2_v2_bf16`", "beyond", ("fig2_v2_bf16", "fig2_v2"),
+           (("scripts/compare_precision.py", f"{{root}}/{sweep('fig2_v2_bf16')}", "--base", f"{{root}}/{sweep('fig2_v2')}",
+             "--out", f"{{results}}/{sweep('fig2_v2_bf16')}"),),
+           f"[precision](results/{sweep('fig2_v2_bf16')}/precision.md)"),
     Result("why", "Beyond the paper (issue 17)", "why BN helps: noisy BN, gradient-based ICS, landscape smoothness, "
            "rate range", "`experiment=why_noisy_bn`, `why_ics`, `why_landscape`, `lr_range` (MLP); each with `_conv` "
            "(small Inception); `why_noisy_bn_dln`, `why_ics_dln` (25-layer linear net)", "beyond", tuple(WHY_NAMES),
