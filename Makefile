@@ -241,17 +241,26 @@ norms: setup
 	done; wait
 	$(PACK) $(NORMS_SWEEP)
 
+# Two training processes, each running its half of a sweep's choices in turn (choices separated by ";" within a
+# half): set per target, HALF1 and HALF2, the experiment EXP, its SEEDS and its sweep directory SWEEP.
+HALVES = for half in "$(HALF1)" "$(HALF2)"; do \
+		( IFS=';'; for choice in $$half; do IFS=' '; \
+			$(PY) experiments/train.py -m experiment=$(EXP) data=fashion_mnist data.download=true \
+				$$choice seed=$(SEEDS) trainer.threads=1 hydra.sweep.dir=$(SWEEP) || exit 1; \
+		done ) & \
+	done; wait
+
 # Its conv arm (issue 32; configs/experiment/norm_batchsize_conv.yaml: protocol, ~75 min estimated): batch,
 # layer, group norm on the small Inception at batch sizes 2 and 32, 5 seeds, 90,000 examples a run, in two
 # processes of like cost (a batch-2 run costs ~4x a batch-32 one).
+norms_conv: EXP = norm_batchsize_conv
+norms_conv: SEEDS = 0,1,2,3,4
+norms_conv: SWEEP = $(NORMS_CONV_SWEEP)
+norms_conv: HALF1 = bn.norm=batch,layer trainer.batch_size=2
+norms_conv: HALF2 = bn.norm=group trainer.batch_size=2;bn.norm=batch,layer,group trainer.batch_size=32
 norms_conv: setup
 	bash scripts/get_fashion_mnist.sh
-	for half in "bn.norm=batch,layer trainer.batch_size=2" "bn.norm=group trainer.batch_size=2;bn.norm=batch,layer,group trainer.batch_size=32"; do \
-		( IFS=';'; for choice in $$half; do IFS=' '; \
-			$(PY) experiments/train.py -m experiment=norm_batchsize_conv data=fashion_mnist data.download=true \
-				$$choice seed=0,1,2,3,4 trainer.threads=1 hydra.sweep.dir=$(NORMS_CONV_SWEEP) || exit 1; \
-		done ) & \
-	done; wait
+	$(HALVES)
 	$(PACK) $(NORMS_CONV_SWEEP)
 
 # Beyond the paper (issue 17): why BN helps, measured (configs/experiment/why_*.yaml, lr_range.yaml).
@@ -315,31 +324,30 @@ lr_range lr_range_conv: setup
 # bn_statistics: 7 statistics choices x ghost batches 2-128 x 3 seeds, and group norm x 3 seeds (87
 # runs), in two processes of one torch thread each, each running its half of the choices in turn.
 BN_STATS_GHOST := bn.ghost_batch=2,8,32,128
+bn_statistics: EXP = bn_statistics
+bn_statistics: SEEDS = 0,1,2
+bn_statistics: SWEEP = $(BN_STATS_SWEEP)
+bn_statistics: HALF1 = bn.norm=renorm $(BN_STATS_GHOST);bn.momentum=0.01 $(BN_STATS_GHOST);bn.norm=group
+bn_statistics: HALF2 = bn.momentum=0.1 $(BN_STATS_GHOST);bn.momentum=0.3 $(BN_STATS_GHOST);bn.population=average $(BN_STATS_GHOST);bn.population=precise $(BN_STATS_GHOST);bn.population=precise bn.freeze_after=0.9 $(BN_STATS_GHOST)
 bn_statistics: setup
 	bash scripts/get_fashion_mnist.sh
 	@# Batch Renorm at ghost batch 2 is the slowest arm (~18 steps/s: its normalization is written out
 	@# per ghost batch), so it has a half to itself with the two cheapest: 16.9 min on 2 idle cores
 	@# (an older split, renorm with average, precise and precise + frozen, took 22.4 min).
-	for half in "bn.norm=renorm $(BN_STATS_GHOST);bn.momentum=0.01 $(BN_STATS_GHOST);bn.norm=group" \
-	            "bn.momentum=0.1 $(BN_STATS_GHOST);bn.momentum=0.3 $(BN_STATS_GHOST);bn.population=average $(BN_STATS_GHOST);bn.population=precise $(BN_STATS_GHOST);bn.population=precise bn.freeze_after=0.9 $(BN_STATS_GHOST)"; do \
-		( IFS=';'; for choice in $$half; do IFS=' '; \
-			$(PY) experiments/train.py -m experiment=bn_statistics data=fashion_mnist data.download=true \
-				$$choice seed=0,1,2 trainer.threads=1 hydra.sweep.dir=$(BN_STATS_SWEEP) || exit 1; \
-		done ) & \
-	done; wait
+	$(HALVES)
 	$(PACK) $(BN_STATS_SWEEP)
 
 # bn_statistics_conv: the small Inception, EMA and Batch Renorm x ghost batches 2, 8, 32 x 5 seeds, and
 # group norm x 5 seeds (35 runs; protocol v2 of issue 32, ~75 min estimated) in two processes, Batch Renorm (the slowest) in one; then each EMA run is
 # evaluated under Algorithm 2, PreciseBN and example weighing (scripts/eval_statistics.py, no retraining).
+bn_statistics_conv: EXP = bn_statistics_conv
+bn_statistics_conv: SEEDS = 0,1,2,3,4
+bn_statistics_conv: SWEEP = $(BN_STATS_CONV_SWEEP)
+bn_statistics_conv: HALF1 = bn.norm=renorm bn.ghost_batch=2,8,32
+bn_statistics_conv: HALF2 = bn.norm=batch bn.ghost_batch=2,8,32;bn.norm=group
 bn_statistics_conv: setup
 	bash scripts/get_fashion_mnist.sh
-	for half in "bn.norm=renorm bn.ghost_batch=2,8,32" "bn.norm=batch bn.ghost_batch=2,8,32;bn.norm=group"; do \
-		( IFS=';'; for choice in $$half; do IFS=' '; \
-			$(PY) experiments/train.py -m experiment=bn_statistics_conv data=fashion_mnist data.download=true \
-				$$choice seed=0,1,2,3,4 trainer.threads=1 hydra.sweep.dir=$(BN_STATS_CONV_SWEEP) || exit 1; \
-		done ) & \
-	done; wait
+	$(HALVES)
 	ls -d $(BN_STATS_CONV_SWEEP)/*bn.norm=batch*/ | xargs -n 1 -P 2 $(PY) scripts/eval_statistics.py
 	$(PACK) $(BN_STATS_CONV_SWEEP)
 
