@@ -4,7 +4,8 @@
 (b) final test accuracy against batch size, per norm (mean +/- 1 std error bars over seeds, the
     norms side by side at each batch size, every seed a dot);
 (c) the final quantile skew ((p85 - p50) - (p50 - p15)) / (p85 - p15) of the last layer's
-    normalization output (typical unit, probe batch), per norm and batch size (mean +/- 1 std).
+    normalization output (typical unit, probe batch), per norm and batch size (mean +/- 1 std);
+    left out where the sweep ran without probes (norm_batchsize_conv).
 Batch sizes are discrete settings: (b) and (c) draw points with error bars, no bands between them.
 
     python scripts/plot_norms.py outputs/results/norm_batchsize_fashion_mnist --out results/norm_batchsize_fashion_mnist
@@ -34,7 +35,8 @@ def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
     runs = finals(metrics)
     norms = [n for n in NORM_ORDER if n in set(acc["bn.norm"])]
     sizes = sorted(acc["trainer.batch_size"].unique())
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), layout="constrained")
+    skewed = "skew_norm_unit" in runs and runs.skew_norm_unit.notna().any()
+    fig, axes = plt.subplots(1, 3 if skewed else 2, figsize=(15 if skewed else 10, 4.2), layout="constrained")
     styles = dict(zip(reversed(sizes), ("-", "--", "-.", ":", (0, (1, 3)), (0, (5, 5)))))
     for i, norm in enumerate(norms):
         colour, name = f"C{i}", NORM_NAMES.get(norm, norm)
@@ -48,8 +50,8 @@ def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
         axes[1].errorbar(stats.index * shift, stats["mean"], yerr=stats["std"], fmt="o", color=colour, capsize=3,
                          label=f"{name} (n={int(stats['count'].max())})")
         axes[1].plot(r["trainer.batch_size"] * shift, r.final, ".", color=colour, alpha=0.4)
-        skew = r.groupby("trainer.batch_size").skew_norm_unit.agg(["mean", "std"]).fillna({"std": 0.0})
-        if skew["mean"].notna().any():
+        skew = r.groupby("trainer.batch_size").skew_norm_unit.agg(["mean", "std"]).fillna({"std": 0.0}) if skewed else None
+        if skewed and skew["mean"].notna().any():
             axes[2].errorbar(skew.index * shift, skew["mean"], yerr=skew["std"], fmt="o", color=colour, capsize=3,
                              label=f"{name} (n={int(r.skew_norm_unit.notna().groupby(r['trainer.batch_size']).sum().max())})")
     # Two short keys, colour = norm and line style = batch size, instead of one entry per pair (16)
@@ -62,8 +64,9 @@ def plot(sweep_dir: Path, out_dir: Path) -> list[Path]:
     axes[0].legend(handles=size_key, fontsize=8, loc="center", title="line style", title_fontsize=8)
     axes[0].set(title="(a) test accuracy, mean over seeds", xlabel="training examples seen", ylabel="accuracy")
     axes[1].set(title="(b) final test accuracy, mean ± std over seeds", xlabel="batch size", ylabel="accuracy")
-    axes[2].set(title="(c) skew of the last layer's norm output, mean ± std", xlabel="batch size",
-                ylabel="(p85 + p15 - 2 p50) / (p85 - p15)")
+    if skewed:
+        axes[2].set(title="(c) skew of the last layer's norm output, mean ± std", xlabel="batch size",
+                    ylabel="(p85 + p15 - 2 p50) / (p85 - p15)")
     for ax in axes[1:]:
         ax.set_xscale("log", base=2)
         ax.set_xticks(sizes, [str(s) for s in sizes])

@@ -4,17 +4,29 @@ Markdown table (norms x batch sizes) beside what seed 004 leads one to expect, a
     python scripts/report_norms.py outputs/results/norm_batchsize_fashion_mnist --out results/norm_batchsize_fashion_mnist
     (writes report.md and runs.csv into --out; without --out, prints the Markdown)
 
-Cells: final test accuracy in % (the last evaluation), mean ± sample std over seeds. The check
-line compares BN with layer normalization at the smallest batch size: the difference of the
-seed means ± the standard error of that difference. Reads the runs' files only.
+Cells: final test accuracy in % (the last evaluation), mean ± sample std over seeds; then each
+cell's plateau gain (Figure 3's rule, bnrepro.analysis.fig3: the seed-mean validation curve's best,
+up over the last 25% of the steps; held below 0.3 points). The check line compares BN with layer
+normalization at the smallest batch size: the difference of the seed means ± the standard error of
+that difference. Reads the runs' files only.
 """
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
+from bnrepro.analysis import fig3
 from bnrepro.analysis.results import provenance_lines
 from bnrepro.analysis.sweeps import NORM_NAMES, NORM_ORDER, band, difference, finals, load, report_command, wall_times
+from bnrepro.paper import BN_STATS_ANCHORS
+
+
+def gain(metrics, runs) -> str:
+    """fig3.plateau_gain of these runs' seed-mean validation (else test) curve, as "+0.12 (held)"."""
+    split = fig3.SPLIT if (metrics.split == fig3.SPLIT).any() else "test"
+    found = fig3.curves(metrics[metrics.run.isin(runs.run)].assign(variant="arm"), split)
+    g = fig3.plateau_gain(*found["arm"][:2]) if "arm" in found else float("nan")
+    return "n/a" if g != g else f"+{100 * g:.2f} ({'held' if g < fig3.PLATEAU_GAIN else 'not held'})"
 
 
 def report(sweep_dir: Path) -> tuple[str, object]:
@@ -39,15 +51,22 @@ def report(sweep_dir: Path) -> tuple[str, object]:
              "Final test accuracy in % (last evaluation), mean ± std over seeds (n):", "",
              "| norm | " + " | ".join(f"batch {b}" for b in sizes) + " |",
              "| --- |" + " --- |" * len(sizes)]
+    cell = {(n, b): runs[(runs["bn.norm"] == n) & (runs["trainer.batch_size"] == b)] for n in norms for b in sizes}
     for norm in norms:
-        cells = []
-        for size in sizes:
-            r = runs[(runs["bn.norm"] == norm) & (runs["trainer.batch_size"] == size)]
-            cells.append(f"{band(r.final)} ({len(r)})" if len(r) else "-")
+        cells = [f"{band(r.final)} ({len(r)})" if len(r) else "-" for r in (cell[norm, b] for b in sizes)]
         lines.append(f"| {NORM_NAMES.get(norm, norm)} ({norm}) | " + " | ".join(cells) + " |")
+    lines += ["", "Plateau gain, last 25% of the steps (points; held below "
+              f"{100 * fig3.PLATEAU_GAIN:g}: an arm not held was still improving when read):", "",
+              "| norm | " + " | ".join(f"batch {b}" for b in sizes) + " |", "| --- |" + " --- |" * len(sizes)]
+    for norm in norms:
+        lines.append(f"| {NORM_NAMES.get(norm, norm)} ({norm}) | " + " | ".join(
+            gain(metrics, cell[norm, b]) if len(cell[norm, b]) else "-" for b in sizes) + " |")
     small = runs[runs["trainer.batch_size"] == sizes[0]] if sizes else runs
     bn, ln = small[small["bn.norm"] == "batch"].final, small[small["bn.norm"] == "layer"].final
-    lines += ["", "Expected (seed 004): at small batches BN's statistics are noisy and BN falls behind; "
+    conv = "inception" in model
+    lines += ["", f"Expected ({BN_STATS_ANCHORS['gn_flat']}): at batch 2 BN below layer and group norm; here by less, "
+              "as each statistic pools 2 x H x W values." if conv else
+              "Expected (seed 004): at small batches BN's statistics are noisy and BN falls behind; "
               "layer (and group) normalization use each example alone and do not depend on the batch size.", ""]
     if len(bn) and len(ln):
         verdict = "below" if bn.mean() < ln.mean() else "not below"

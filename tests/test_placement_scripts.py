@@ -114,6 +114,10 @@ def test_norm_report_tables_norms_by_batch_size_and_checks_bn_against_ln(norm_sw
     assert "| LN (layer) | 75.00 ± 0.00 (2) | 81.25 ± 8.84 (2) |" in text
     assert "batch 2: 256 steps at lr 0.003125; batch 128: 4 steps at lr 0.2" in text
     assert "Check: at batch 2, BN - LN = -56.25 ± 6.25 points: BN is below layer normalization." in text
+    # Plateau gain of each cell's seed-mean curve (test here: no val split), from 1/8 at step 100
+    assert "| BN (batch) | +6.25 (not held) | +75.00 (not held) |" in text
+    assert "| LN (layer) | +62.50 (not held) | +68.75 (not held) |" in text
+    assert "Expected (seed 004)" in text  # the MLP's expectation; a conv sweep cites Wu & He 2018
 
 
 def test_quantile_skew_and_norm_of_none():

@@ -198,3 +198,26 @@ def test_each_row_names_the_budget_its_runs_trained_for_and_by_which_rule(tmp_pa
     run("e", "diverged", 40, None, rule=True)
     assert budget(tmp_path / "sweep") == ("1,200-2,400 steps, 1 of 2 stopped at their plateau (1 at the cap, not at "
                                           "a plateau), 2 on a fixed budget, 1 diverged")
+
+
+def test_a_fixed_budget_row_says_whether_its_arms_had_plateaued():
+    """fig3.plateau_note on each arm's seed-mean validation curve, appended to the row's budget (issue 32)."""
+    import numpy as np
+
+    from bnrepro.analysis.fig3 import plateau_note
+    from bnrepro.analysis.verdicts import score
+
+    steps = [100, 200, 300, 400]
+    curves = {"flat": [0.5, 0.8, 0.801, 0.802], "rising": [0.5, 0.7, 0.75, 0.8]}
+    metrics = pd.DataFrame([{"run": f"{arm}{seed}", "variant": "x", "status": "completed", "split": "val",
+                             "name": "accuracy", "step": s, "value": v + 0.001 * seed}
+                            for arm, c in curves.items() for seed in range(2) for s, v in zip(steps, c)])
+    note = plateau_note(metrics, {arm: metrics.run.str.startswith(arm) for arm in ("flat", "rising", "absent")})
+    assert note == "plateau rule on val, last 25%: flat +0.10 points (held), rising +5.00 (not held)"
+    assert plateau_note(metrics.assign(split="test"), {"flat": metrics.run.str.startswith("flat")}).startswith(
+        "plateau rule on test")
+    spec = {"claim": "c", "text": "", "paper": "", "statistic": "", "side": ">", "reference": 0.0,
+            "groups": [np.array([1.0, 2.0, 3.0])], "stat": lambda g: float(g[0].mean())}
+    assert score({**spec, "budget": "400 steps (a fixed budget)", "plateau": note})["budget"] == (
+        f"400 steps (a fixed budget); {note}")
+    assert score(spec)["budget"] == ""

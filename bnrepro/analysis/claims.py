@@ -215,14 +215,16 @@ def placement_claims(metrics: pd.DataFrame | None, which: str) -> list[dict]:
     model = "MLP" if which == "placement_mlp" else "small Inception"
     rows = []
     for act in ("relu", "sigmoid"):
-        g = []
+        g, plateau = [], ""
         if runs is not None:
             r = runs[runs["model.activation"] == act]
             g = [100 * r[r.placement == p].final.to_numpy(float) for p in ("after", "before")]
+            plateau = fig3.plateau_note(metrics, {f"BN {p}": metrics.run.isin(r.run[r.placement == p])
+                                                  for p in ("after", "before")})
         rows.append(spec(f"{which}_{act}_after_beats_before",
                          f"{model}, {act}: BN after the nonlinearity beats BN before it (the paper's place)",
                          f"not the paper; after - before: {anchor}", "final test accuracy, after - before (points)",
-                         ">", 0.0, g, mean_diff))
+                         ">", 0.0, g, mean_diff, plateau=plateau))
     return rows
 
 
@@ -230,17 +232,19 @@ def norms_claims(metrics: pd.DataFrame | None, study: str = "norms") -> list[dic
     """BN against layer norm at the sweep's smallest batch. On the MLP at batch 2 the claim holds by arithmetic
     (an illustration); on the conv net (study norms_conv) each statistic pools 2 x H x W values: evidence."""
     runs = finals(metrics) if metrics is not None else None
-    g, size = [], 2
+    g, size, plateau = [], 2, ""
     if runs is not None and len(runs):
         small = runs[runs["trainer.batch_size"] == runs["trainer.batch_size"].min()]
         size = int(small["trainer.batch_size"].iloc[0])
         g = [100 * small[small["bn.norm"] == n].final.to_numpy(float) for n in ("batch", "layer")]
+        arm = {f"{label} at batch {size}": small.run[small["bn.norm"] == n] for n, label in (("batch", "BN"), ("layer", "LN"))}
+        plateau = fig3.plateau_note(metrics, {label: metrics.run.isin(r) for label, r in arm.items()})
     conv = study.endswith("_conv")
     anchor = (f"not the paper; {BN_STATS_ANCHORS['gn_flat']}" if conv else
               "not the paper; batch statistics get noisy at small batches (seed 004; uncited)")
     return [spec(f"{study}_bn_below_ln_small_batch", f"at batch {size} BN falls below layer norm"
                  + (" (small Inception)" if conv else ""), anchor,
                  f"final test accuracy at batch {size}, BN - LN (points)", "<", 0.0, g, mean_diff,
-                 illustration=MLP_BATCH_2 if size == 2 and not conv else None)]
+                 illustration=MLP_BATCH_2 if size == 2 and not conv else None, plateau=plateau)]
 
 

@@ -148,3 +148,20 @@ def per_seed(metrics: pd.DataFrame, threshold: float) -> pd.DataFrame:
 def base_curve(c: dict) -> tuple[np.ndarray, np.ndarray] | None:
     """Inception's (steps, seeds x steps) of a `curves` result, None without it."""
     return c[BASE][:2] if BASE in c else None
+
+
+def plateau_note(metrics: pd.DataFrame, arms: dict[str, pd.Series]) -> str:
+    """The plateau rule read on the arms a fixed-budget claim compares (issue 32: a row says whether its
+    arms were at a plateau when read): each arm's seed-mean validation curve (test where a sweep has no
+    validation split), as "plateau rule, last 25%: BN +0.12 points (held), LN +0.45 (not held)"; arms
+    without evaluations are left out, "" when none has any. `arms`: label -> a mask of `metrics`' rows.
+    """
+    split = SPLIT if (metrics.split == SPLIT).any() else "test"
+    parts = []
+    for label, mask in arms.items():
+        found = curves(metrics[mask].assign(variant=label), split)
+        gain = plateau_gain(*found[label][:2]) if label in found else math.nan
+        if math.isfinite(gain):
+            parts.append(f"{label} +{100 * gain:.2f}{' points' if not parts else ''} "
+                         f"({'held' if gain < PLATEAU_GAIN else 'not held'})")
+    return f"plateau rule on {split}, last {PLATEAU_FRACTION:.0%}: " + ", ".join(parts) if parts else ""

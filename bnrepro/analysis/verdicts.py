@@ -8,7 +8,8 @@ A spec is a dict, made by each result's claims function (bnrepro.analysis.regist
 - optional: size (the paper's size, for a size claim), log (a ratio: interval on the log scale; default:
   reference == 1), unit (what the groups' rows are, for the power note: seeds), estimate (a ready stats.Estimate, e.g. a proportion's exact interval), reason (why the
   runs give no value), left_out (runs a statistic leaves out, in words), illustration (why the claim holds
-  by arithmetic: shown, never scored).
+  by arithmetic: shown, never scored), plateau (fig3.plateau_note on the arms of a fixed-budget claim,
+  appended to the scorecard's budget column).
 """
 from __future__ import annotations
 
@@ -85,7 +86,8 @@ def score(spec: dict, experiment: str = "", figure: str = "", data: str = "", sc
     return {"claim": spec["claim"], "scope": scope, "experiment": experiment, "claim_text": spec["text"],
             "paper": spec["paper"], "statistic": spec["statistic"], "side": spec["side"],
             "reference": spec["reference"], "paper_size": size, "ours": e.value, "ci_low": e.lo, "ci_high": e.hi,
-            "interval": e.method if have else "", "seeds": seeds, "budget": spec.get("budget", ""),
+            "interval": e.method if have else "", "seeds": seeds,
+            "budget": "; ".join(filter(None, (spec.get("budget", ""), spec.get("plateau", "")))),
             "loo_low": min(loo) if loo else math.nan, "loo_high": max(loo) if loo else math.nan, "data": data,
             "verdict": v, "power": fragile or (power_note(e, spec["reference"], spec.get("unit", "seeds")) if v in SCORED else ""), "figure": figure}
 

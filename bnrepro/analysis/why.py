@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bnrepro.analysis import fig3
 from bnrepro.analysis.results import load_metrics
 from bnrepro.analysis.sensitivity import drifts
 
@@ -238,19 +239,23 @@ def study_claims(experiment: str, metrics: pd.DataFrame | None) -> list[dict]:
                  1.0, [drift_of("noisy_bn"), drift_of("baseline")] if have else [], _ratio,
                  left_out=_diverged(runs, "noisy_bn", "baseline") if have else ""),
         ]
+    # ICS and the landscape are read over a fixed number of steps: each row says whether its arms had plateaued.
+    plateau = fig3.plateau_note(metrics, {label: metrics.variant == v for v, label in (("bn", "BN"), ("baseline", "no BN"))}
+                                ) if have and experiment in ("why_ics", "why_landscape") else ""
     if experiment == "why_ics":
         ics = ics_per_run(metrics) if have else None
         col = (lambda v, c: ics[(ics.variant == v) & (ics.layer == "mean")][c].to_numpy(float)) if have else None
         return [spec(f"why_ics_not_lower_{c}", f"ICS ({words}) is not lower with BN", A["ics_not_lower"],
                      f"{words}, mean over training and layers 2.., BN / no BN (x)", ">", 1.0,
-                     [col("bn", c), col("baseline", c)] if have else [], _ratio)
+                     [col("bn", c), col("baseline", c)] if have else [], _ratio, plateau=plateau)
                 for c, words in (("rel_diff", "||G - G'|| / ||G||"), ("one_minus_cos", "1 - cos(G, G')"))]
     if experiment == "why_landscape":
         land = landscape_per_run(metrics) if have else None
         col = (lambda v, c: land[land.variant == v][c].to_numpy(float)) if have else None
         return [spec(f"why_landscape_{c}", f"the {words} is smaller with BN, early in training", A["smoother"],
                      f"{words}, mean over the first {EARLY:.0%} of training, no BN / BN (x)", ">", 1.0,
-                     [col("baseline", f"{c}_early"), col("bn", f"{c}_early")] if have else [], _ratio)
+                     [col("baseline", f"{c}_early"), col("bn", f"{c}_early")] if have else [], _ratio,
+                     plateau=plateau)
                 for c, words in (("loss_range", "loss range along the gradient"),
                                  ("beta", "effective beta-smoothness"))]
     if experiment == "lr_range":
