@@ -21,7 +21,7 @@ IDS = ["fig1_faster", "fig1_higher", "fig1_drift_without_bn", "fig1_stable_with_
        "fig3_x5_sigmoid_below_inception", "fig3_inception_sigmoid_chance", "fig3_inception_x5_diverges",
        "fig4_ensemble", *(f"fig3_v2_{c}" for c in FIG3_CLAIMS), "fig4_v2_ensemble", "placement_mlp_relu_after_beats_before", "placement_mlp_sigmoid_after_beats_before",
        "placement_conv_relu_after_beats_before", "placement_conv_sigmoid_after_beats_before",
-       "norms_bn_below_ln_small_batch"]
+       "norms_bn_below_ln_small_batch", "norms_conv_bn_below_ln_small_batch"]
 WHY_IDS = [("why_noisy_bn", "like_bn"), ("why_noise_without_bn", "fails"), ("why_noisy_bn", "less_stable"),
            ("why_ics", "not_lower_rel_diff"), ("why_ics", "not_lower_one_minus_cos"), ("why_landscape", "loss_range"),
            ("why_landscape", "beta"), ("lr_range", "larger_rates")]

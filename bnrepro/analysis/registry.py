@@ -107,6 +107,7 @@ def _report(name: str, script: str, plot: str | None = None, extra: tuple[str, .
 
 # Santurkar et al.'s deep linear network (issue 32) has twins of the two studies measured on it there.
 WHY_NAMES = [*why.STUDIES, *(s + why.CONV for s in why.STUDIES), "why_noisy_bn" + why.DLN, "why_ics" + why.DLN]
+NORMS = {"norms": "norm_batchsize", "norms_conv": "norm_batchsize_conv"}  # study -> sweep
 BN_STATS = {"bn_statistics": "BN statistics vs normalization batch",
             "bn_statistics_conv": "BN statistics vs normalization batch, small Inception",
             "bn_shift": "BN statistics under shift"}
@@ -166,11 +167,13 @@ RESULTS: tuple[Result, ...] = (
                        lambda root, w=w: claims.placement_claims(read(root, w, load_sweep), w))
                  for w, m in (("placement_mlp", "MLP"), ("placement_conv", "small Inception")))),
     Result("norms", "Beyond the paper (seed 004)", "batch, layer, group normalization at batch sizes 2-128",
-           "`experiment=norm_batchsize`", "beyond", ("norm_batchsize",),
-           _report("norm_batchsize", "report_norms", "norms"),
-           f"[results/{sweep('norm_batchsize')}](results/{sweep('norm_batchsize')}/report.md)",
-           (Study("norms", "norm vs batch size", f"{sweep('norm_batchsize')}/norms.png",
-                  lambda root: claims.norms_claims(read(root, "norm_batchsize", load_sweep)), "norm_batchsize"),)),
+           "`experiment=norm_batchsize` (MLP), `norm_batchsize_conv` (small Inception)", "beyond",
+           tuple(NORMS.values()), tuple(r for n in NORMS.values() for r in _report(n, "report_norms", "norms")),
+           f"[MLP](results/{sweep('norm_batchsize')}/report.md), "
+           f"[small Inception](results/{sweep('norm_batchsize_conv')}/report.md)",
+           tuple(Study(s, label, f"{sweep(n)}/norms.png",
+                       lambda root, n=n, s=s: claims.norms_claims(read(root, n, load_sweep), s), n)
+                 for (s, n), label in zip(NORMS.items(), ("norm vs batch size", "norm vs batch size, small Inception")))),
     Result("bf16", "Precision check (issue 35)", "bf16 autocast against float32 on Figure 2's protocol v2, the same "
            "seeds", "`experiment=fig2_v2_bf16`", "beyond", ("fig2_v2_bf16", "fig2_v2"),
            (("scripts/compare_precision.py", f"{{root}}/{sweep('fig2_v2_bf16')}", "--base", f"{{root}}/{sweep('fig2_v2')}",

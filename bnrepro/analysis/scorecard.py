@@ -165,12 +165,14 @@ def status_table(frame: pd.DataFrame) -> str:
         if not result.studies:
             continue
         rows = frame[frame.experiment.isin([s.label for s in result.studies])]
-        rows = rows[rows.scope != ILLUSTRATION] if (rows.scope != ILLUSTRATION).any() else rows
+        shown = (rows.scope != ILLUSTRATION).sum()  # illustrations are counted apart where claims are scored
+        apart = len(rows) - shown if shown else 0
+        rows = rows[rows.scope != ILLUSTRATION] if shown else rows
         if all(v.startswith("not run") for v in rows.verdict):
             status = "not run" if set(rows.verdict) == {"not run"} else rows.verdict.iloc[0]
         else:
             data = ", ".join(sorted(set(rows.data) - {""}))
-            status = counts(rows) + f", on {data}"
+            status = counts(rows) + (f" and {apart} illustration{'s' if apart > 1 else ''}" if apart else "") + f", on {data}"
         if len(rows) and (rows.scope == SUPERSEDED).all():
             later = next(r.title for r in RESULTS for s in r.studies if s.supersedes in {t.name for t in result.studies})
             status = f"superseded by {later} (not counted; was {status})"
