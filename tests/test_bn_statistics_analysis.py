@@ -93,6 +93,9 @@ def test_the_claims_statistics(synthetic):
                                  "bn_statistics_frozen_tail_helps_small": 21 - 17})
     c = bns.claims("bn_statistics", synthetic)[0]
     assert "batch 2 than at 128" in c["text"] and (c["side"], c["reference"]) == (">", 0.0)
+    # the row names whether each compared arm had plateaued (val: 0.5 at step 1, then 1 - error)
+    assert c["plateau"] == ("plateau rule on val, last 25%: EMA m=0.1 at 2 +18.00 points (not held), "
+                            "EMA m=0.1 at 128 +39.00 (not held)")
     empty = bns.claims("bn_statistics", None)  # no sweep: the same claims, nothing to resample
     assert [x["claim"] for x in empty] == list(got) and all(x["groups"] == [] for x in empty)
 

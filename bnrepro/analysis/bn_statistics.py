@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bnrepro.analysis import fig3
 from bnrepro.analysis.results import find_runs, load_metrics, run_info
 from bnrepro.analysis.stats import mean_interval
 
@@ -216,9 +217,10 @@ def claims(experiment: str, data: pd.DataFrame | None) -> list[dict]:
 
     have = data is not None
 
-    def spec(claim, text, paper, statistic, groups, stat=_mean_diff):
+    def spec(claim, text, paper, statistic, groups, stat=_mean_diff, arms=()):
         return {"claim": claim, "text": text, "paper": paper, "statistic": statistic, "side": ">",
-                "reference": 0.0, "groups": groups if have else [], "stat": stat}
+                "reference": 0.0, "groups": groups if have else [], "stat": stat,
+                "plateau": plateau(*arms) if arms else ""}
 
     if experiment == "bn_shift":
         gaps = shift_gap(data).gap.to_numpy(float) if have else np.empty(0)
@@ -231,19 +233,30 @@ def claims(experiment: str, data: pd.DataFrame | None) -> list[dict]:
     runs = per_run(data) if have else pd.DataFrame(columns=["method", "batch", "error", "test_error"])
     batches = runs.batch.dropna()
     small, large = (batches.min(), batches.max()) if len(batches) else (SMALL, LARGE)
+
+    def plateau(*arms: tuple[str, float | None]) -> str:
+        """fig3.plateau_note on the trained runs of each (method, batch) a claim compares (a method read
+        after training, PreciseBN on the conv net, has no curve: its network's EMA arm stands for it)."""
+        if not have or not arms:
+            return ""
+        pick = lambda m, b: runs.run[(runs.method == m) & ((runs.batch == b) if b is not None else True)]  # noqa: E731
+        return fig3.plateau_note(data, {m + (f" at {b:g}" if b is not None else ""): data.run.isin(pick(m, b))
+                                        for m, b in arms})
     at = lambda label, b=small: errors(runs, label, b)  # noqa: E731
     stat = "final val error at normalization batch {b:g}, {a} - {c} (points)"
     specs = [
         spec("bn_statistics_small_batch_hurts", f"BN ({EMA}) has a higher error at batch {small:g} than at {large:g}",
              A["small_batch_hurts"], f"final val error, {EMA}, batch {small:g} - batch {large:g} (points)",
-             [at(EMA), at(EMA, large)]),
+             [at(EMA), at(EMA, large)], arms=((EMA, small), (EMA, large))),
         spec("bn_statistics_precise_beats_ema_small", f"at batch {small:g} PreciseBN's error is below the EMA's",
-             A["precise_beats_ema"], stat.format(b=small, a=EMA, c=PRECISE), [at(EMA), at(PRECISE)]),
+             A["precise_beats_ema"], stat.format(b=small, a=EMA, c=PRECISE), [at(EMA), at(PRECISE)],
+             arms=((EMA, small), (PRECISE, small))),
         spec("bn_statistics_gn_flat", f"at batch {small:g} group norm's error is below BN's",
              A["gn_flat"], f"final val error, BN ({EMA}) at batch {small:g} - group norm (points)",
-             [at(EMA), errors(runs, GROUP)]),
+             [at(EMA), errors(runs, GROUP)], arms=((EMA, small), (GROUP, None))),
         spec("bn_statistics_renorm_helps_small", f"at batch {small:g} Batch Renorm's error is below BN's",
-             A["renorm_helps"], stat.format(b=small, a=EMA, c=RENORM), [at(EMA), at(RENORM)]),
+             A["renorm_helps"], stat.format(b=small, a=EMA, c=RENORM), [at(EMA), at(RENORM)],
+             arms=((EMA, small), (RENORM, small))),
     ]
     if experiment == "bn_statistics" and small == 2:  # the MLP at batch 2: +-1 by arithmetic (claims.MLP_BATCH_2)
         from bnrepro.analysis.claims import MLP_BATCH_2
@@ -253,12 +266,14 @@ def claims(experiment: str, data: pd.DataFrame | None) -> list[dict]:
     if experiment == "bn_statistics":
         return specs + [
             spec("bn_statistics_frozen_tail_helps_small", f"at batch {small:g} a FrozenBN tail lowers PreciseBN's error",
-                 A["frozen_tail_helps"], stat.format(b=small, a=PRECISE, c=FROZEN), [at(PRECISE), at(FROZEN)])]
+                 A["frozen_tail_helps"], stat.format(b=small, a=PRECISE, c=FROZEN), [at(PRECISE), at(FROZEN)],
+                 arms=((PRECISE, small), (FROZEN, small)))]
     # The conv twin: no FrozenBN arm; example weighing, its alpha chosen on val, read on test.
     label, alpha = weighing_choice(runs, small) if have else ("", math.nan)
     chosen = f"alpha={alpha:g}" if label else "the alpha chosen on val"
     weighing = spec("bn_statistics_weighing_helps_small",
                     f"at batch {small:g} example weighing (alpha chosen on val) lowers BN's test error",
                     A["weighing_helps"], f"final test error at normalization batch {small:g}, {EMA} - weighing at "
-                    f"{chosen} (points)", [errors(runs, EMA, small, "test_error"), errors(runs, label, small, "test_error")])
+                    f"{chosen} (points)", [errors(runs, EMA, small, "test_error"), errors(runs, label, small, "test_error")],
+                    arms=((EMA, small),))
     return [{**c, "claim": experiment + c["claim"][len("bn_statistics"):]} for c in [*specs, weighing]]
