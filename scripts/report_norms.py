@@ -21,14 +21,6 @@ from bnrepro.analysis.sweeps import NORM_NAMES, NORM_ORDER, band, difference, fi
 from bnrepro.paper import BN_STATS_ANCHORS
 
 
-def gain(metrics, runs) -> str:
-    """fig3.plateau_gain of these runs' seed-mean validation (else test) curve, as "+0.12 (held)"."""
-    split = fig3.SPLIT if (metrics.split == fig3.SPLIT).any() else "test"
-    found = fig3.curves(metrics[metrics.run.isin(runs.run)].assign(variant="arm"), split)
-    g = fig3.plateau_gain(*found["arm"][:2]) if "arm" in found else float("nan")
-    return "n/a" if g != g else f"+{100 * g:.2f} ({'held' if g < fig3.PLATEAU_GAIN else 'not held'})"
-
-
 def report(sweep_dir: Path) -> tuple[str, object]:
     metrics = load(sweep_dir)
     runs = finals(metrics)
@@ -60,7 +52,8 @@ def report(sweep_dir: Path) -> tuple[str, object]:
               "| norm | " + " | ".join(f"batch {b}" for b in sizes) + " |", "| --- |" + " --- |" * len(sizes)]
     for norm in norms:
         lines.append(f"| {NORM_NAMES.get(norm, norm)} ({norm}) | " + " | ".join(
-            gain(metrics, cell[norm, b]) if len(cell[norm, b]) else "-" for b in sizes) + " |")
+            fig3.gain_cell(fig3.arm_gain(metrics, metrics.run.isin(cell[norm, b].run))) if len(cell[norm, b]) else "-"
+            for b in sizes) + " |")
     small = runs[runs["trainer.batch_size"] == sizes[0]] if sizes else runs
     bn, ln = small[small["bn.norm"] == "batch"].final, small[small["bn.norm"] == "layer"].final
     conv = "inception" in model

@@ -17,8 +17,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from bnrepro.analysis import fig3
 from bnrepro.analysis.results import last_layer, provenance_lines
 from bnrepro.analysis.sweeps import (PLACEMENT_ORDER, band, difference, finals, load, placement_label, report_command,
@@ -28,9 +26,7 @@ from bnrepro.paper import PLACEMENT_ANCHORS
 
 def plateau(metrics, runs) -> str:
     """fig3.plateau_gain of these runs' seed-mean curve (on best_split), as "+0.12 (held)"."""
-    (steps, g, _), = fig3.curves(metrics[metrics.run.isin(runs.run)], runs.best_split.iloc[0]).values()
-    gain = fig3.plateau_gain(steps, g)
-    return "n/a" if np.isnan(gain) else f"+{100 * gain:.2f} ({'held' if gain < fig3.PLATEAU_GAIN else 'not held'})"
+    return fig3.gain_cell(fig3.arm_gain(metrics, metrics.run.isin(runs.run), runs.best_split.iloc[0]))
 
 
 def report(sweep_dir: Path) -> tuple[str, object]:

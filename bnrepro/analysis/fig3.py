@@ -150,18 +150,28 @@ def base_curve(c: dict) -> tuple[np.ndarray, np.ndarray] | None:
     return c[BASE][:2] if BASE in c else None
 
 
+def arm_gain(metrics: pd.DataFrame, mask: pd.Series, split: str | None = None) -> float:
+    """plateau_gain of one arm's seed-mean curve (the rows `mask` picks) on `split` (default: validation,
+    test where a sweep has none); NaN without evaluations before and in the last quarter."""
+    split = split or (SPLIT if (metrics.split == SPLIT).any() else "test")
+    found = curves(metrics[mask].assign(variant="arm"), split)
+    return plateau_gain(*found["arm"][:2]) if "arm" in found else math.nan
+
+
+def gain_cell(gain: float) -> str:
+    """A plateau gain as a table cell: "+0.12 (held)", "n/a" without one."""
+    return "n/a" if math.isnan(gain) else f"+{100 * gain:.2f} ({'held' if gain < PLATEAU_GAIN else 'not held'})"
+
+
 def plateau_note(metrics: pd.DataFrame, arms: dict[str, pd.Series]) -> str:
     """The plateau rule read on the arms a fixed-budget claim compares (issue 32: a row says whether its
-    arms were at a plateau when read): each arm's seed-mean validation curve (test where a sweep has no
-    validation split), as "plateau rule, last 25%: BN +0.12 points (held), LN +0.45 (not held)"; arms
-    without evaluations are left out, "" when none has any. `arms`: label -> a mask of `metrics`' rows.
+    arms were at a plateau when read), each by `arm_gain`, as "plateau rule on val, last 25%: BN +0.12
+    points (held), LN +0.45 (not held)"; arms without a reading are left out, "" when none has one.
+    `arms`: label -> a mask of `metrics`' rows.
     """
     split = SPLIT if (metrics.split == SPLIT).any() else "test"
-    parts = []
-    for label, mask in arms.items():
-        found = curves(metrics[mask].assign(variant=label), split)
-        gain = plateau_gain(*found[label][:2]) if label in found else math.nan
-        if math.isfinite(gain):
-            parts.append(f"{label} +{100 * gain:.2f}{' points' if not parts else ''} "
-                         f"({'held' if gain < PLATEAU_GAIN else 'not held'})")
+    gains = {label: arm_gain(metrics, mask, split) for label, mask in arms.items()}
+    read = [(label, g) for label, g in gains.items() if math.isfinite(g)]
+    parts = [f"{label} {gain_cell(g).replace(' (', ' points (') if i == 0 else gain_cell(g)}"  # the unit once
+             for i, (label, g) in enumerate(read)]
     return f"plateau rule on {split}, last {PLATEAU_FRACTION:.0%}: " + ", ".join(parts) if parts else ""
