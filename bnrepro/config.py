@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import difflib
 import hashlib
+import json
 import os
 import sys
 import typing
@@ -52,9 +53,10 @@ def run_name(task, exclude=(), sweep_dir: str | None = None, prefix: str = "") -
     """A run directory's name from its overrides (Hydra's `hydra.overrides.task`), `key=value`
     joined by commas like Hydra's `override_dirname`, but with the deciding keys first, where a
     truncated name (TensorBoard's run list, legends) still tells runs apart: the keys the sweep in
-    `sweep_dir` varies (its multirun.yaml), then variant and seed, then the rest in key order.
-    `exclude`: keys left out (paths, devices). `prefix` (a single run's time) is joined by `_`."""
-    swept = list(sweep_of(Path(sweep_dir))) if sweep_dir else []
+    sweep varies (`command_sweep`: this process's own command, so that runs keep their names when
+    processes sweeping other keys share `sweep_dir`), then variant and seed, then the rest in key
+    order. `exclude`: keys left out (paths, devices). `prefix` (a single run's time) is joined by `_`."""
+    swept = list(command_sweep(Path(sweep_dir))) if sweep_dir else []
     items = []
     for override in task:
         key, sep, value = str(override).partition("=")
@@ -189,15 +191,37 @@ def swept_overrides(overrides) -> dict[str, list[str]]:
     return out
 
 
+def sweep_in(config: DictConfig) -> dict[str, list[str]]:
+    """What a multirun's config (the sweeper's, before the jobs' own values replace its
+    `hydra.overrides.task`) sweeps: its command's overrides and `hydra.sweeper.params`."""
+    params = config.hydra.sweeper.get("params") or {}
+    return swept_overrides([*config.hydra.overrides.task, *(f"{k}={v}" for k, v in params.items())])
+
+
 def sweep_of(sweep_dir: Path) -> dict[str, list[str]]:
     """What the multirun in `sweep_dir` sweeps, from the `multirun.yaml` Hydra's sweeper writes
-    there before any job starts (a job's own config holds its own values only); {} if unreadable."""
+    there before any job starts (a job's own config holds its own values only); {} if unreadable.
+    The last process launched into `sweep_dir` wrote it: a job names itself by `command_sweep`."""
     try:
-        saved = OmegaConf.load(sweep_dir / "multirun.yaml")
-        overrides = [*saved.hydra.overrides.task, *(f"{k}={v}" for k, v in (saved.hydra.sweeper.get("params") or {}).items())]
-        return swept_overrides(overrides)
+        return sweep_in(OmegaConf.load(sweep_dir / "multirun.yaml"))
     except Exception:  # noqa: BLE001 - a missing or foreign file: no sweep keys, nothing else lost
         return {}
+
+
+# This process's sweep ({"dir": its sweep directory, "sweep": {key: values}}, JSON), set by OutputDirCheck when its multirun starts; an
+# environment variable, so that the jobs of a joblib or Slurm launcher inherit it.
+SWEEP_ENV = "BNREPRO_SWEEP"
+
+
+def command_sweep(sweep_dir: Path) -> dict[str, list[str]]:
+    """What this process's own multirun sweeps. Every process launched into one sweep directory
+    overwrites its multirun.yaml (make's halves sweep different keys into one directory), so a
+    run named from that file could be named otherwise on a resume and trained again; the file is
+    the fallback for a job started without the callback."""
+    saved = json.loads(os.environ.get(SWEEP_ENV) or "{}")
+    if saved.get("dir") == str(Path(sweep_dir).absolute()):
+        return saved["sweep"]
+    return sweep_of(sweep_dir)
 
 
 def job() -> Job:
@@ -207,7 +231,7 @@ def job() -> Job:
     hydra = HydraConfig.get()
     multirun = hydra.mode == RunMode.MULTIRUN
     sweep_dir = Path(hydra.sweep.dir) if multirun else None
-    return Job(Path(hydra.runtime.output_dir), sweep_dir, threads_per_job(), sweep_of(sweep_dir) if multirun else {})
+    return Job(Path(hydra.runtime.output_dir), sweep_dir, threads_per_job(), command_sweep(sweep_dir) if multirun else {})
 
 
 def threads_per_job() -> int | None:
@@ -258,13 +282,16 @@ def compact_errors() -> Iterator[None]:
 class OutputDirCheck(Callback):
     """Hydra creates the run (or sweep) directory before the job starts, and a failure there is
     a traceback; this callback (configs/train.yaml, hydra.callbacks) tries first and turns an
-    unwritable path into the one paragraph and exit status 2."""
+    unwritable path into the one paragraph and exit status 2. At a multirun's start it also
+    records what this process sweeps (`SWEEP_ENV`), which names the jobs' directories."""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         self._check(config.hydra.run.dir)
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         self._check(config.hydra.sweep.dir)
+        # Before any job names its directory; keyed by the directory, which a process's jobs share.
+        os.environ[SWEEP_ENV] = json.dumps({"dir": str(Path(config.hydra.sweep.dir).absolute()), "sweep": sweep_in(config)})
         print(f"Sweep: output in {Path(config.hydra.sweep.dir).absolute()}", file=sys.stderr, flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:

@@ -7,8 +7,10 @@ import sys
 import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from bnrepro.analysis.summarize import SUMMARY_CSV, main, summarize
+from bnrepro.config import SWEEP_ENV, OutputDirCheck, run_name  # importing it registers config_schema
 from bnrepro.training.rundir import lock
 from tests.conftest import CONFIGS, REPO, SMOKE, run_one
 
@@ -98,3 +100,24 @@ def test_summarize_script_and_errors(tmp_path):
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "summarize.py"), str(tmp_path / "missing")],
                           capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.returncode == 2 and "is not a directory" in proc.stderr
+
+
+def test_a_job_is_named_by_its_own_command_not_by_another_process_in_its_sweep_dir(tmp_path, monkeypatch):
+    """make's halves launch processes sweeping different keys into one directory, each overwriting
+    its multirun.yaml; a job's name (and so a resume's) must follow the keys its own command sweeps."""
+    def multirun_config(*overrides):
+        first = [o.split(",")[0] for o in overrides]  # composed with one value each...
+        with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+            cfg = compose("train", overrides=[*first, f"hydra.sweep.dir={tmp_path}"], return_hydra_config=True)
+        cfg.hydra.overrides.task = list(overrides)  # ...the sweeper's config holds the command's sweeps
+        return cfg
+
+    monkeypatch.delenv(SWEEP_ENV, raising=False)
+    task = ["seed=1", "bn.ghost_batch=8", "data=synthetic"]
+    mine = multirun_config("seed=0,1", "bn.ghost_batch=8", "data=synthetic")
+    other = multirun_config("bn.ghost_batch=2,8", "seed=1", "data=synthetic")
+    OmegaConf.save(other, tmp_path / "multirun.yaml")  # the other process launched last
+    assert run_name(task, sweep_dir=str(tmp_path)).startswith("bn.ghost_batch=8,seed=1")  # the file alone
+    OutputDirCheck().on_multirun_start(mine)
+    assert run_name(task, sweep_dir=str(tmp_path)).startswith("seed=1,bn.ghost_batch=8")
+    assert run_name(task, sweep_dir=str(tmp_path / "elsewhere")).startswith("seed=1,bn")  # no file: variant, seed lead
