@@ -43,6 +43,21 @@ def test_each_script_runs_in_its_own_forked_process_and_its_failures_are_reporte
     assert [g[0] for g in got["state"]] == [0, 0] and matplotlib.rcParams["lines.linewidth"] != 9
 
 
+def test_rendering_some_results_unpacks_every_sweep_the_scorecard_reads(tmp_path, monkeypatch):
+    """A fresh clone's `figures.py why`: the scorecard rendered with it must not read the sweeps of the
+    results not named as "not run"."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    import figures
+
+    unpacked = []
+    monkeypatch.setattr(figures, "unpack", lambda packed, target: unpacked.append(target.name))
+    monkeypatch.setattr(figures, "run_all", lambda jobs, width: [])
+    monkeypatch.setattr(figures, "preload", lambda: None)
+    assert figures.main(["why", "--root", str(tmp_path / "sweeps"), "--results", str(REPO / "results")]) == 0
+    committed = {p.parent.name for p in (REPO / "results").glob("*/rundata.tar.xz")}
+    assert set(unpacked) == committed and "fig2_fashion_mnist" in unpacked
+
+
 @pytest.mark.slow
 def test_every_registered_result_renders_from_the_committed_run_data(tmp_path):
     results = tmp_path / "results"
