@@ -208,8 +208,9 @@ def sweep_of(sweep_dir: Path) -> dict[str, list[str]]:
         return {}
 
 
-# This process's sweep ({"dir": its sweep directory, "sweep": {key: values}}, JSON), set by OutputDirCheck when its multirun starts; an
-# environment variable, so that the jobs of a joblib or Slurm launcher inherit it.
+# This process's sweep ({"dir": its sweep directory, "sweep": {key: values}}, JSON), set by OutputDirCheck
+# when its multirun starts: an environment variable, which a joblib launcher's workers inherit (and Slurm's
+# jobs, under sbatch's default --export=ALL).
 SWEEP_ENV = "BNREPRO_SWEEP"
 
 
@@ -291,7 +292,8 @@ class OutputDirCheck(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         self._check(config.hydra.sweep.dir)
         # Before any job names its directory; keyed by the directory, which a process's jobs share.
-        os.environ[SWEEP_ENV] = json.dumps({"dir": str(Path(config.hydra.sweep.dir).absolute()), "sweep": sweep_in(config)})
+        sweep_dir = str(Path(config.hydra.sweep.dir).absolute())
+        os.environ[SWEEP_ENV] = json.dumps({"dir": sweep_dir, "sweep": sweep_in(config)})
         print(f"Sweep: output in {Path(config.hydra.sweep.dir).absolute()}", file=sys.stderr, flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
