@@ -338,7 +338,7 @@ bn_statistics: setup
 	$(PACK) $(BN_STATS_SWEEP)
 
 # bn_statistics_conv: the small Inception, EMA and Batch Renorm x ghost batches 2, 8, 32 x 5 seeds, and
-# group norm x 5 seeds (35 runs; protocol v2 of issue 32, ~75 min estimated) in two processes, Batch Renorm (the slowest) in one; then each EMA run is
+# group norm x 5 seeds (35 runs; protocol v2 of issue 32, ~66 min measured) in two processes, Batch Renorm (the slowest) in one; then each EMA run is
 # evaluated under Algorithm 2, PreciseBN and example weighing (scripts/eval_statistics.py, no retraining).
 bn_statistics_conv: EXP = bn_statistics_conv
 bn_statistics_conv: SEEDS = 0,1,2,3,4
