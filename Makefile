@@ -210,7 +210,7 @@ fig4_v2: setup
 # The sweeps behind results/placement_*: BN before vs after the nonlinearity (and none), ReLU and
 # sigmoid, for the MLP (5 seeds, one process, ~7 min) and then the small Inception (5 seeds stacked per
 # job, protocol v2 of issue 32: a plateau stop per member, cap 4,000 steps; its ReLU and sigmoid halves in
-# two processes, ~85 min if no member stops early, estimated): one after the other, so that no more than
+# two processes, ~43 min measured): one after the other, so that no more than
 # two training processes share the 2 cores.
 placement: placement_mlp placement_conv
 
