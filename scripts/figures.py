@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     # relative to the repository where inside it (the scripts run there, and reports name their inputs)
     root, results = (os.path.relpath(p.resolve(), REPO) if p.resolve().is_relative_to(REPO) else str(p.resolve())
                      for p in (args.root, args.results))
-    # every call renders the scorecard, which reads every result's sweeps, not only the chosen ones'
+    # every call renders the scorecard, which reads every result's sweeps, not only the chosen ones
     needed = list(dict.fromkeys(s for r in RESULTS for s in r.sweeps))
     absent = unpack_missing(needed, REPO / root, REPO / results)
     if absent:
