@@ -158,9 +158,9 @@ def arm_gain(metrics: pd.DataFrame, mask: pd.Series, split: str | None = None) -
     return plateau_gain(*found["arm"][:2]) if "arm" in found else math.nan
 
 
-def gain_cell(gain: float) -> str:
-    """A plateau gain as a table cell: "+0.12 (held)", "n/a" without one."""
-    return "n/a" if math.isnan(gain) else f"+{100 * gain:.2f} ({'held' if gain < PLATEAU_GAIN else 'not held'})"
+def gain_cell(gain: float, unit: str = "") -> str:
+    """A plateau gain as a table cell: "+0.12 (held)" ("+0.12 points (held)" with `unit`), "n/a" without one."""
+    return "n/a" if math.isnan(gain) else f"+{100 * gain:.2f}{unit} ({'held' if gain < PLATEAU_GAIN else 'not held'})"
 
 
 def plateau_note(metrics: pd.DataFrame, arms: dict[str, pd.Series]) -> str:
@@ -172,6 +172,5 @@ def plateau_note(metrics: pd.DataFrame, arms: dict[str, pd.Series]) -> str:
     split = SPLIT if (metrics.split == SPLIT).any() else "test"
     gains = {label: arm_gain(metrics, mask, split) for label, mask in arms.items()}
     read = [(label, g) for label, g in gains.items() if math.isfinite(g)]
-    parts = [f"{label} {gain_cell(g).replace(' (', ' points (') if i == 0 else gain_cell(g)}"  # the unit once
-             for i, (label, g) in enumerate(read)]
+    parts = [f"{label} {gain_cell(g, ' points' if i == 0 else '')}" for i, (label, g) in enumerate(read)]  # the unit once
     return f"plateau rule on {split}, last {PLATEAU_FRACTION:.0%}: " + ", ".join(parts) if parts else ""
